@@ -1,0 +1,84 @@
+//! The change-event model: what one record on a table topic says.
+
+use std::fmt;
+
+use crate::position::{file_seq, EventOrder};
+use crate::value::Cell;
+
+/// The operation of a change record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A row read by the snapshot.
+    Read,
+    /// A row inserted.
+    Create,
+    /// A row updated (`before` and `after` both present).
+    Update,
+    /// A row deleted.
+    Delete,
+}
+
+impl Op {
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Read => "r",
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Op> {
+        Some(match code {
+            "r" => Op::Read,
+            "c" => Op::Create,
+            "u" => Op::Update,
+            "d" => Op::Delete,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// The `source` block of a record (see `schemas/source.avsc`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SourceInfo {
+    pub version: String,
+    pub name: String,
+    pub server_id: u32,
+    pub gtid: Option<String>,
+    pub file: String,
+    pub pos: u64,
+    pub row: u32,
+    pub db: String,
+    pub table: Option<String>,
+    pub ts_ms: i64,
+    pub snapshot: bool,
+}
+
+impl SourceInfo {
+    /// The record's place in the binlog; `None` for snapshot records, which
+    /// all sit at the snapshot point.
+    pub fn event_order(&self) -> Option<EventOrder> {
+        (!self.snapshot).then(|| EventOrder {
+            file_seq: file_seq(&self.file),
+            pos: self.pos,
+            row: self.row,
+        })
+    }
+}
+
+/// A decoded change record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeRecord {
+    pub op: Op,
+    pub before: Option<Vec<Cell>>,
+    pub after: Option<Vec<Cell>>,
+    pub ts_ms: i64,
+    pub source: SourceInfo,
+}

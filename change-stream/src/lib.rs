@@ -1,0 +1,38 @@
+//! What the source and sink connectors must agree on, and nothing else:
+//!
+//! - [`table`]: table definitions (columns, kinds, keys);
+//! - [`value`]: column values ([`value::Cell`]) between MariaDB and Avro;
+//! - [`event`]: the change-event model (op, before/after, `source` block);
+//! - [`avro`]: the Avro schemas and single-object encoding of records;
+//! - [`schema_change`]: table definitions as published on the
+//!   schema-changes topic;
+//! - [`topics`]: topic names;
+//! - [`position`]: binlog coordinates, GTID positions and event order.
+
+pub mod avro;
+pub mod event;
+pub mod position;
+pub mod schema_change;
+pub mod table;
+pub mod topics;
+pub mod value;
+
+/// Version of the record format's writer, carried in every `source` block.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Errors of encoding, decoding and parsing shared data.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid position: {0}")]
+    InvalidPosition(String),
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    #[error("unsupported column type: {0}")]
+    UnsupportedType(String),
+    #[error("Avro schema error: {0}")]
+    Schema(String),
+    #[error("cannot encode record: {0}")]
+    Encode(String),
+    #[error("cannot decode record: {0}")]
+    Decode(String),
+}

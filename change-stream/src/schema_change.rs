@@ -1,0 +1,309 @@
+//! Schema-change records (`schemas/schema_change.avsc`): a table's definition
+//! as the source read it, published on `<prefix>.schema-changes` before any
+//! row record that depends on it.
+
+use std::sync::OnceLock;
+
+use apache_avro::types::Value;
+use serde_json::Value as Json;
+
+use crate::avro::{decode_source, split_single_object, AvroSchema, SCHEMA_CHANGE_SCHEMA, SOURCE_SCHEMA};
+use crate::event::SourceInfo;
+use crate::table::{Column, ColumnKind, Generated, KeyKind, TableId, TableSchema};
+use crate::Error;
+
+/// One schema change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchemaChange {
+    pub source: SourceInfo,
+    pub database: String,
+    pub table: Option<String>,
+    /// The statement; for a table read at start, its `SHOW CREATE TABLE`.
+    pub ddl: String,
+    /// The table's shape after the change; `None` when it no longer exists.
+    pub definition: Option<TableSchema>,
+}
+
+/// The schema-change schema with `tributary.Source` inlined, so that it is
+/// self-contained on the schemas topic.
+pub fn schema() -> &'static AvroSchema {
+    static SCHEMA: OnceLock<AvroSchema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let mut root: Json = serde_json::from_str(SCHEMA_CHANGE_SCHEMA).expect("schema_change.avsc is JSON");
+        let source: Json = serde_json::from_str(SOURCE_SCHEMA).expect("source.avsc is JSON");
+        for field in root["fields"].as_array_mut().expect("fields") {
+            if field["type"] == "tributary.Source" {
+                field["type"] = source.clone();
+            }
+        }
+        AvroSchema::parse(&root.to_string()).expect("schema_change.avsc parses")
+    })
+}
+
+fn opt_str(s: Option<&str>) -> Value {
+    match s {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(s) => Value::Union(1, Box::new(Value::String(s.to_string()))),
+    }
+}
+
+fn source_value(s: &SourceInfo) -> Value {
+    Value::Record(vec![
+        ("version".into(), Value::String(s.version.clone())),
+        ("name".into(), Value::String(s.name.clone())),
+        ("server_id".into(), Value::Long(s.server_id as i64)),
+        ("gtid".into(), opt_str(s.gtid.as_deref())),
+        ("file".into(), Value::String(s.file.clone())),
+        ("pos".into(), Value::Long(s.pos as i64)),
+        ("row".into(), Value::Int(s.row as i32)),
+        ("db".into(), Value::String(s.db.clone())),
+        ("table".into(), opt_str(s.table.as_deref())),
+        ("ts_ms".into(), Value::Long(s.ts_ms)),
+        ("snapshot".into(), Value::Boolean(s.snapshot)),
+    ])
+}
+
+const KEY_KINDS: [&str; 3] = ["PRIMARY", "UNIQUE", "NONE"];
+
+fn definition_value(t: &TableSchema) -> Value {
+    let key_kind = match t.key_kind {
+        KeyKind::Primary => 0,
+        KeyKind::Unique => 1,
+        KeyKind::None => 2,
+    };
+    let columns = t
+        .columns
+        .iter()
+        .map(|c| {
+            Value::Record(vec![
+                ("name".into(), Value::String(c.name.clone())),
+                ("data_type".into(), Value::String(c.data_type.clone())),
+                ("column_type".into(), Value::String(c.column_type.clone())),
+                ("nullable".into(), Value::Boolean(c.nullable)),
+                ("charset".into(), opt_str(c.charset.as_deref())),
+                (
+                    "generation_expression".into(),
+                    opt_str(c.generated.as_ref().map(|g| g.expression.as_str())),
+                ),
+                (
+                    "generated_stored".into(),
+                    Value::Boolean(c.generated.as_ref().is_some_and(|g| g.stored)),
+                ),
+            ])
+        })
+        .collect();
+    Value::Record(vec![
+        ("create_table".into(), Value::String(t.create_table.clone())),
+        (
+            "key_kind".into(),
+            Value::Enum(key_kind, KEY_KINDS[key_kind as usize].into()),
+        ),
+        (
+            "key_columns".into(),
+            Value::Array(
+                t.key_columns()
+                    .map(|c| Value::String(c.name.clone()))
+                    .collect(),
+            ),
+        ),
+        ("columns".into(), Value::Array(columns)),
+    ])
+}
+
+impl SchemaChange {
+    /// Single-object encodes the record.
+    pub fn encode(&self) -> Result<Vec<u8>, Error> {
+        let s = schema();
+        let value = Value::Record(vec![
+            ("source".into(), source_value(&self.source)),
+            ("database".into(), Value::String(self.database.clone())),
+            ("table".into(), opt_str(self.table.as_deref())),
+            ("ddl".into(), Value::String(self.ddl.clone())),
+            (
+                "definition".into(),
+                match &self.definition {
+                    None => Value::Union(0, Box::new(Value::Null)),
+                    Some(t) => Value::Union(1, Box::new(definition_value(t))),
+                },
+            ),
+        ]);
+        let mut out = s.header().to_vec();
+        apache_avro::writer::datum::GenericDatumWriter::builder(&s.schema)
+            .build()
+            .map_err(|e| Error::Encode(e.to_string()))?
+            .write_value_ref(&mut out, &value)
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Decodes a single-object encoded schema change written with
+    /// [`schema()`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let s = schema();
+        let (fp, mut datum) = split_single_object(bytes)?;
+        if fp != s.fingerprint {
+            return Err(Error::Decode(format!(
+                "schema change written with schema {fp:016x}, this version reads {}",
+                s.fingerprint_hex()
+            )));
+        }
+        let value = apache_avro::reader::datum::GenericDatumReader::builder(&s.schema)
+            .build()
+            .map_err(|e| Error::Decode(e.to_string()))?
+            .read_value(&mut datum)
+            .map_err(|e| Error::Decode(e.to_string()))?;
+        let bad = |what: &str| Error::Decode(format!("schema change: bad {what}"));
+        let Value::Record(fields) = value else { return Err(bad("record")) };
+        let mut change = SchemaChange {
+            source: SourceInfo::default(),
+            database: String::new(),
+            table: None,
+            ddl: String::new(),
+            definition: None,
+        };
+        let mut definition = None;
+        for (name, v) in fields {
+            match (name.as_str(), unwrap_union(v)) {
+                ("source", v) => change.source = decode_source(&v)?,
+                ("database", Value::String(s)) => change.database = s,
+                ("table", Value::String(s)) => change.table = Some(s),
+                ("ddl", Value::String(s)) => change.ddl = s,
+                ("definition", Value::Record(d)) => definition = Some(d),
+                _ => {}
+            }
+        }
+        if let Some(d) = definition {
+            let table = change
+                .table
+                .clone()
+                .ok_or_else(|| bad("definition without a table name"))?;
+            change.definition = Some(decode_definition(TableId::new(change.database.clone(), table), d)?);
+        }
+        Ok(change)
+    }
+}
+
+fn unwrap_union(v: Value) -> Value {
+    match v {
+        Value::Union(_, inner) => *inner,
+        v => v,
+    }
+}
+
+fn decode_definition(id: TableId, fields: Vec<(String, Value)>) -> Result<TableSchema, Error> {
+    let bad = |what: &str| Error::Decode(format!("table definition of {id}: bad {what}"));
+    let mut create_table = String::new();
+    let mut key_kind = KeyKind::None;
+    let mut key_names = Vec::new();
+    let mut columns = Vec::new();
+    for (name, v) in fields {
+        match (name.as_str(), v) {
+            ("create_table", Value::String(s)) => create_table = s,
+            ("key_kind", Value::Enum(i, _)) => {
+                key_kind = match i {
+                    0 => KeyKind::Primary,
+                    1 => KeyKind::Unique,
+                    _ => KeyKind::None,
+                }
+            }
+            ("key_columns", Value::Array(a)) => {
+                for k in a {
+                    let Value::String(k) = k else { return Err(bad("key column")) };
+                    key_names.push(k);
+                }
+            }
+            ("columns", Value::Array(a)) => {
+                for c in a {
+                    let Value::Record(cf) = c else { return Err(bad("column")) };
+                    let (mut name, mut data_type, mut column_type) = (String::new(), String::new(), String::new());
+                    let (mut nullable, mut charset, mut expr, mut stored) = (false, None, None, false);
+                    for (k, v) in cf {
+                        match (k.as_str(), unwrap_union(v)) {
+                            ("name", Value::String(s)) => name = s,
+                            ("data_type", Value::String(s)) => data_type = s,
+                            ("column_type", Value::String(s)) => column_type = s,
+                            ("nullable", Value::Boolean(b)) => nullable = b,
+                            ("charset", Value::String(s)) => charset = Some(s),
+                            ("generation_expression", Value::String(s)) => expr = Some(s),
+                            ("generated_stored", Value::Boolean(b)) => stored = b,
+                            _ => {}
+                        }
+                    }
+                    columns.push(Column {
+                        kind: ColumnKind::parse(&data_type, &column_type)?,
+                        name,
+                        data_type,
+                        column_type,
+                        nullable,
+                        charset,
+                        generated: expr.map(|expression| Generated { expression, stored }),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let key = key_names
+        .iter()
+        .map(|k| columns.iter().position(|c| &c.name == k).ok_or_else(|| bad("key column name")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TableSchema {
+        id,
+        columns,
+        key,
+        key_kind,
+        create_table,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let col = |name: &str, dt: &str, ct: &str| Column {
+            name: name.into(),
+            data_type: dt.into(),
+            column_type: ct.into(),
+            kind: ColumnKind::parse(dt, ct).unwrap(),
+            nullable: name != "id",
+            charset: (dt == "varchar").then(|| "utf8mb4".into()),
+            generated: (name == "g").then(|| Generated {
+                expression: "`id` + 1".into(),
+                stored: true,
+            }),
+        };
+        let change = SchemaChange {
+            source: SourceInfo {
+                version: "0.1.0".into(),
+                name: "shop".into(),
+                server_id: 1,
+                gtid: Some("0-1-3".into()),
+                file: "mariadb-bin.000001".into(),
+                pos: 4,
+                row: 0,
+                db: "shop".into(),
+                table: Some("t".into()),
+                ts_ms: 5,
+                snapshot: true,
+            },
+            database: "shop".into(),
+            table: Some("t".into()),
+            ddl: "CREATE TABLE t (...)".into(),
+            definition: Some(TableSchema {
+                id: TableId::new("shop", "t"),
+                columns: vec![
+                    col("id", "int", "int(11)"),
+                    col("name", "varchar", "varchar(10)"),
+                    col("g", "bigint", "bigint(20)"),
+                ],
+                key: vec![0],
+                key_kind: KeyKind::Primary,
+                create_table: "CREATE TABLE `t` (...)".into(),
+            }),
+        };
+        let bytes = change.encode().unwrap();
+        assert_eq!(SchemaChange::decode(&bytes).unwrap(), change);
+    }
+}

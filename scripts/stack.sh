@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The local stack: a source MariaDB, a destination MariaDB and a
+# Kafka-protocol broker (Tansu), all on loopback, with their data under
+# $STACK_DIR. Installs what is missing on a fresh Debian machine.
+#
+#   scripts/stack.sh up       start what is not running (idempotent)
+#   scripts/stack.sh down     stop what `up` started, keep the data
+#   scripts/stack.sh reset    stop and delete all data
+#   scripts/stack.sh status   what runs where
+#
+# Environment (defaults in brackets):
+#   STACK_DIR         [<repo>/.stack]  data, logs and pid files
+#   STACK_SOURCE_PORT [3307]           source MariaDB (server_id 1)
+#   STACK_DEST_PORT   [3308]           destination MariaDB (server_id 2)
+#   STACK_KAFKA_PORT  [9092]           Kafka-protocol broker
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK_DIR=${STACK_DIR:-$repo/.stack}
+SOURCE_PORT=${STACK_SOURCE_PORT:-3307}
+DEST_PORT=${STACK_DEST_PORT:-3308}
+KAFKA_PORT=${STACK_KAFKA_PORT:-9092}
+TANSU_VERSION=0.6.0
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+    log "installing Debian packages: $*"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+mariadbd_bin() { command -v mariadbd || { [ -x /usr/sbin/mariadbd ] && echo /usr/sbin/mariadbd; } || true; }
+
+tansu_bin() {
+    command -v tansu || { [ -x "$HOME/.cargo/bin/tansu" ] && echo "$HOME/.cargo/bin/tansu"; } || true
+}
+
+install_missing() {
+    local pkgs=()
+    [ -n "$(mariadbd_bin)" ] || pkgs+=(mariadb-server)
+    command -v mariadb >/dev/null || pkgs+=(mariadb-client)
+    command -v mariadb-install-db >/dev/null || [ -x /usr/bin/mariadb-install-db ] || pkgs+=(mariadb-server)
+    if [ -z "$(tansu_bin)" ]; then
+        command -v cc >/dev/null || pkgs+=(build-essential)
+        command -v pkg-config >/dev/null || pkgs+=(pkg-config)
+    fi
+    [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
+    if [ -z "$(tansu_bin)" ]; then
+        command -v cargo >/dev/null || die "cargo is needed to install the Tansu broker; install Rust (https://rustup.rs)"
+        log "installing the Tansu broker $TANSU_VERSION with cargo (takes about 16 minutes on 2 cores)"
+        cargo install tansu --locked --version "$TANSU_VERSION" --features libsql >"$STACK_DIR/tansu-install.log" 2>&1 \
+            || die "cargo install tansu failed; see $STACK_DIR/tansu-install.log"
+    fi
+}
+
+# pid_alive FILE: the pid in FILE runs and is the process we started.
+pid_alive() {
+    local f=$1 pid
+    [ -f "$f" ] || return 1
+    pid=$(cat "$f")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+wait_port() { # NAME PORT SECONDS
+    local name=$1 port=$2 secs=$3 i
+    for ((i = 0; i < secs * 10; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "$name did not open port $port within ${secs}s; see its log under $STACK_DIR"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# mariadb_up NAME PORT SERVER_ID
+mariadb_up() {
+    local name=$1 port=$2 server_id=$3
+    local dir=$STACK_DIR/$name
+    local pidf=$STACK_DIR/$name.pid
+    if pid_alive "$pidf"; then log "$name already running (pid $(cat "$pidf"), port $port)"; return; fi
+    port_busy "$port" && die "port $port is taken by another process; set STACK_${name^^}_PORT to a free port"
+    local user_opt=()
+    [ "$(id -u)" = 0 ] && user_opt=(--user=root)
+    if [ ! -d "$dir/mysql" ]; then
+        log "initializing $name data directory $dir"
+        mkdir -p "$dir"
+        mariadb-install-db --no-defaults --datadir="$dir" "${user_opt[@]}" \
+            --auth-root-authentication-method=normal --skip-test-db >"$STACK_DIR/$name-install.log" 2>&1 \
+            || die "mariadb-install-db failed for $name; see $STACK_DIR/$name-install.log"
+        touch "$dir/.needs-grants"
+    fi
+    # The settings this tool needs: row-based binlog with full images and
+    # full metadata; GTIDs; a unique server_id. The destination keeps its
+    # own binlog too, so that it can be the source of a cascade.
+    setsid "$(mariadbd_bin)" --no-defaults "${user_opt[@]}" \
+        --datadir="$dir" --socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" \
+        --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
+        --log-error="$STACK_DIR/$name.log" \
+        --server-id="$server_id" --log-bin=mariadb-bin --log-slave-updates \
+        --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
+        --binlog-expire-logs-seconds=604800 \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+        --max-allowed-packet=1G --innodb-buffer-pool-size=512M \
+        --innodb-log-file-size=256M --innodb-flush-log-at-trx-commit=2 \
+        --max-connections=500 \
+        </dev/null >/dev/null 2>&1 &
+    echo $! >"$pidf"
+    local i
+    for ((i = 0; i < 600; i++)); do
+        [ -S "$dir/mariadbd.sock" ] && mariadb --no-defaults --socket="$dir/mariadbd.sock" -uroot -e 'select 1' >/dev/null 2>&1 && break
+        pid_alive "$pidf" || die "$name exited at start; see $STACK_DIR/$name.log"
+        sleep 0.1
+    done
+    [ "$i" -lt 600 ] || die "$name did not answer within 60s; see $STACK_DIR/$name.log"
+    if [ -f "$dir/.needs-grants" ]; then
+        # root over TCP from loopback, with an empty password (a test stack).
+        mariadb --no-defaults --socket="$dir/mariadbd.sock" -uroot -e "
+            CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+            GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+            FLUSH PRIVILEGES;" || die "could not create the root@127.0.0.1 account on $name"
+        rm -f "$dir/.needs-grants"
+    fi
+    log "$name running on 127.0.0.1:$port (server_id $server_id, pid $(cat "$pidf"))"
+}
+
+kafka_up() {
+    local pidf=$STACK_DIR/kafka.pid
+    if pid_alive "$pidf"; then log "kafka already running (pid $(cat "$pidf"), port $KAFKA_PORT)"; return; fi
+    port_busy "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set STACK_KAFKA_PORT to a free port"
+    mkdir -p "$STACK_DIR/kafka"
+    setsid "$(tansu_bin)" broker \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --storage-engine "sqlite://$STACK_DIR/kafka/tansu.db" \
+        </dev/null >>"$STACK_DIR/kafka.log" 2>&1 &
+    echo $! >"$pidf"
+    wait_port kafka "$KAFKA_PORT" 60
+    log "kafka (Tansu) running on 127.0.0.1:$KAFKA_PORT (pid $(cat "$pidf"))"
+}
+
+stop_one() { # NAME
+    local name=$1 pidf=$STACK_DIR/$1.pid pid i
+    if ! pid_alive "$pidf"; then rm -f "$pidf"; log "$name not running"; return; fi
+    pid=$(cat "$pidf")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 600; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && { log "$name did not stop in 60s; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
+    rm -f "$pidf"
+    log "$name stopped"
+}
+
+status_one() { # NAME PORT
+    local name=$1 port=$2 pidf=$STACK_DIR/$1.pid
+    if pid_alive "$pidf"; then
+        printf '%-8s running  127.0.0.1:%-5s pid %s\n' "$name" "$port" "$(cat "$pidf")"
+    else
+        printf '%-8s stopped  127.0.0.1:%s\n' "$name" "$port"
+    fi
+}
+
+cmd=${1:-}
+case "$cmd" in
+up)
+    mkdir -p "$STACK_DIR"
+    install_missing
+    mariadb_up source "$SOURCE_PORT" 1
+    mariadb_up dest "$DEST_PORT" 2
+    kafka_up
+    ;;
+down)
+    stop_one kafka
+    stop_one dest
+    stop_one source
+    ;;
+reset)
+    "$0" down
+    rm -rf "$STACK_DIR"
+    log "removed $STACK_DIR"
+    ;;
+status)
+    status_one source "$SOURCE_PORT"
+    status_one dest "$DEST_PORT"
+    status_one kafka "$KAFKA_PORT"
+    ;;
+*)
+    echo "usage: $0 up|down|reset|status" >&2
+    exit 2
+    ;;
+esac
