@@ -132,11 +132,15 @@ kafka_up() {
     if pid_alive "$pidf"; then log "kafka already running (pid $(cat "$pidf"), port $KAFKA_PORT)"; return; fi
     port_busy "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set STACK_KAFKA_PORT to a free port"
     mkdir -p "$STACK_DIR/kafka"
-    setsid "$(tansu_bin)" broker \
+    # Tansu reads the path of a sqlite:// URL as relative to its working
+    # directory, so it runs in its data directory.
+    local tansu
+    tansu=$(tansu_bin)
+    (cd "$STACK_DIR/kafka" && exec setsid "$tansu" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        --storage-engine "sqlite://$STACK_DIR/kafka/tansu.db" \
-        </dev/null >>"$STACK_DIR/kafka.log" 2>&1 &
+        --storage-engine "sqlite://tansu.db" \
+        </dev/null >>"$STACK_DIR/kafka.log" 2>&1) &
     echo $! >"$pidf"
     wait_port kafka "$KAFKA_PORT" 60
     log "kafka (Tansu) running on 127.0.0.1:$KAFKA_PORT (pid $(cat "$pidf"))"

@@ -6,11 +6,13 @@
 //! - [`avro`]: the Avro schemas and single-object encoding of records;
 //! - [`schema_change`]: table definitions as published on the
 //!   schema-changes topic;
-//! - [`topics`]: topic names;
+//! - [`topics`]: topic names, and [`kafka`]: reading and creating them;
 //! - [`position`]: binlog coordinates, GTID positions and event order.
 
 pub mod avro;
+pub mod config_text;
 pub mod event;
+pub mod kafka;
 pub mod position;
 pub mod schema_change;
 pub mod table;
@@ -35,4 +37,6 @@ pub enum Error {
     Encode(String),
     #[error("cannot decode record: {0}")]
     Decode(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
 }

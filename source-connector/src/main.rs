@@ -1,1 +1,430 @@
-fn main(){}
+//! source-connector: reads a consistent snapshot of a MariaDB server, then
+//! its binlog from exactly that point, and writes Avro change records to
+//! Kafka.
+//!
+//! Stages, one file each: `schema.rs` (table definitions), `snapshot.rs`
+//! (the consistent snapshot and its hand-over to the binlog), `binlog.rs`
+//! (the replica connection), `convert.rs` (MariaDB values), `encode.rs`
+//! (records), `produce.rs` (the producer and position tracking),
+//! `checkpoint.rs` (the stored position). This file wires them.
+
+mod binlog;
+mod checkpoint;
+mod config;
+mod convert;
+mod encode;
+mod error;
+mod produce;
+mod schema;
+mod snapshot;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use change_stream::event::SourceInfo;
+use change_stream::kafka::TopicSpec;
+use change_stream::schema_change::SchemaChange;
+use change_stream::table::TableId;
+use change_stream::topics;
+use clap::{Parser, Subcommand};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use tokio::sync::watch;
+
+use crate::binlog::BinlogReader;
+use crate::checkpoint::{SnapshotProgress, StoredPosition};
+use crate::config::Config;
+use crate::encode::{Encoder, TableCtx};
+use crate::error::{describe_mysql, SourceError};
+use crate::produce::Output;
+
+#[derive(Parser)]
+#[command(name = "source-connector", version, about = "Streams a MariaDB server's tables into Kafka: a consistent snapshot, then the binlog")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Snapshot the configured databases, then stream their changes.
+    Run {
+        /// Path of the TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => run(Config::load(&config)?).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("source-connector: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connection options for the source: UTC and utf8mb4 in every session.
+fn source_opts(config: &Config) -> Result<Opts, SourceError> {
+    let url = config.source.url.replacen("mariadb://", "mysql://", 1);
+    let opts = Opts::from_url(&url).map_err(|e| SourceError::InvalidSetting {
+        key: "source.url".into(),
+        expected: "a mysql://user:password@host:port URL".into(),
+        actual: e.to_string(),
+    })?;
+    Ok(OptsBuilder::from_opts(opts)
+        .prefer_socket(false)
+        .init(vec![
+            "SET time_zone = '+00:00'",
+            "SET NAMES utf8mb4",
+            "SET SESSION net_write_timeout = 3600",
+        ])
+        .into())
+}
+
+async fn connect(opts: &Opts, timeout_secs: u64) -> Result<Conn, SourceError> {
+    let target = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+    match tokio::time::timeout(Duration::from_secs(timeout_secs), Conn::new(opts.clone())).await {
+        Err(_) => Err(SourceError::Source(format!(
+            "cannot connect to {target} within {timeout_secs}s: connection timed out; check [source] url"
+        ))),
+        Ok(Err(e)) => Err(SourceError::Source(format!(
+            "cannot connect to {target}: {}",
+            describe_mysql(&e)
+        ))),
+        Ok(Ok(c)) => Ok(c),
+    }
+}
+
+/// Checks that the source is set up for row-based replication; returns its
+/// server_id.
+async fn check_source(conn: &mut Conn) -> Result<u32, SourceError> {
+    let row: Option<(u32, String, String, String, String)> = conn
+        .query_first(
+            "SELECT @@server_id, @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata",
+        )
+        .await
+        .map_err(|e| SourceError::Source(describe_mysql(&e)))?;
+    let (server_id, log_bin, format, image, metadata) =
+        row.ok_or_else(|| SourceError::Source("cannot read the binlog settings".into()))?;
+    if log_bin != "1" && !log_bin.eq_ignore_ascii_case("ON") {
+        return Err(SourceError::SourceSetup(
+            "binlog is off (log_bin=OFF); start mariadbd with --log-bin".into(),
+        ));
+    }
+    let wanted = [
+        ("binlog_format", format, "ROW"),
+        ("binlog_row_image", image, "FULL"),
+        ("binlog_row_metadata", metadata, "FULL"),
+    ];
+    for (name, actual, expected) in wanted {
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(SourceError::SourceSetup(format!(
+                "{name} is {actual}; set it to {expected} (SET GLOBAL {name}='{expected}' and in the server's config)"
+            )));
+        }
+    }
+    Ok(server_id)
+}
+
+async fn run(config: Config) -> Result<(), SourceError> {
+    let opts = source_opts(&config)?;
+    let mut conn = connect(&opts, config.source.connect_timeout_secs).await?;
+    let source_server_id = check_source(&mut conn).await?;
+    schema::check_databases(&mut conn, &config.source.databases).await?;
+
+    let kafka = &config.kafka;
+    let client_config = change_stream::kafka::client_config(&kafka.bootstrap_servers, &kafka.properties);
+    {
+        let cc = client_config.clone();
+        let servers = kafka.bootstrap_servers.clone();
+        tokio::task::spawn_blocking(move || change_stream::kafka::check_broker(&cc, Duration::from_secs(10)))
+            .await
+            .expect("blocking task")
+            .map_err(|e| {
+                SourceError::Kafka(format!(
+                    "cannot reach the broker at {servers}: {e}; check [kafka] bootstrap_servers"
+                ))
+            })?;
+    }
+    let prefix = kafka.topic_prefix.clone();
+    let rf = kafka.replication_factor;
+    let own_topic = |name: String, policy: &str| TopicSpec {
+        name,
+        partitions: 1,
+        replication_factor: rf,
+        config: BTreeMap::from([
+            ("cleanup.policy".to_string(), policy.to_string()),
+            ("retention.ms".to_string(), "-1".to_string()),
+        ]),
+    };
+    let own_topics = vec![
+        own_topic(topics::positions_topic(&prefix), "compact"),
+        own_topic(topics::schemas_topic(&prefix), "compact"),
+        own_topic(topics::schema_changes_topic(&prefix), "delete"),
+    ];
+    change_stream::kafka::ensure_topics(&client_config, &own_topics)
+        .await
+        .map_err(|e| SourceError::Kafka(e.to_string()))?;
+    let stored = {
+        let cc = client_config.clone();
+        let topic = topics::positions_topic(&prefix);
+        tokio::task::spawn_blocking(move || checkpoint::load(&cc, &topic))
+            .await
+            .expect("blocking task")?
+    };
+    if let Some(p) = &stored {
+        if p.server_id != source_server_id {
+            return Err(SourceError::Config {
+                message: format!(
+                    "the position stored on {} belongs to the server with server_id {}, but [source] url reaches server_id {source_server_id}; use another kafka.topic_prefix or delete that topic",
+                    topics::positions_topic(&prefix),
+                    p.server_id
+                ),
+            });
+        }
+    }
+
+    let definitions = schema::read_tables(&mut conn, &config.source.databases).await?;
+    drop(conn);
+    let mut tables = Vec::with_capacity(definitions.len());
+    for def in definitions {
+        if def.key.is_empty() {
+            tracing::warn!(table = %def.id, "table has no primary key and no NOT NULL unique key: its rows are copied, and updates and deletes are matched on the whole row");
+        }
+        tables.push(TableCtx::new(&prefix, def)?);
+    }
+    let table_topics: Vec<TopicSpec> = tables
+        .iter()
+        .map(|t| TopicSpec {
+            name: t.topic.clone(),
+            partitions: kafka.partitions,
+            replication_factor: rf,
+            config: kafka.table_topic_config.clone(),
+        })
+        .collect();
+    check_topic_names(&tables)?;
+    change_stream::kafka::ensure_topics(&client_config, &table_topics)
+        .await
+        .map_err(|e| SourceError::Kafka(e.to_string()))?;
+
+    let mut out = Output::new(client_config.clone(), kafka, stored.clone())?;
+    publish_definitions(&mut out, &tables, source_server_id).await?;
+    out.flush().await?;
+    tracing::info!(tables = tables.len(), position = ?stored.as_ref().map(|p| p.gtid.to_string()), "source connector started");
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing in-flight records and storing the position");
+        let _ = shutdown_tx.send(true);
+    });
+
+    let mut position = stored;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut shutdown = shutdown.clone();
+        let result = sync(&config, &opts, &mut out, &tables, position.clone(), source_server_id, &mut shutdown).await;
+        let result = match result {
+            Err(e) => Err(out.failure().await.unwrap_or(e)),
+            ok => ok,
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) if e.is_transient() && !*shutdown.borrow() => {
+                tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "lost a connection; retrying from the last acknowledged position");
+                position = out.flush().await?.or(position);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => {
+                let _ = out.flush().await;
+                return Err(e);
+            }
+        }
+    }
+    let last = out.close().await?;
+    tracing::info!(position = ?last.map(|p| p.gtid.to_string()), "source connector stopped");
+    Ok(())
+}
+
+/// Two tables whose names differ only in characters that topic names
+/// cannot hold would share a topic.
+fn check_topic_names(tables: &[Arc<TableCtx>]) -> Result<(), SourceError> {
+    let mut seen: HashMap<&str, &TableId> = HashMap::new();
+    for t in tables {
+        if let Some(other) = seen.insert(&t.topic, &t.schema.id) {
+            return Err(SourceError::Config {
+                message: format!(
+                    "tables {other} and {} would both be written to topic {}; rename one of them",
+                    t.schema.id, t.topic
+                ),
+            });
+        }
+        if t.topic.len() > topics::MAX_TOPIC_LEN {
+            return Err(SourceError::Config {
+                message: format!("topic name {} is longer than {} characters; use a shorter kafka.topic_prefix", t.topic, topics::MAX_TOPIC_LEN),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Publishes every table's schemas and definition before any of its rows.
+async fn publish_definitions(out: &mut Output, tables: &[Arc<TableCtx>], server_id: u32) -> Result<(), SourceError> {
+    out.publish_schema(change_stream::schema_change::schema()).await?;
+    let topic = topics::schema_changes_topic(out.prefix());
+    for t in tables {
+        if let Some(k) = &t.codec.key {
+            out.publish_schema(k).await?;
+        }
+        out.publish_schema(&t.codec.value).await?;
+        let change = SchemaChange {
+            source: SourceInfo {
+                version: change_stream::VERSION.to_string(),
+                name: out.prefix().to_string(),
+                server_id,
+                gtid: None,
+                file: String::new(),
+                pos: 0,
+                row: 0,
+                db: t.schema.id.database.clone(),
+                table: Some(t.schema.id.table.clone()),
+                ts_ms: binlog::now_ms(),
+                snapshot: true,
+            },
+            database: t.schema.id.database.clone(),
+            table: Some(t.schema.id.table.clone()),
+            ddl: t.schema.create_table.clone(),
+            definition: Some(t.schema.clone()),
+        };
+        let key = t.schema.id.to_string();
+        let bytes = change.encode()?;
+        out.send(&topic, Some(key.as_bytes()), Some(&bytes), None, || {
+            format!("definition of {}", t.schema.id)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// One attempt: snapshot (fresh or resumed) if needed, then stream.
+/// Returns `Ok` only on shutdown.
+async fn sync(
+    config: &Config,
+    opts: &Opts,
+    out: &mut Output,
+    tables: &[Arc<TableCtx>],
+    position: Option<StoredPosition>,
+    source_server_id: u32,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), SourceError> {
+    let by_id: HashMap<TableId, Arc<TableCtx>> =
+        tables.iter().map(|t| (t.schema.id.clone(), t.clone())).collect();
+    let mut enc = Encoder::default();
+    let gtid = match position {
+        Some(p) if p.snapshot.is_none() => p.gtid,
+        position => {
+            let mut conn = connect(opts, config.source.connect_timeout_secs).await?;
+            let point = snapshot::begin(&mut conn).await?;
+            let progress = match position {
+                None => SnapshotProgress::default(),
+                Some(p) => {
+                    let progress = p.snapshot.unwrap_or_default();
+                    let started: HashSet<TableId> = progress
+                        .tables_done
+                        .iter()
+                        .chain(progress.current.iter())
+                        .cloned()
+                        .collect();
+                    let previous = change_stream::position::BinlogCoordinates::new(p.file.clone(), p.pos);
+                    if !started.is_empty() && previous != point.coords {
+                        tracing::info!(from = %previous, to = %point.coords, tables = started.len(), "resuming an interrupted snapshot: replaying the binlog between the two snapshot points");
+                        let mut reader = BinlogReader::connect(
+                            opts.clone(),
+                            config.source.server_id,
+                            &p.gtid,
+                            by_id.clone(),
+                            out.prefix(),
+                        )
+                        .await?;
+                        let ended = reader
+                            .read(out, &mut enc, source_server_id, Some(&point.coords), Some(&started), false, shutdown)
+                            .await?;
+                        reader.close().await;
+                        if ended == binlog::Ended::Shutdown {
+                            return Ok(());
+                        }
+                    }
+                    progress
+                }
+            };
+            out.checkpoint(snapshot::position(&point, &progress, source_server_id)).await?;
+            let finished = snapshot::read_tables(
+                &mut conn,
+                out,
+                &mut enc,
+                tables,
+                &point,
+                progress,
+                config.source.snapshot_chunk_rows,
+                source_server_id,
+                shutdown,
+            )
+            .await?;
+            if !finished {
+                return Ok(());
+            }
+            conn.query_drop("COMMIT").await.map_err(|e| SourceError::Source(describe_mysql(&e)))?;
+            out.checkpoint(StoredPosition {
+                server_id: source_server_id,
+                gtid: point.gtid.clone(),
+                file: point.coords.file.clone(),
+                pos: point.coords.pos,
+                snapshot: None,
+            })
+            .await?;
+            tracing::info!(gtid = %point.gtid, "snapshot finished; streaming the binlog");
+            point.gtid
+        }
+    };
+    let mut reader = BinlogReader::connect(opts.clone(), config.source.server_id, &gtid, by_id, out.prefix()).await?;
+    let result = reader
+        .read(out, &mut enc, source_server_id, None, None, true, shutdown)
+        .await;
+    reader.close().await;
+    result.map(|_| ())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,158 @@
+//! Kafka plumbing both connectors use: client settings, topic creation, and
+//! reading a topic to its end (the positions, schemas and schema-changes
+//! topics are read that way at start).
+//!
+//! These calls block; run them on a blocking thread.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::Error;
+
+/// A client config for the brokers, with the user's extra properties.
+pub fn client_config(bootstrap_servers: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap_servers);
+    c.set("log_level", "3");
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Fetches cluster metadata to prove the broker answers.
+pub fn check_broker(config: &ClientConfig, timeout: Duration) -> Result<(), Error> {
+    let consumer: BaseConsumer = config.create().map_err(|e| Error::Kafka(e.to_string()))?;
+    consumer
+        .fetch_metadata(None, timeout)
+        .map(|_| ())
+        .map_err(|e| Error::Kafka(describe(&e)))
+}
+
+/// A topic to create if missing.
+#[derive(Clone, Debug)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub config: BTreeMap<String, String>,
+}
+
+/// Creates the topics that do not exist yet.
+pub async fn ensure_topics(config: &ClientConfig, topics: &[TopicSpec]) -> Result<(), Error> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|e| Error::Kafka(e.to_string()))?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| {
+            let mut n = NewTopic::new(
+                &t.name,
+                t.partitions,
+                TopicReplication::Fixed(t.replication_factor),
+            );
+            for (k, v) in &t.config {
+                n = n.set(k, v);
+            }
+            n
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&new, &opts)
+        .await
+        .map_err(|e| Error::Kafka(format!("cannot create topics: {}", describe(&e))))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::Kafka(format!("cannot create topic {topic}: {code}")))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every message of `topic` from the beginning to the high watermark at the
+/// time of the call, in offset order per partition, as (key, value) pairs. A
+/// topic that does not exist reads as empty.
+pub fn read_to_end(
+    config: &ClientConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>, Error> {
+    let mut config = config.clone();
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("group.id", "tributary-reader");
+    let consumer: BaseConsumer = config.create().map_err(|e| Error::Kafka(e.to_string()))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {}", describe(&e))))?;
+    let Some(t) = metadata.topics().first() else { return Ok(Vec::new()) };
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut targets = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in t.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), timeout)
+            .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}: {}", describe(&e))))?;
+        if high > low {
+            targets.insert(p.id(), high);
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))
+                .map_err(|e| Error::Kafka(e.to_string()))?;
+        }
+    }
+    let mut out = Vec::new();
+    if targets.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&tpl).map_err(|e| Error::Kafka(e.to_string()))?;
+    let deadline = Instant::now() + timeout;
+    let mut done = BTreeMap::new();
+    while done.len() < targets.len() {
+        if Instant::now() > deadline {
+            return Err(Error::Kafka(format!(
+                "timed out reading {topic} to its end after {}s",
+                timeout.as_secs()
+            )));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(e)) => return Err(Error::Kafka(format!("cannot read {topic}: {}", describe(&e)))),
+            Some(Ok(m)) => {
+                let high = targets[&m.partition()];
+                if m.offset() < high {
+                    out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+                }
+                if m.offset() + 1 >= high {
+                    done.insert(m.partition(), ());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A Kafka error in words an operator can act on.
+pub fn describe(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::BrokerTransportFailure)
+        | Some(RDKafkaErrorCode::AllBrokersDown)
+        | Some(RDKafkaErrorCode::OperationTimedOut) => {
+            format!("{e} (is the broker running and reachable?)")
+        }
+        _ => e.to_string(),
+    }
+}

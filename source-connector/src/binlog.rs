@@ -1,0 +1,378 @@
+//! Reading the binlog as a MariaDB replica does.
+//!
+//! The connection registers as a replica with the configured `server_id`
+//! and asks for the binlog from a GTID position (`@slave_connect_state`), with
+//! `@mariadb_slave_capability=4` so that MariaDB sends its own GTID events
+//! rather than rewriting them. mysql_async decodes the standard events
+//! (rotate, table map, rows, XID, query); the MariaDB GTID event (type 162)
+//! is parsed here.
+//!
+//! Each rows event of a selected table becomes one record per row, with the
+//! transaction's GTID, the event's file and offset, and the row's index in the
+//! event as its `source` coordinates. A transaction ends with an XID event
+//! (or a `COMMIT` query for non-transactional engines, or with its only
+//! statement for DDL); its end is a checkpoint: once the broker has every
+//! record before it, the connector may resume from there.
+//!
+//! The same reader replays a stretch of binlog that ends at a given point;
+//! `snapshot.rs` uses that to resume an interrupted snapshot.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use change_stream::event::{Op, SourceInfo};
+use change_stream::position::{file_seq, BinlogCoordinates, Gtid, GtidPosition};
+use change_stream::table::TableId;
+use change_stream::value::Cell;
+use futures::StreamExt;
+use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::*;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
+use tokio::sync::watch;
+
+use crate::checkpoint::StoredPosition;
+use crate::convert::{to_cell, Origin};
+use crate::encode::{Encoder, TableCtx};
+use crate::error::{describe_mysql, SourceError};
+use crate::produce::Output;
+
+/// MariaDB's GTID event.
+const GTID_EVENT: u8 = 162;
+/// Seconds between heartbeats the server sends while the binlog is idle.
+const HEARTBEAT_SECS: u64 = 2;
+
+/// How `read` ends.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The stop point was reached (replay).
+    Reached,
+    /// Shutdown was requested.
+    Shutdown,
+}
+
+struct Txn {
+    gtid: Gtid,
+    ts_ms: i64,
+    standalone: bool,
+}
+
+/// A binlog connection and what it knows of the stream so far.
+pub struct BinlogReader {
+    stream: BinlogStream,
+    file: String,
+    /// GTID position after the last transaction read completely, and the
+    /// binlog coordinates of its end.
+    gtid: GtidPosition,
+    committed: BinlogCoordinates,
+    /// Whether `gtid` moved since the last checkpoint.
+    dirty: bool,
+    txn: Option<Txn>,
+    tables: HashMap<TableId, Arc<TableCtx>>,
+    prefix: String,
+    /// Names of the server's binlog files, to clean the name of the first
+    /// (artificial) rotate event, which can carry trailing checksum bytes.
+    known_files: Vec<String>,
+    warned_ddl: HashSet<String>,
+}
+
+impl BinlogReader {
+    /// Connects as a replica and asks for everything after `gtid`.
+    pub async fn connect(
+        opts: Opts,
+        replica_server_id: u32,
+        gtid: &GtidPosition,
+        tables: HashMap<TableId, Arc<TableCtx>>,
+        prefix: &str,
+    ) -> Result<Self, SourceError> {
+        let err = |e: mysql_async::Error| SourceError::Binlog(describe_mysql(&e));
+        let mut conn = Conn::new(opts).await.map_err(err)?;
+        let files: Vec<String> = conn
+            .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| {
+                row.get::<String, _>(0).unwrap_or_default()
+            })
+            .await
+            .map_err(err)?;
+        conn.query_drop(format!(
+            "SET @mariadb_slave_capability=4, @slave_connect_state='{gtid}', \
+             @slave_gtid_strict_mode=1, @slave_gtid_ignore_duplicates=0, \
+             @master_heartbeat_period={}",
+            HEARTBEAT_SECS * 1_000_000_000
+        ))
+        .await
+        .map_err(err)?;
+        let stream = conn
+            .get_binlog_stream(
+                BinlogStreamRequest::new(replica_server_id)
+                    .with_filename(b"")
+                    .with_pos(4u64),
+            )
+            .await
+            .map_err(|e| {
+                SourceError::Binlog(format!(
+                    "cannot start reading the binlog as replica {replica_server_id}: {}",
+                    describe_mysql(&e)
+                ))
+            })?;
+        Ok(Self {
+            stream,
+            file: String::new(),
+            gtid: gtid.clone(),
+            committed: BinlogCoordinates::new("", 0),
+            dirty: false,
+            txn: None,
+            tables,
+            prefix: prefix.to_string(),
+            known_files: files,
+            warned_ddl: HashSet::new(),
+        })
+    }
+
+    /// Reads events and writes records until `stop` is reached (if given)
+    /// or shutdown is requested. With `only`, rows of other tables are
+    /// skipped. `checkpoints` says whether transaction ends are stored as
+    /// positions (not while replaying inside a snapshot).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn read(
+        &mut self,
+        out: &Output,
+        enc: &mut Encoder,
+        source_server_id: u32,
+        stop: Option<&BinlogCoordinates>,
+        only: Option<&HashSet<TableId>>,
+        checkpoints: bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Ended, SourceError> {
+        let idle_limit = Duration::from_secs(HEARTBEAT_SECS * 5);
+        let mut last_checkpoint = std::time::Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                if checkpoints {
+                    self.send_checkpoint(out, source_server_id).await?;
+                }
+                return Ok(Ended::Shutdown);
+            }
+            let next = tokio::select! {
+                r = tokio::time::timeout(idle_limit, self.stream.next()) => r,
+                _ = shutdown.changed() => continue,
+            };
+            let event = match next {
+                Err(_) => {
+                    return Err(SourceError::Binlog(format!(
+                        "no event or heartbeat from the source for {}s: connection lost",
+                        idle_limit.as_secs()
+                    )))
+                }
+                Ok(None) => return Err(SourceError::Binlog("the source closed the binlog connection".into())),
+                Ok(Some(Err(e))) => return Err(SourceError::Binlog(describe_mysql(&e))),
+                Ok(Some(Ok(ev))) => ev,
+            };
+            let header = event.header();
+            let end = header.log_pos() as u64;
+            let start = end.saturating_sub(header.event_size() as u64);
+            let mut committed = false;
+            if header.event_type_raw() == GTID_EVENT {
+                let d = event.data();
+                if d.len() < 13 {
+                    return Err(SourceError::Binlog("GTID event too short".into()));
+                }
+                let seq = u64::from_le_bytes(d[0..8].try_into().expect("8 bytes"));
+                let domain = u32::from_le_bytes(d[8..12].try_into().expect("4 bytes"));
+                self.txn = Some(Txn {
+                    gtid: Gtid {
+                        domain,
+                        server_id: header.server_id(),
+                        seq,
+                    },
+                    ts_ms: header.timestamp() as i64 * 1000,
+                    standalone: d[12] & 1 != 0,
+                });
+            } else {
+                let data = event
+                    .read_data()
+                    .map_err(|e| SourceError::Binlog(format!("cannot decode a binlog event at {}:{start}: {e}", self.file)))?;
+                match data {
+                    Some(EventData::RotateEvent(r)) => {
+                        self.file = self.clean_file_name(r.name_raw());
+                    }
+                    Some(EventData::RowsEvent(rows)) => {
+                        self.rows_event(out, enc, &rows, start, only).await?;
+                    }
+                    Some(EventData::XidEvent(_)) => committed = true,
+                    Some(EventData::QueryEvent(q)) => {
+                        let sql = q.query();
+                        let trimmed = sql.trim();
+                        if trimmed.eq_ignore_ascii_case("COMMIT") {
+                            committed = true;
+                        } else if !trimmed.eq_ignore_ascii_case("BEGIN") {
+                            let schema = q.schema().to_string();
+                            self.note_statement(&schema, trimmed);
+                            committed = self.txn.as_ref().is_some_and(|t| t.standalone);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if committed {
+                if let Some(t) = self.txn.take() {
+                    self.gtid.advance(t.gtid);
+                }
+                self.committed = BinlogCoordinates::new(self.file.clone(), end);
+                self.dirty = true;
+            }
+            // Checkpoints are coalesced: at most one per 50 ms, and one at
+            // the latest on the next heartbeat of an idle binlog.
+            if checkpoints && self.dirty && last_checkpoint.elapsed() >= Duration::from_millis(50) {
+                self.send_checkpoint(out, source_server_id).await?;
+                last_checkpoint = std::time::Instant::now();
+            }
+            if let Some(stop) = stop {
+                let reached = end != 0
+                    && self.txn.is_none()
+                    && (file_seq(&self.file), end) >= (stop.file_seq(), stop.pos);
+                if reached {
+                    return Ok(Ended::Reached);
+                }
+            }
+        }
+    }
+
+    fn clean_file_name(&mut self, raw: &[u8]) -> String {
+        let name = String::from_utf8_lossy(raw).to_string();
+        if let Some(known) = self
+            .known_files
+            .iter()
+            .filter(|f| name.starts_with(f.as_str()))
+            .max_by_key(|f| f.len())
+        {
+            return known.clone();
+        }
+        self.known_files.push(name.clone());
+        name
+    }
+
+    /// Logs, once per statement kind and database, DDL that this version does
+    /// not replicate.
+    fn note_statement(&mut self, schema: &str, sql: &str) {
+        let first = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        let is_ddl = matches!(
+            first.as_str(),
+            "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE"
+        );
+        let touches = self.tables.keys().any(|t| t.database == schema || sql.contains(&t.database));
+        if is_ddl && touches && self.warned_ddl.insert(format!("{schema}:{first}")) {
+            tracing::warn!(
+                database = schema,
+                statement = %sql.chars().take(200).collect::<String>(),
+                "DDL seen in the binlog; schema changes are not replicated by this version, so the destination keeps the old shape"
+            );
+        }
+    }
+
+    /// Marks the end of the last complete transaction as the position to
+    /// store once its records are acknowledged.
+    async fn send_checkpoint(&mut self, out: &Output, source_server_id: u32) -> Result<(), SourceError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.dirty = false;
+        out.checkpoint(StoredPosition {
+            server_id: source_server_id,
+            gtid: self.gtid.clone(),
+            file: self.committed.file.clone(),
+            pos: self.committed.pos,
+            snapshot: None,
+        })
+        .await
+    }
+
+    async fn rows_event(
+        &self,
+        out: &Output,
+        enc: &mut Encoder,
+        rows: &RowsEventData<'_>,
+        start: u64,
+        only: Option<&HashSet<TableId>>,
+    ) -> Result<(), SourceError> {
+        let tme = self.stream.get_tme(rows.table_id()).ok_or_else(|| {
+            SourceError::Binlog(format!("rows event at {}:{start} without its table map", self.file))
+        })?;
+        let id = TableId::new(tme.database_name(), tme.table_name());
+        let Some(ctx) = self.tables.get(&id) else { return Ok(()) };
+        if only.is_some_and(|only| !only.contains(&id)) {
+            return Ok(());
+        }
+        let op = match rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Create,
+            RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => Op::Update,
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
+            RowsEventData::PartialUpdateRowsEvent(_) => {
+                return Err(SourceError::Binlog("partial update rows events are not supported".into()))
+            }
+        };
+        let columns = ctx.schema.columns.len();
+        if tme.columns_count() as usize != columns {
+            return Err(SourceError::Binlog(format!(
+                "table {id} has {} columns in the binlog at {}:{start} but {columns} in its definition; \
+                 its shape changed, which this version does not replicate yet",
+                tme.columns_count(),
+                self.file
+            )));
+        }
+        let txn = self.txn.as_ref();
+        let mut source = SourceInfo {
+            version: change_stream::VERSION.to_string(),
+            name: self.prefix.clone(),
+            server_id: txn.map_or(0, |t| t.gtid.server_id),
+            gtid: txn.map(|t| t.gtid.to_string()),
+            file: self.file.clone(),
+            pos: start,
+            row: 0,
+            db: id.database.clone(),
+            table: Some(id.table.clone()),
+            ts_ms: txn.map_or(0, |t| t.ts_ms),
+            snapshot: false,
+        };
+        let now = now_ms();
+        for (i, row) in rows.rows(tme).enumerate() {
+            let (before, after) = row.map_err(|e| {
+                SourceError::Binlog(format!("cannot decode a row of {id} at {}:{start}: {e}", self.file))
+            })?;
+            let before = before.map(|r| row_cells(ctx, r)).transpose()?;
+            let after = after.map(|r| row_cells(ctx, r)).transpose()?;
+            source.row = i as u32;
+            enc.emit(out, ctx, op, before.as_deref(), after.as_deref(), &source, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the replica connection cleanly.
+    pub async fn close(self) {
+        let _ = self.stream.close().await;
+    }
+}
+
+fn row_cells(ctx: &TableCtx, row: BinlogRow) -> Result<Vec<Cell>, SourceError> {
+    row.unwrap()
+        .into_iter()
+        .zip(&ctx.schema.columns)
+        .map(|(v, col)| match v {
+            BinlogValue::Value(v) => to_cell(col, v, Origin::Binlog)
+                .map_err(|e| SourceError::Binlog(format!("table {}: {e}", ctx.schema.id))),
+            other => Err(SourceError::Binlog(format!(
+                "table {}, column `{}`: unexpected binlog value {other:?}",
+                ctx.schema.id, col.name
+            ))),
+        })
+        .collect()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,162 @@
+//! Where the source connector has got to, and how that is stored.
+//!
+//! The position lives in Kafka, on the compacted topic
+//! `<prefix>.positions` under the key `source`, as JSON. Keeping it next to
+//! the records it describes makes the process stateless: any machine with
+//! the config can continue, and there is no local file to lose or to restore
+//! with a stale copy.
+//!
+//! A position is only ever written after every record before it has been
+//! acknowledged by the broker (see `produce.rs`), so after a crash the
+//! connector resumes at or before the first record the broker lacks. Records
+//! between the stored position and the crash are sent again; they carry the
+//! same `source` coordinates as before, which is how the sink recognises and
+//! skips them.
+
+use std::time::Duration;
+
+use change_stream::position::GtidPosition;
+use change_stream::table::TableId;
+use mysql_async::Value;
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::SourceError;
+
+/// Key of the position record on the positions topic.
+pub const POSITION_KEY: &str = "source";
+
+/// The stored position.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredPosition {
+    /// The source server's server_id, to catch a config pointed at another
+    /// server.
+    pub server_id: u32,
+    /// GTID position: for streaming, of the last transaction whose records
+    /// are all acknowledged; for a snapshot, of the snapshot point.
+    pub gtid: GtidPosition,
+    /// Binlog file and offset matching `gtid`.
+    pub file: String,
+    pub pos: u64,
+    /// Present while the snapshot is not finished.
+    pub snapshot: Option<SnapshotProgress>,
+}
+
+/// How far the snapshot taken at `StoredPosition`'s point has got.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct SnapshotProgress {
+    /// Tables whose every row is acknowledged.
+    pub tables_done: Vec<TableId>,
+    /// The table being read, and the key of its last acknowledged row.
+    pub current: Option<TableId>,
+    pub last_key: Option<Vec<KeyValue>>,
+}
+
+/// A key column value in a form that survives JSON exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v")]
+pub enum KeyValue {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    /// Hex of the bytes.
+    Bytes(String),
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    Time(bool, u32, u8, u8, u8, u32),
+}
+
+impl From<&Value> for KeyValue {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::NULL => KeyValue::Null,
+            Value::Int(i) => KeyValue::Int(*i),
+            Value::UInt(u) => KeyValue::UInt(*u),
+            Value::Float(f) => KeyValue::Float(*f),
+            Value::Double(f) => KeyValue::Double(*f),
+            Value::Bytes(b) => KeyValue::Bytes(change_stream::avro::hex(b)),
+            Value::Date(y, mo, d, h, mi, s, us) => KeyValue::Date(*y, *mo, *d, *h, *mi, *s, *us),
+            Value::Time(n, d, h, m, s, us) => KeyValue::Time(*n, *d, *h, *m, *s, *us),
+        }
+    }
+}
+
+impl KeyValue {
+    pub fn to_value(&self) -> Result<Value, SourceError> {
+        Ok(match self {
+            KeyValue::Null => Value::NULL,
+            KeyValue::Int(i) => Value::Int(*i),
+            KeyValue::UInt(u) => Value::UInt(*u),
+            KeyValue::Float(f) => Value::Float(*f),
+            KeyValue::Double(f) => Value::Double(*f),
+            KeyValue::Bytes(h) => Value::Bytes(unhex(h).ok_or_else(|| {
+                SourceError::Config {
+                    message: format!("stored snapshot key `{h}` is not hex; the positions topic is damaged"),
+                }
+            })?),
+            KeyValue::Date(y, mo, d, h, mi, s, us) => Value::Date(*y, *mo, *d, *h, *mi, *s, *us),
+            KeyValue::Time(n, d, h, m, s, us) => Value::Time(*n, *d, *h, *m, *s, *us),
+        })
+    }
+}
+
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    if h.len() % 2 != 0 {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Reads the last stored position from the positions topic.
+pub fn load(config: &ClientConfig, topic: &str) -> Result<Option<StoredPosition>, SourceError> {
+    let records = change_stream::kafka::read_to_end(config, topic, Duration::from_secs(60))
+        .map_err(|e| SourceError::Kafka(e.to_string()))?;
+    let mut last = None;
+    for (key, value) in records {
+        if key.as_deref() != Some(POSITION_KEY.as_bytes()) {
+            continue;
+        }
+        last = match value {
+            None => None,
+            Some(v) => Some(serde_json::from_slice::<StoredPosition>(&v).map_err(|e| {
+                SourceError::Kafka(format!(
+                    "the stored position on {topic} cannot be read ({e}); delete the topic to start over with a new snapshot"
+                ))
+            })?),
+        };
+    }
+    Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_position_round_trips() {
+        let p = StoredPosition {
+            server_id: 1,
+            gtid: "0-1-10".parse().unwrap(),
+            file: "mariadb-bin.000002".into(),
+            pos: 345,
+            snapshot: Some(SnapshotProgress {
+                tables_done: vec![TableId::new("shop", "a")],
+                current: Some(TableId::new("shop", "b")),
+                last_key: Some(vec![
+                    KeyValue::from(&Value::Int(-5)),
+                    KeyValue::from(&Value::Bytes(vec![0, 255, 10])),
+                    KeyValue::from(&Value::Date(2024, 1, 2, 3, 4, 5, 6)),
+                ]),
+            }),
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        let back: StoredPosition = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        let key = back.snapshot.unwrap().last_key.unwrap();
+        assert_eq!(key[1].to_value().unwrap(), Value::Bytes(vec![0, 255, 10]));
+    }
+}

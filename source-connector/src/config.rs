@@ -1,0 +1,213 @@
+//! The source connector's configuration (TOML, `--config FILE`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use change_stream::config_text;
+
+use crate::error::SourceError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceSection,
+    pub kafka: KafkaSection,
+}
+
+/// `[source]`: the MariaDB server to read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// `mysql://user:password@host:port`. `${VAR}` is replaced by the
+    /// environment variable VAR, so a password need not be in the file.
+    pub url: String,
+    /// The replica server_id of the binlog connection; unique among the
+    /// source's replicas.
+    pub server_id: u32,
+    /// The databases whose tables are synchronized.
+    pub databases: Vec<String>,
+    /// Rows per snapshot query (primary-key chunk).
+    #[serde(default = "defaults::snapshot_chunk_rows")]
+    pub snapshot_chunk_rows: u32,
+    /// Seconds to wait for a connection to the source.
+    #[serde(default = "defaults::connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+}
+
+/// `[kafka]`: the broker and the topics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// Topics are named `<topic_prefix>.<database>.<table>`.
+    pub topic_prefix: String,
+    /// Partitions of each table topic created by the connector.
+    #[serde(default = "defaults::partitions")]
+    pub partitions: i32,
+    /// Replication factor of the topics created by the connector; -1 takes
+    /// the broker's default.
+    #[serde(default = "defaults::replication_factor")]
+    pub replication_factor: i32,
+    /// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
+    #[serde(default = "defaults::compression")]
+    pub compression: String,
+    /// How often the connector's position is stored, in milliseconds.
+    #[serde(default = "defaults::position_interval_ms")]
+    pub position_interval_ms: u64,
+    /// Largest record the producer sends, in bytes; the broker's and the
+    /// topics' limits must allow it too.
+    #[serde(default = "defaults::message_max_bytes")]
+    pub message_max_bytes: u64,
+    /// Bytes of records buffered in the producer before reading pauses.
+    #[serde(default = "defaults::buffer_max_bytes")]
+    pub buffer_max_bytes: u64,
+    /// Topic-level settings for the table topics the connector creates.
+    #[serde(default = "defaults::table_topic_config")]
+    pub table_topic_config: BTreeMap<String, String>,
+    /// Extra librdkafka settings (security, timeouts ...), passed as is.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+mod defaults {
+    use std::collections::BTreeMap;
+
+    pub fn snapshot_chunk_rows() -> u32 {
+        10_000
+    }
+    pub fn connect_timeout_secs() -> u64 {
+        10
+    }
+    pub fn partitions() -> i32 {
+        1
+    }
+    pub fn replication_factor() -> i32 {
+        -1
+    }
+    pub fn compression() -> String {
+        "none".into()
+    }
+    pub fn position_interval_ms() -> u64 {
+        1000
+    }
+    pub fn message_max_bytes() -> u64 {
+        16 * 1024 * 1024
+    }
+    pub fn buffer_max_bytes() -> u64 {
+        256 * 1024 * 1024
+    }
+    pub fn table_topic_config() -> BTreeMap<String, String> {
+        BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())])
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, SourceError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SourceError::Config {
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, SourceError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| SourceError::Config {
+            message: config_text::toml_error(&e),
+        })?;
+        config.source.url = config_text::expand_env(&config.source.url).map_err(|problem| {
+            SourceError::InvalidSetting {
+                key: "source.url".into(),
+                expected: "`${VAR}` naming a set environment variable".into(),
+                actual: problem,
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values before any connection is opened.
+    pub fn validate(&self) -> Result<(), SourceError> {
+        let invalid = |key: &str, expected: &str, actual: String| SourceError::InvalidSetting {
+            key: key.into(),
+            expected: expected.into(),
+            actual,
+        };
+        if !self.source.url.starts_with("mysql://") && !self.source.url.starts_with("mariadb://") {
+            return Err(invalid("source.url", "a mysql://user:password@host:port URL", self.source.url.clone()));
+        }
+        if self.source.server_id == 0 {
+            return Err(invalid("source.server_id", "a number from 1 to 4294967295, unused by other replicas", "0".into()));
+        }
+        if self.source.databases.is_empty() || self.source.databases.iter().any(|d| d.is_empty()) {
+            return Err(invalid("source.databases", "a non-empty list of database names", format!("{:?}", self.source.databases)));
+        }
+        if self.source.snapshot_chunk_rows == 0 {
+            return Err(invalid("source.snapshot_chunk_rows", "at least 1", "0".into()));
+        }
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "host:port of at least one broker", "an empty string".into()));
+        }
+        change_stream::topics::validate_prefix(&self.kafka.topic_prefix)
+            .map_err(|e| invalid("kafka.topic_prefix", "a valid topic prefix", e.to_string()))?;
+        if self.kafka.partitions < 1 {
+            return Err(invalid("kafka.partitions", "at least 1", self.kafka.partitions.to_string()));
+        }
+        if self.kafka.replication_factor == 0 || self.kafka.replication_factor < -1 {
+            return Err(invalid("kafka.replication_factor", "-1 (broker default) or at least 1", self.kafka.replication_factor.to_string()));
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
+            return Err(invalid("kafka.compression", "none, gzip, snappy, lz4 or zstd", self.kafka.compression.clone()));
+        }
+        if self.kafka.position_interval_ms == 0 {
+            return Err(invalid("kafka.position_interval_ms", "at least 1", "0".into()));
+        }
+        if self.kafka.message_max_bytes < 1000 || self.kafka.message_max_bytes > 1_000_000_000 {
+            return Err(invalid("kafka.message_max_bytes", "1000 to 1000000000", self.kafka.message_max_bytes.to_string()));
+        }
+        if self.kafka.buffer_max_bytes < self.kafka.message_max_bytes {
+            return Err(invalid("kafka.buffer_max_bytes", "at least kafka.message_max_bytes", self.kafka.buffer_max_bytes.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[source]
+url = "mysql://root@127.0.0.1:3307"
+server_id = 5401
+databases = ["shop"]
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+topic_prefix = "shop"
+"#;
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.source.snapshot_chunk_rows, 10_000);
+        assert_eq!(c.kafka.partitions, 1);
+        assert_eq!(c.kafka.table_topic_config["cleanup.policy"], "compact");
+    }
+
+    #[test]
+    fn unknown_missing_and_bad_keys_are_named() {
+        let e = Config::parse(&GOOD.replace("server_id = 5401", "server_id = 5401\nserverid = 1")).unwrap_err();
+        assert!(e.to_string().contains("serverid"), "{e}");
+        let e = Config::parse(&GOOD.replace("server_id = 5401\n", "")).unwrap_err();
+        assert!(e.to_string().contains("server_id"), "{e}");
+        let e = Config::parse(&GOOD.replace("server_id = 5401", "server_id = \"x\"")).unwrap_err();
+        assert!(e.to_string().contains("server_id") || e.to_string().contains("invalid type"), "{e}");
+        let e = Config::parse(&GOOD.replace("server_id = 5401", "server_id = 0")).unwrap_err();
+        assert!(e.to_string().contains("source.server_id"), "{e}");
+        let e = Config::parse(&GOOD.replace("topic_prefix = \"shop\"", "topic_prefix = \"a b\"")).unwrap_err();
+        assert!(e.to_string().contains("kafka.topic_prefix"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+}

@@ -1,0 +1,136 @@
+//! Turning row changes into Kafka records.
+//!
+//! One record per row change on the table's topic, keyed by the Avro key of
+//! the row's key columns. A delete is followed by a tombstone (same key, no
+//! value) so that compacted topics forget the row. An update that changes
+//! the key is written as a delete of the old key (and its tombstone) and a
+//! create of the new one, so that every record of a key stays in that key's
+//! partition.
+
+use std::sync::Arc;
+
+use change_stream::avro::{display_cell, TableCodec};
+use change_stream::event::{Op, SourceInfo};
+use change_stream::table::TableSchema;
+use change_stream::value::Cell;
+
+use crate::error::SourceError;
+use crate::produce::Output;
+
+/// What the source knows of one selected table.
+#[derive(Debug)]
+pub struct TableCtx {
+    pub schema: TableSchema,
+    pub codec: TableCodec,
+    pub topic: String,
+}
+
+impl TableCtx {
+    pub fn new(prefix: &str, schema: TableSchema) -> Result<Arc<Self>, SourceError> {
+        let codec = TableCodec::new(prefix, &schema)?;
+        let topic = change_stream::topics::table_topic(prefix, &schema.id.database, &schema.id.table);
+        Ok(Arc::new(Self {
+            schema,
+            codec,
+            topic,
+        }))
+    }
+
+    fn describe_key(&self, row: &[Cell]) -> String {
+        let key: Vec<String> = if self.schema.key.is_empty() {
+            vec!["(no key)".into()]
+        } else {
+            self.schema
+                .key
+                .iter()
+                .map(|&i| {
+                    let mut s = display_cell(&row[i]);
+                    s.truncate(64);
+                    format!("{}={s}", self.schema.columns[i].name)
+                })
+                .collect()
+        };
+        format!("table {}, key {}", self.schema.id, key.join(","))
+    }
+}
+
+/// Encodes and sends records, reusing its buffers.
+#[derive(Default)]
+pub struct Encoder {
+    key: Vec<u8>,
+    old_key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Encoder {
+    /// Writes one row change (and its tombstone for a delete).
+    pub async fn emit(
+        &mut self,
+        out: &Output,
+        table: &TableCtx,
+        op: Op,
+        before: Option<&[Cell]>,
+        after: Option<&[Cell]>,
+        source: &SourceInfo,
+        ts_ms: i64,
+    ) -> Result<(), SourceError> {
+        let codec = &table.codec;
+        let key_row = after.or(before).expect("a change has an image");
+        self.key.clear();
+        let keyed = codec.encode_key(key_row, &mut self.key)?;
+        // Records of tables without a key all go to partition 0, in order.
+        let partition = (!keyed).then_some(0);
+        if op == Op::Update && keyed {
+            self.old_key.clear();
+            codec.encode_key(before.expect("update has a before image"), &mut self.old_key)?;
+            if self.old_key != self.key {
+                // Both records carry the update's coordinates; the sink
+                // orders the create after the delete.
+                self.send(out, table, Op::Delete, before, None, source, ts_ms, true, partition)
+                    .await?;
+                return self
+                    .send(out, table, Op::Create, None, after, source, ts_ms, false, partition)
+                    .await;
+            }
+        }
+        self.send(out, table, op, before, after, source, ts_ms, false, partition)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &mut self,
+        out: &Output,
+        table: &TableCtx,
+        op: Op,
+        before: Option<&[Cell]>,
+        after: Option<&[Cell]>,
+        source: &SourceInfo,
+        ts_ms: i64,
+        old_key: bool,
+        partition: Option<i32>,
+    ) -> Result<(), SourceError> {
+        self.value.clear();
+        table
+            .codec
+            .encode_envelope(op, before, after, ts_ms, source, &mut self.value)
+            .map_err(|e| {
+                SourceError::Stream(change_stream::Error::Encode(format!(
+                    "{}: {e}",
+                    table.describe_key(after.or(before).expect("image"))
+                )))
+            })?;
+        let key = if old_key { &self.old_key } else { &self.key };
+        let key = (!key.is_empty()).then_some(key.as_slice());
+        let image = after.or(before).expect("image");
+        out.send(&table.topic, key, Some(&self.value), partition, || table.describe_key(image))
+            .await?;
+        if op == Op::Delete && key.is_some() {
+            out.send(&table.topic, key, None, partition, || {
+                format!("tombstone of {}", table.describe_key(image))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,67 @@
+//! The source connector's errors.
+//!
+//! Transient errors (a connection lost, the broker away) are retried with
+//! backoff by the stage that met them; everything here that reaches `main`
+//! ends the process with a one-line message naming what failed and how to
+//! fix it. The stored position is only ever advanced past records the broker
+//! has acknowledged, so a restart continues where the process stopped.
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{message}")]
+    Config { message: String },
+    #[error("invalid setting {key}: expected {expected}, got {actual}")]
+    InvalidSetting {
+        key: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("source MariaDB: {0}")]
+    Source(String),
+    #[error("source MariaDB is not set up for replication: {0}")]
+    SourceSetup(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    #[error("{0}")]
+    Stream(#[from] change_stream::Error),
+    #[error("binlog: {0}")]
+    Binlog(String),
+}
+
+impl SourceError {
+    /// True for errors worth retrying after a pause: a lost connection or a
+    /// broker that does not answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Source(m) | SourceError::Binlog(m) if is_connection_message(m))
+            || matches!(self, SourceError::Kafka(_))
+    }
+}
+
+fn is_connection_message(m: &str) -> bool {
+    let m = m.to_ascii_lowercase();
+    [
+        "connection",
+        "broken pipe",
+        "io error",
+        "unexpected eof",
+        "timed out",
+        "server has gone away",
+        "lost connection",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
+/// A MariaDB client error, with a hint for the common causes.
+pub fn describe_mysql(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => match s.code {
+            1045 => format!("access denied ({}); check the user and password in [source] url", s.message),
+            1049 => format!("{}; check [source] databases", s.message),
+            1227 | 1142 | 1143 => format!("{}; grant the connector's user SELECT, REPLICATION SLAVE and REPLICATION CLIENT", s.message),
+            _ => format!("{} (error {})", s.message, s.code),
+        },
+        mysql_async::Error::Io(io) => format!("connection failed: {io}; is the server running and reachable?"),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,279 @@
+//! Writing records to Kafka, and storing the position once they are safe.
+//!
+//! Records are handed to an idempotent producer without waiting: librdkafka
+//! batches and pipelines them, retries without duplicates and keeps their
+//! order per partition. Each send yields a delivery future, which goes, in
+//! send order, into a bounded queue together with *checkpoint* markers (the
+//! position reached after a transaction or a snapshot chunk). A tracker task
+//! awaits the futures in that order; when it reaches a marker, every record
+//! sent before it is acknowledged, and the marker's position becomes the one
+//! to store. It is written to the positions topic every
+//! `kafka.position_interval_ms` and on shutdown.
+//!
+//! A record the broker refuses for good (too large, no such topic) stops the
+//! connector with an error naming the table and the size; the position
+//! stays before it, so nothing after it is skipped.
+
+use std::time::Duration;
+
+use change_stream::avro::AvroSchema;
+use change_stream::kafka::describe;
+use change_stream::topics;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::checkpoint::{StoredPosition, POSITION_KEY};
+use crate::config::KafkaSection;
+use crate::error::SourceError;
+
+enum Pending {
+    Delivery { future: DeliveryFuture, what: String },
+    Checkpoint(Box<StoredPosition>),
+    Flush(oneshot::Sender<Option<StoredPosition>>),
+}
+
+/// The Kafka side of the source connector.
+pub struct Output {
+    producer: FutureProducer,
+    pending: mpsc::Sender<Pending>,
+    tracker: Option<JoinHandle<Result<(), SourceError>>>,
+    prefix: String,
+    published_schemas: std::collections::HashSet<u64>,
+    message_max_bytes: u64,
+}
+
+impl Output {
+    pub fn new(
+            kafka: &KafkaSection,
+        initial: Option<StoredPosition>,
+    ) -> Result<Self, SourceError> {
+        let mut pc = client_config.clone();
+        pc.set("enable.idempotence", "true")
+            .set("acks", "all")
+            // Never give up on a record while the broker is away: the
+            // producer waits, reading pauses when the buffer is full, and
+            // order is kept.
+            .set("message.timeout.ms", "0")
+            .set("compression.type", &kafka.compression)
+            .set("linger.ms", "10")
+            .set("batch.size", "1000000")
+            .set("batch.num.messages", "10000")
+            .set("message.max.bytes", (kafka.message_max_bytes + 4096).to_string())
+            .set("queue.buffering.max.kbytes", (kafka.buffer_max_bytes / 1024).max(1).to_string())
+            .set("queue.buffering.max.messages", "1000000");
+        for (k, v) in &kafka.properties {
+            pc.set(k, v);
+        }
+        let producer: FutureProducer = pc
+            .create()
+            .map_err(|e| SourceError::Kafka(format!("cannot create the producer: {e}")))?;
+        let (tx, rx) = mpsc::channel(200_000);
+        let tracker = tokio::spawn(track(
+            rx,
+            producer.clone(),
+            topics::positions_topic(&kafka.topic_prefix),
+            Duration::from_millis(kafka.position_interval_ms),
+            initial,
+        ));
+        Ok(Self {
+            producer,
+            pending: tx,
+            tracker: Some(tracker),
+            prefix: kafka.topic_prefix.clone(),
+            published_schemas: Default::default(),
+            message_max_bytes: kafka.message_max_bytes,
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Sends one record. `what` names it in errors (table and key).
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        partition: Option<i32>,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), SourceError> {
+        let size = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
+        if size as u64 > self.message_max_bytes {
+            return Err(SourceError::Kafka(format!(
+                "record of {} is {size} bytes, more than kafka.message_max_bytes ({}); raise it (and the broker's and topic's max.message.bytes)",
+                what(),
+                self.message_max_bytes
+            )));
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(future) => {
+                    return self
+                        .pending
+                        .send(Pending::Delivery {
+                            future,
+                            what: format!("{} ({size} bytes)", what()),
+                        })
+                        .await
+                        .map_err(|_| self.tracker_gone());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    // The producer's buffer is full: wait for the broker.
+                    record = r;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(100));
+                    if self.pending.is_closed() {
+                        return Err(self.tracker_gone());
+                    }
+                }
+                Err((e, _)) => {
+                    return Err(SourceError::Kafka(format!(
+                        "cannot send record of {} ({size} bytes) to {topic}: {}",
+                        what(),
+                        describe(&e)
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Publishes a schema on the schemas topic (once per process).
+    pub async fn publish_schema(&mut self, schema: &AvroSchema) -> Result<(), SourceError> {
+        if !self.published_schemas.insert(schema.fingerprint) {
+            return Ok(());
+        }
+        let topic = topics::schemas_topic(&self.prefix);
+        let key = schema.fingerprint_hex();
+        self.send(&topic, Some(key.as_bytes()), Some(schema.json.as_bytes()), None, || {
+            format!("schema {key}")
+        })
+        .await
+    }
+
+    /// Marks the position reached once every record sent so far is
+    /// acknowledged.
+    pub async fn checkpoint(&self, position: StoredPosition) -> Result<(), SourceError> {
+        self.pending
+            .send(Pending::Checkpoint(Box::new(position)))
+            .await
+            .map_err(|_| self.tracker_gone())
+    }
+
+    /// Waits until every record sent so far is acknowledged and the latest
+    /// checkpoint is stored; returns that position.
+    pub async fn flush(&mut self) -> Result<Option<StoredPosition>, SourceError> {
+        let (tx, rx) = oneshot::channel();
+        if self.pending.send(Pending::Flush(tx)).await.is_err() {
+            return Err(self.join_tracker().await);
+        }
+        match rx.await {
+            Ok(p) => Ok(p),
+            Err(_) => Err(self.join_tracker().await),
+        }
+    }
+
+    fn tracker_gone(&self) -> SourceError {
+        SourceError::Kafka("the delivery tracker stopped; see the previous error".into())
+    }
+
+    /// The tracker's own error, once it has stopped.
+    async fn join_tracker(&mut self) -> SourceError {
+        match self.tracker.take() {
+            Some(h) => match h.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => self.tracker_gone(),
+                Err(e) => SourceError::Kafka(format!("delivery tracker failed: {e}")),
+            },
+            None => self.tracker_gone(),
+        }
+    }
+
+    /// The error that stopped the tracker, if it has stopped.
+    pub async fn failure(&mut self) -> Option<SourceError> {
+        if self.tracker.as_ref().is_some_and(|h| h.is_finished()) {
+            Some(self.join_tracker().await)
+        } else {
+            None
+        }
+    }
+
+    /// Flushes and stores the final position.
+    pub async fn close(mut self) -> Result<Option<StoredPosition>, SourceError> {
+        let last = self.flush().await?;
+        let _ = self.producer.flush(Duration::from_secs(30));
+        Ok(last)
+    }
+}
+
+async fn track(
+    mut rx: mpsc::Receiver<Pending>,
+    producer: FutureProducer,
+    positions_topic: String,
+    interval: Duration,
+    initial: Option<StoredPosition>,
+) -> Result<(), SourceError> {
+    let mut latest = initial.clone();
+    let mut stored = initial;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(Pending::Delivery { future, what }) => match future.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => {
+                        return Err(SourceError::Kafka(format!(
+                            "the broker refused the record of {what}: {}", describe(&e)
+                        )))
+                    }
+                    Err(_) => return Err(SourceError::Kafka(format!("the record of {what} was dropped by the producer"))),
+                },
+                Some(Pending::Checkpoint(p)) => latest = Some(*p),
+                Some(Pending::Flush(done)) => {
+                    store(&producer, &positions_topic, &latest, &mut stored).await?;
+                    let _ = done.send(latest.clone());
+                }
+                None => {
+                    store(&producer, &positions_topic, &latest, &mut stored).await?;
+                    return Ok(());
+                }
+            },
+            _ = ticker.tick() => store(&producer, &positions_topic, &latest, &mut stored).await?,
+        }
+    }
+}
+
+async fn store(
+    producer: &FutureProducer,
+    topic: &str,
+    latest: &Option<StoredPosition>,
+    stored: &mut Option<StoredPosition>,
+) -> Result<(), SourceError> {
+    let Some(p) = latest else { return Ok(()) };
+    if stored.as_ref() == Some(p) {
+        return Ok(());
+    }
+    let json = serde_json::to_vec(p).expect("position serializes");
+    let record = FutureRecord::to(topic).key(POSITION_KEY).payload(&json);
+    producer
+        .send(record, rdkafka::util::Timeout::Never)
+        .await
+        .map_err(|(e, _)| SourceError::Kafka(format!("cannot store the position on {topic}: {}", describe(&e))))?;
+    *stored = Some(p.clone());
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Reading table definitions from the source's `information_schema`.
+
+use std::collections::BTreeMap;
+
+use change_stream::table::{Column, ColumnKind, Generated, KeyKind, TableId, TableSchema};
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+use crate::error::{describe_mysql, SourceError};
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+/// Fails with a clear error when a configured database does not exist.
+pub async fn check_databases(conn: &mut Conn, databases: &[String]) -> Result<(), SourceError> {
+    let found: Vec<String> = conn
+        .exec(
+            format!(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN ({})",
+                placeholders(databases.len())
+            ),
+            databases.to_vec(),
+        )
+        .await
+        .map_err(|e| SourceError::Source(describe_mysql(&e)))?;
+    let missing: Vec<&String> = databases.iter().filter(|d| !found.contains(d)).collect();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|d| format!("`{d}`")).collect();
+        return Err(SourceError::Source(format!(
+            "database {} does not exist on the source; fix [source] databases or create it",
+            names.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the definitions of every base table of `databases`, in name order.
+pub async fn read_tables(
+    conn: &mut Conn,
+    databases: &[String],
+) -> Result<Vec<TableSchema>, SourceError> {
+    let sql_err = |e: mysql_async::Error| SourceError::Source(describe_mysql(&e));
+    let dbs = databases.to_vec();
+    let tables: Vec<(String, String)> = conn
+        .exec(
+            format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_SCHEMA IN ({}) \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME",
+                placeholders(dbs.len())
+            ),
+            dbs.clone(),
+        )
+        .await
+        .map_err(sql_err)?;
+    type ColumnRow = (String, String, String, String, String, String, Option<String>, String, Option<String>);
+    let column_rows: Vec<ColumnRow> = conn
+        .exec(
+            format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
+                 CHARACTER_SET_NAME, EXTRA, GENERATION_EXPRESSION \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({}) \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
+                placeholders(dbs.len())
+            ),
+            dbs.clone(),
+        )
+        .await
+        .map_err(sql_err)?;
+    let index_rows: Vec<(String, String, String, i64, String, String)> = conn
+        .exec(
+            format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, NULLABLE \
+                 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN ({}) \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+                placeholders(dbs.len())
+            ),
+            dbs,
+        )
+        .await
+        .map_err(sql_err)?;
+
+    let mut columns: BTreeMap<TableId, Vec<Column>> = BTreeMap::new();
+    for (db, table, name, data_type, column_type, nullable, charset, extra, expr) in column_rows {
+        let kind = ColumnKind::parse(&data_type, &column_type).map_err(|e| {
+            SourceError::Source(format!("table `{db}`.`{table}`, column `{name}`: {e}"))
+        })?;
+        let extra = extra.to_ascii_uppercase();
+        let generated = (extra.contains("GENERATED")).then(|| Generated {
+            expression: expr.unwrap_or_default(),
+            stored: extra.contains("STORED") || extra.contains("PERSISTENT"),
+        });
+        columns.entry(TableId::new(db, table)).or_default().push(Column {
+            name,
+            data_type,
+            column_type,
+            kind,
+            nullable: nullable == "YES",
+            charset,
+            generated,
+        });
+    }
+    // index name -> (unique, columns, all columns NOT NULL)
+    let mut indexes: BTreeMap<TableId, BTreeMap<String, (bool, Vec<String>, bool)>> = BTreeMap::new();
+    for (db, table, index, non_unique, column, nullable) in index_rows {
+        let e = indexes
+            .entry(TableId::new(db, table))
+            .or_default()
+            .entry(index)
+            .or_insert((non_unique == 0, Vec::new(), true));
+        e.1.push(column);
+        e.2 &= nullable.is_empty();
+    }
+
+    let mut out = Vec::with_capacity(tables.len());
+    for (db, table) in tables {
+        let id = TableId::new(db, table);
+        let cols = columns.remove(&id).unwrap_or_default();
+        let idx = indexes.remove(&id).unwrap_or_default();
+        let (key_kind, key_names) = if let Some((_, cols, _)) = idx.get("PRIMARY") {
+            (KeyKind::Primary, cols.clone())
+        } else if let Some((_, cols, _)) = idx
+            .values()
+            .filter(|(unique, _, not_null)| *unique && *not_null)
+            .min_by_key(|(_, cols, _)| cols.len())
+        {
+            (KeyKind::Unique, cols.clone())
+        } else {
+            (KeyKind::None, Vec::new())
+        };
+        let key = key_names
+            .iter()
+            .filter_map(|k| cols.iter().position(|c| &c.name == k))
+            .collect();
+        let create: Option<(String, String)> = conn
+            .query_first(format!("SHOW CREATE TABLE {}", id.quoted()))
+            .await
+            .map_err(sql_err)?;
+        out.push(TableSchema {
+            id,
+            columns: cols,
+            key,
+            key_kind,
+            create_table: create.map(|(_, c)| c).unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
