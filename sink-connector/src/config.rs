@@ -1,0 +1,199 @@
+//! The sink connector's configuration (TOML, `--config FILE`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use change_stream::config_text;
+use serde::Deserialize;
+
+use crate::error::SinkError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaSection,
+    pub destination: DestinationSection,
+    #[serde(default)]
+    pub apply: ApplySection,
+}
+
+/// `[kafka]`: where the records are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// The source connector's topic prefix.
+    pub topic_prefix: String,
+    /// Consumer group; offsets committed there are informative (lag
+    /// monitoring), the destination's state table is authoritative.
+    pub group_id: String,
+    /// Seconds between looks for new table topics.
+    #[serde(default = "defaults::topic_refresh_secs")]
+    pub topic_refresh_secs: u64,
+    /// Extra librdkafka settings (security, timeouts ...), passed as is.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// `[destination]`: the MariaDB server to write.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationSection {
+    /// `mysql://user:password@host:port`; `${VAR}` is replaced by the
+    /// environment variable VAR.
+    pub url: String,
+    /// Database of the sink's own state table (never a replicated one).
+    #[serde(default = "defaults::state_database")]
+    pub state_database: String,
+    /// Seconds to wait for a connection.
+    #[serde(default = "defaults::connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+}
+
+/// `[apply]`: batching.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplySection {
+    /// Most records in one destination transaction.
+    #[serde(default = "defaults::batch_max_records")]
+    pub batch_max_records: usize,
+    /// Most record bytes in one destination transaction.
+    #[serde(default = "defaults::batch_max_bytes")]
+    pub batch_max_bytes: usize,
+    /// How long to wait for more records before applying a partial batch,
+    /// in milliseconds.
+    #[serde(default = "defaults::batch_linger_ms")]
+    pub batch_linger_ms: u64,
+    /// Largest SQL statement the sink sends, in bytes; keep it under the
+    /// destination's max_allowed_packet. A single row larger than this is
+    /// sent alone.
+    #[serde(default = "defaults::statement_max_bytes")]
+    pub statement_max_bytes: usize,
+}
+
+impl Default for ApplySection {
+    fn default() -> Self {
+        Self {
+            batch_max_records: defaults::batch_max_records(),
+            batch_max_bytes: defaults::batch_max_bytes(),
+            batch_linger_ms: defaults::batch_linger_ms(),
+            statement_max_bytes: defaults::statement_max_bytes(),
+        }
+    }
+}
+
+mod defaults {
+    pub fn topic_refresh_secs() -> u64 {
+        5
+    }
+    pub fn state_database() -> String {
+        "tributary".into()
+    }
+    pub fn connect_timeout_secs() -> u64 {
+        10
+    }
+    pub fn batch_max_records() -> usize {
+        10_000
+    }
+    pub fn batch_max_bytes() -> usize {
+        32 * 1024 * 1024
+    }
+    pub fn batch_linger_ms() -> u64 {
+        50
+    }
+    pub fn statement_max_bytes() -> usize {
+        4 * 1024 * 1024
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, SinkError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SinkError::Config {
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, SinkError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| SinkError::Config {
+            message: config_text::toml_error(&e),
+        })?;
+        config.destination.url =
+            config_text::expand_env(&config.destination.url).map_err(|problem| SinkError::InvalidSetting {
+                key: "destination.url".into(),
+                expected: "`${VAR}` naming a set environment variable".into(),
+                actual: problem,
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), SinkError> {
+        let invalid = |key: &str, expected: &str, actual: String| SinkError::InvalidSetting {
+            key: key.into(),
+            expected: expected.into(),
+            actual,
+        };
+        if !self.destination.url.starts_with("mysql://") && !self.destination.url.starts_with("mariadb://") {
+            return Err(invalid("destination.url", "a mysql://user:password@host:port URL", self.destination.url.clone()));
+        }
+        let db = &self.destination.state_database;
+        if db.is_empty() || db.len() > 64 {
+            return Err(invalid("destination.state_database", "a database name of 1 to 64 characters", db.clone()));
+        }
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "host:port of at least one broker", "an empty string".into()));
+        }
+        change_stream::topics::validate_prefix(&self.kafka.topic_prefix)
+            .map_err(|e| invalid("kafka.topic_prefix", "a valid topic prefix", e.to_string()))?;
+        if self.kafka.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "a non-empty consumer group name", "an empty string".into()));
+        }
+        if self.kafka.topic_refresh_secs == 0 {
+            return Err(invalid("kafka.topic_refresh_secs", "at least 1", "0".into()));
+        }
+        if self.apply.batch_max_records == 0 {
+            return Err(invalid("apply.batch_max_records", "at least 1", "0".into()));
+        }
+        if self.apply.batch_max_bytes < 1024 {
+            return Err(invalid("apply.batch_max_bytes", "at least 1024", self.apply.batch_max_bytes.to_string()));
+        }
+        if self.apply.statement_max_bytes < 1024 {
+            return Err(invalid("apply.statement_max_bytes", "at least 1024", self.apply.statement_max_bytes.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+topic_prefix = "shop"
+group_id = "shop-replica"
+[destination]
+url = "mysql://root@127.0.0.1:3308"
+"#;
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.destination.state_database, "tributary");
+        assert_eq!(c.apply.batch_max_records, 10_000);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse(&GOOD.replace("group_id = \"shop-replica\"\n", "")).unwrap_err();
+        assert!(e.to_string().contains("group_id"), "{e}");
+        let e = Config::parse(&format!("{GOOD}\n[apply]\nbatch_max_records = 0\n")).unwrap_err();
+        assert!(e.to_string().contains("apply.batch_max_records"), "{e}");
+        let e = Config::parse(&GOOD.replace("[destination]", "[destination]\nuser = \"x\"")).unwrap_err();
+        assert!(e.to_string().contains("user"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+}

@@ -1,0 +1,97 @@
+//! Consuming the table topics of one prefix.
+//!
+//! Partitions are assigned by the sink itself (no group rebalancing): every
+//! partition of every topic `<prefix>.<database>.<table>`, found by listing
+//! the cluster's topics at start and every `kafka.topic_refresh_secs`, starts
+//! at the offset the destination's state table gives, or at the beginning.
+//! The consumer group is used only to commit offsets for monitoring.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use change_stream::kafka::describe;
+use change_stream::topics;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::error::SinkError;
+use crate::state::{Partition, PartitionState};
+
+pub struct Input {
+    pub consumer: StreamConsumer,
+    prefix: String,
+    assigned: HashSet<Partition>,
+}
+
+impl Input {
+    pub fn new(client_config: &ClientConfig, prefix: &str, group_id: &str) -> Result<Self, SinkError> {
+        let mut c = client_config.clone();
+        c.set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.max.bytes", "52428800")
+            .set("max.partition.fetch.bytes", "16777216")
+            .set("queued.max.messages.kbytes", "131072");
+        let consumer: StreamConsumer = c
+            .create()
+            .map_err(|e| SinkError::Kafka(format!("cannot create the consumer: {e}")))?;
+        Ok(Self {
+            consumer,
+            prefix: prefix.to_string(),
+            assigned: HashSet::new(),
+        })
+    }
+
+    /// Assigns the partitions of table topics not assigned yet, each from
+    /// its applied offset. Returns how many were added.
+    pub fn discover(&mut self, applied: &HashMap<Partition, PartitionState>) -> Result<usize, SinkError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| SinkError::Kafka(format!("cannot list topics: {}", describe(&e))))?;
+        let mut tpl = TopicPartitionList::new();
+        let mut added = Vec::new();
+        for t in metadata.topics() {
+            if !topics::is_table_topic(&self.prefix, t.name()) || t.error().is_some() {
+                continue;
+            }
+            for p in t.partitions() {
+                let key = (t.name().to_string(), p.id());
+                if self.assigned.contains(&key) {
+                    continue;
+                }
+                let offset = applied
+                    .get(&key)
+                    .map_or(Offset::Beginning, |s| Offset::Offset(s.next_offset));
+                tpl.add_partition_offset(t.name(), p.id(), offset)
+                    .map_err(|e| SinkError::Kafka(e.to_string()))?;
+                added.push(key);
+            }
+        }
+        if added.is_empty() {
+            return Ok(0);
+        }
+        self.consumer
+            .incremental_assign(&tpl)
+            .map_err(|e| SinkError::Kafka(format!("cannot assign partitions: {}", describe(&e))))?;
+        let n = added.len();
+        for key in added {
+            tracing::info!(topic = %key.0, partition = key.1, "consuming");
+            self.assigned.insert(key);
+        }
+        Ok(n)
+    }
+
+    /// Commits offsets to the consumer group, for lag monitoring only.
+    pub fn commit_hint(&self, applied: &[(&Partition, &PartitionState)]) {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), state) in applied {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(state.next_offset));
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "offset commit (a monitoring hint) failed");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Decoding records: writer schemas from `<prefix>.schemas`, table
+//! definitions from `<prefix>.schema-changes`.
+//!
+//! Both topics are read to their end at start, and again whenever a record
+//! names a schema or a table not seen yet (the source publishes both before
+//! the records that need them).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use change_stream::avro::{split_single_object, EnvelopeCodec};
+use change_stream::event::ChangeRecord;
+use change_stream::schema_change::SchemaChange;
+use change_stream::table::{TableId, TableSchema};
+use change_stream::topics;
+use rdkafka::ClientConfig;
+
+use crate::error::SinkError;
+
+pub struct Registry {
+    client_config: ClientConfig,
+    prefix: String,
+    codecs: HashMap<u64, Arc<EnvelopeCodec>>,
+    schema_json: HashMap<u64, String>,
+    definitions: HashMap<TableId, Arc<TableSchema>>,
+}
+
+impl Registry {
+    pub fn new(client_config: ClientConfig, prefix: &str) -> Self {
+        Self {
+            client_config,
+            prefix: prefix.to_string(),
+            codecs: HashMap::new(),
+            schema_json: HashMap::new(),
+            definitions: HashMap::new(),
+        }
+    }
+
+    async fn read(&self, topic: String) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>, SinkError> {
+        let cc = self.client_config.clone();
+        tokio::task::spawn_blocking(move || {
+            change_stream::kafka::read_to_end(&cc, &topic, Duration::from_secs(60))
+        })
+        .await
+        .expect("blocking task")
+        .map_err(|e| SinkError::Kafka(e.to_string()))
+    }
+
+    /// Reads the schemas topic to its end.
+    pub async fn refresh_schemas(&mut self) -> Result<(), SinkError> {
+        for (key, value) in self.read(topics::schemas_topic(&self.prefix)).await? {
+            let (Some(key), Some(value)) = (key, value) else { continue };
+            let Ok(fp) = u64::from_str_radix(&String::from_utf8_lossy(&key), 16) else { continue };
+            if let Ok(json) = String::from_utf8(value) {
+                self.schema_json.insert(fp, json);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the schema-changes topic to its end; the last definition of
+    /// each table wins.
+    pub async fn refresh_definitions(&mut self) -> Result<(), SinkError> {
+        for (_, value) in self.read(topics::schema_changes_topic(&self.prefix)).await? {
+            let Some(value) = value else { continue };
+            let change = SchemaChange::decode(&value)?;
+            let Some(table) = change.table.clone() else { continue };
+            let id = TableId::new(change.database.clone(), table);
+            match change.definition {
+                Some(def) => self.definitions.insert(id, Arc::new(def)),
+                None => self.definitions.remove(&id),
+            };
+        }
+        Ok(())
+    }
+
+    /// The decoder for a writer schema fingerprint.
+    async fn codec(&mut self, fp: u64) -> Result<Arc<EnvelopeCodec>, SinkError> {
+        if let Some(c) = self.codecs.get(&fp) {
+            return Ok(c.clone());
+        }
+        if !self.schema_json.contains_key(&fp) {
+            self.refresh_schemas().await?;
+        }
+        let json = self.schema_json.get(&fp).ok_or_else(|| {
+            SinkError::Record(format!(
+                "writer schema {fp:016x} is not on {}; was the topic deleted?",
+                topics::schemas_topic(&self.prefix)
+            ))
+        })?;
+        let codec = Arc::new(EnvelopeCodec::new(json)?);
+        self.codecs.insert(fp, codec.clone());
+        Ok(codec)
+    }
+
+    /// Decodes a record value.
+    pub async fn decode(&mut self, payload: &[u8]) -> Result<ChangeRecord, SinkError> {
+        let (fp, datum) = split_single_object(payload)?;
+        let codec = self.codec(fp).await?;
+        Ok(codec.decode(datum)?)
+    }
+
+    /// The definition of a table, reading the schema-changes topic again if
+    /// it is not known yet.
+    pub async fn definition(&mut self, id: &TableId) -> Result<Arc<TableSchema>, SinkError> {
+        if let Some(d) = self.definitions.get(id) {
+            return Ok(d.clone());
+        }
+        self.refresh_definitions().await?;
+        self.definitions.get(id).cloned().ok_or_else(|| {
+            SinkError::Record(format!(
+                "no definition of table {id} on {}",
+                topics::schema_changes_topic(&self.prefix)
+            ))
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! The sink connector's errors.
+//!
+//! A lost connection (to the destination or the broker) is transient: the
+//! open transaction is lost with it, the connector reconnects, reloads its
+//! applied positions from the destination and consumes from there. Anything
+//! else ends the process with a one-line message; nothing is marked applied
+//! that was not.
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{message}")]
+    Config { message: String },
+    #[error("invalid setting {key}: expected {expected}, got {actual}")]
+    InvalidSetting {
+        key: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("destination MariaDB: {0}")]
+    Destination(String),
+    /// The connection to the destination broke.
+    #[error("destination MariaDB: {0}")]
+    DestinationLost(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    #[error("{0}")]
+    Stream(#[from] change_stream::Error),
+    #[error("{0}")]
+    Record(String),
+}
+
+impl SinkError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SinkError::DestinationLost(_) | SinkError::Kafka(_))
+    }
+}
+
+/// Classifies a MariaDB client error: connection problems are transient.
+pub fn from_mysql(context: &str, e: mysql_async::Error) -> SinkError {
+    match &e {
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
+            SinkError::DestinationLost(format!("{context}: {e}"))
+        }
+        mysql_async::Error::Server(s) => match s.code {
+            // Access denied, unknown database, no privilege.
+            1044 | 1045 | 1142 | 1143 | 1227 => SinkError::Destination(format!(
+                "{context}: {} (error {}); check the user, password and privileges in [destination] url",
+                s.message, s.code
+            )),
+            // Server shutdown, lock wait timeout, deadlock: try again.
+            1053 | 1205 | 1213 | 2006 | 2013 => {
+                SinkError::DestinationLost(format!("{context}: {} (error {})", s.message, s.code))
+            }
+            _ => SinkError::Destination(format!("{context}: {} (error {})", s.message, s.code)),
+        },
+        _ => SinkError::Destination(format!("{context}: {e}")),
+    }
+}
