@@ -47,10 +47,11 @@ pub struct Output {
 
 impl Output {
     pub fn new(
-            kafka: &KafkaSection,
+        client_config: ClientConfig,
+        kafka: &KafkaSection,
         initial: Option<StoredPosition>,
     ) -> Result<Self, SourceError> {
-        let mut pc = client_config.clone();
+        let mut pc = client_config;
         pc.set("enable.idempotence", "true")
             .set("acks", "all")
             // Never give up on a record while the broker is away: the
