@@ -12,6 +12,8 @@
 #   STACK_DIR         [<repo>/.stack]  data, logs and pid files
 #   STACK_SOURCE_PORT [3307]           source MariaDB (server_id 1)
 #   STACK_DEST_PORT   [3308]           destination MariaDB (server_id 2)
+#   STACK_DEST2_PORT  [3309]           second destination (server_id 3, binlog
+#                                      off), for fan-out tests
 #   STACK_KAFKA_PORT  [9092]           Kafka-protocol broker
 set -euo pipefail
 
@@ -19,6 +21,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_DIR=${STACK_DIR:-$repo/.stack}
 SOURCE_PORT=${STACK_SOURCE_PORT:-3307}
 DEST_PORT=${STACK_DEST_PORT:-3308}
+DEST2_PORT=${STACK_DEST2_PORT:-3309}
 KAFKA_PORT=${STACK_KAFKA_PORT:-9092}
 TANSU_VERSION=0.6.0
 
@@ -76,9 +79,9 @@ wait_port() { # NAME PORT SECONDS
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# mariadb_up NAME PORT SERVER_ID
+# mariadb_up NAME PORT SERVER_ID [binlog|nobinlog]
 mariadb_up() {
-    local name=$1 port=$2 server_id=$3
+    local name=$1 port=$2 server_id=$3 binlog=${4:-binlog}
     local dir=$STACK_DIR/$name
     local pidf=$STACK_DIR/$name.pid
     if pid_alive "$pidf"; then log "$name already running (pid $(cat "$pidf"), port $port)"; return; fi
@@ -96,11 +99,13 @@ mariadb_up() {
     # The settings this tool needs: row-based binlog with full images and
     # full metadata; GTIDs; a unique server_id. The destination keeps its
     # own binlog too, so that it can be the source of a cascade.
+    local binlog_opts=(--log-bin=mariadb-bin --log-slave-updates)
+    [ "$binlog" = binlog ] || binlog_opts=(--skip-log-bin)
     setsid "$(mariadbd_bin)" --no-defaults "${user_opt[@]}" \
         --datadir="$dir" --socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" \
         --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
         --log-error="$STACK_DIR/$name.log" \
-        --server-id="$server_id" --log-bin=mariadb-bin --log-slave-updates \
+        --server-id="$server_id" "${binlog_opts[@]}" \
         --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
         --binlog-expire-logs-seconds=604800 \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
@@ -173,10 +178,12 @@ up)
     install_missing
     mariadb_up source "$SOURCE_PORT" 1
     mariadb_up dest "$DEST_PORT" 2
+    mariadb_up dest2 "$DEST2_PORT" 3 nobinlog
     kafka_up
     ;;
 down)
     stop_one kafka
+    stop_one dest2
     stop_one dest
     stop_one source
     ;;
@@ -188,6 +195,7 @@ reset)
 status)
     status_one source "$SOURCE_PORT"
     status_one dest "$DEST_PORT"
+    status_one dest2 "$DEST2_PORT"
     status_one kafka "$KAFKA_PORT"
     ;;
 *)

@@ -1,1 +1,352 @@
+//! End-to-end test harness: real MariaDB servers and a real Kafka-protocol
+//! broker from `scripts/stack.sh`, and the connectors' real binaries.
+//!
+//! Each test gets its own source database and topic prefix (with a run id,
+//! so re-runs never meet old topics), starts the connectors as child
+//! processes with generated config files, and compares source and
+//! destination row by row and with `CHECKSUM TABLE`, retrying until equal
+//! within a bound; there are no fixed sleeps.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
+
+pub type Result<T> = anyhow::Result<T>;
+
+fn port(var: &str, default: u16) -> u16 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+pub fn source_port() -> u16 {
+    port("STACK_SOURCE_PORT", 3307)
+}
+pub fn dest_port() -> u16 {
+    port("STACK_DEST_PORT", 3308)
+}
+pub fn dest2_port() -> u16 {
+    port("STACK_DEST2_PORT", 3309)
+}
+pub fn kafka_port() -> u16 {
+    port("STACK_KAFKA_PORT", 9092)
+}
+
+pub fn kafka_servers() -> String {
+    format!("127.0.0.1:{}", kafka_port())
+}
+
+pub fn mysql_url(port: u16) -> String {
+    format!("mysql://root@127.0.0.1:{port}")
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+/// Path of a connector binary (built by `cargo build`, as `scripts/test.sh`
+/// does before the tests).
+pub fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var("CONNECTOR_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target/debug"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; run `cargo build --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A name unique to this test run: `<base>_<run id>`.
+pub fn unique(base: &str) -> String {
+    use std::sync::OnceLock;
+    static RUN: OnceLock<String> = OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        format!("{:x}", t % 0xffff_ffff)
+    });
+    format!("{base}_{run}")
+}
+
+/// A connection to one of the stack's servers.
+pub struct Db {
+    pub conn: Conn,
+    pub port: u16,
+}
+
+impl Db {
+    pub async fn connect(port: u16) -> Result<Self> {
+        let opts = OptsBuilder::from_opts(Opts::from_url(&mysql_url(port))?)
+            .prefer_socket(false)
+            .init(vec!["SET time_zone = '+00:00'", "SET NAMES utf8mb4"]);
+        let conn = Conn::new(opts).await?;
+        Ok(Self { conn, port })
+    }
+
+    pub async fn exec(&mut self, sql: &str) -> Result<()> {
+        self.conn
+            .query_drop(sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("on port {}: {sql}: {e}", self.port))
+    }
+
+    /// Every row as text (binary columns as their bytes), in the order given.
+    pub async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Value>>> {
+        let rows: Vec<Row> = self.conn.query(sql).await?;
+        Ok(rows.into_iter().map(Row::unwrap).collect())
+    }
+
+    pub async fn checksum(&mut self, table: &str) -> Result<Option<u64>> {
+        let rows: Vec<(String, Option<u64>)> = self.conn.query(format!("CHECKSUM TABLE {table}")).await?;
+        Ok(rows.into_iter().next().and_then(|(_, c)| c))
+    }
+
+    pub async fn count(&mut self, table: &str) -> Result<u64> {
+        let n: Option<u64> = self.conn.query_first(format!("SELECT COUNT(*) FROM {table}")).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    pub async fn table_exists(&mut self, db: &str, table: &str) -> Result<bool> {
+        let n: Option<u64> = self
+            .conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (db, table),
+            )
+            .await?;
+        Ok(n.unwrap_or(0) > 0)
+    }
+}
+
+/// Polls `check` until it returns `Ok(None)` (done) or `deadline` passes;
+/// `Ok(Some(why))` means not yet, with the reason reported on timeout.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>>>,
+{
+    let start = Instant::now();
+    loop {
+        let why = match check().await {
+            Ok(None) => return Ok(()),
+            Ok(Some(why)) => why,
+            Err(e) => format!("error: {e:#}"),
+        };
+        if start.elapsed() > timeout {
+            anyhow::bail!("timed out after {}s waiting for {what}: {why}", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Compares `db.table` between source and destination: rows (ordered by
+/// `order_by`) and CHECKSUM TABLE. `None` when equal, else what differs.
+pub async fn diff_table(src: &mut Db, dst: &mut Db, table: &str, order_by: &str) -> Result<Option<String>> {
+    let (db, name) = table.split_once('.').expect("db.table");
+    let unquoted = |s: &str| s.trim_matches('`').to_string();
+    if !dst.table_exists(&unquoted(db), &unquoted(name)).await? {
+        return Ok(Some(format!("{table} does not exist at the destination yet")));
+    }
+    let q = format!("SELECT * FROM {table} ORDER BY {order_by}");
+    let a = src.rows(&q).await?;
+    let b = dst.rows(&q).await?;
+    if a != b {
+        let first = a.iter().zip(&b).position(|(x, y)| x != y);
+        return Ok(Some(format!(
+            "{table}: {} rows at the source, {} at the destination; first difference at row {first:?}",
+            a.len(),
+            b.len()
+        )));
+    }
+    let (ca, cb) = (src.checksum(table).await?, dst.checksum(table).await?);
+    if ca != cb {
+        return Ok(Some(format!("{table}: CHECKSUM TABLE {ca:?} vs {cb:?}")));
+    }
+    Ok(None)
+}
+
+/// Waits until every table (with its ORDER BY) is equal on both servers.
+pub async fn wait_equal(src_port: u16, dst_port: u16, tables: &[(&str, &str)], timeout: Duration) -> Result<()> {
+    let mut src = Db::connect(src_port).await?;
+    let mut dst = Db::connect(dst_port).await?;
+    let start = Instant::now();
+    'retry: loop {
+        let mut why = None;
+        for (t, order) in tables {
+            match diff_table(&mut src, &mut dst, t, order).await {
+                Ok(None) => {}
+                Ok(Some(d)) => why = Some(d),
+                Err(e) => why = Some(format!("error: {e:#}")),
+            }
+            if why.is_some() {
+                break;
+            }
+        }
+        let Some(why) = why else { break 'retry Ok(()) };
+        if start.elapsed() > timeout {
+            anyhow::bail!("timed out after {}s waiting for port {dst_port} to equal port {src_port}: {why}", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A connector process, killed when dropped.
+pub struct Connector {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Connector {
+    /// Starts `binary run --config <file with config_text>`.
+    pub fn start(binary_name: &str, label: &str, config_text: &str) -> Result<Self> {
+        let dir = workspace().join("target/e2e");
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join(format!("{label}.toml"));
+        std::fs::write(&config, config_text)?;
+        let log = dir.join(format!("{label}.log"));
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new(binary(binary_name))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        Ok(Self {
+            name: label.to_string(),
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let mut c = self.child.take().ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let start = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait()? {
+                return Ok(s);
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = c.kill();
+                anyhow::bail!("{} did not stop within 60s", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Fails if the process has exited (with its log's tail).
+    pub fn assert_running(&mut self) -> Result<()> {
+        if let Some(c) = self.child.as_mut() {
+            if let Some(status) = c.try_wait()? {
+                anyhow::bail!("{} exited with {status}: {}", self.name, self.log_tail());
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the log has a line containing `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if text.lines().any(|l| l.contains(needle)) {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                anyhow::bail!("{} did not log `{needle}` within {}s: {}", self.name, timeout.as_secs(), self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The source config for the local stack.
+pub fn source_config(prefix: &str, databases: &[&str], server_id: u32, extra: &str) -> String {
+    let dbs: Vec<String> = databases.iter().map(|d| format!("\"{d}\"")).collect();
+    format!(
+        "[source]\nurl = \"{}\"\nserver_id = {server_id}\ndatabases = [{}]\n{extra}\n\n[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\nposition_interval_ms = 200\n",
+        mysql_url(source_port()),
+        dbs.join(", "),
+        kafka_servers()
+    )
+}
+
+/// The sink config for the local stack.
+pub fn sink_config(prefix: &str, group: &str, dest_port: u16, extra: &str) -> String {
+    format!(
+        "[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\ngroup_id = \"{group}\"\ntopic_refresh_secs = 1\n\n[destination]\nurl = \"{}\"\n{extra}\n",
+        kafka_servers(),
+        mysql_url(dest_port)
+    )
+}
+
+/// Runs a connector to completion and returns (exit code, stderr).
+pub fn run_to_exit(binary_name: &str, label: &str, config_text: &str, timeout: Duration) -> Result<(i32, String)> {
+    let dir = workspace().join("target/e2e");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join(format!("{label}.toml"));
+    std::fs::write(&config, config_text)?;
+    let mut child = Command::new(binary(binary_name))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let mut err = String::new();
+            use std::io::Read;
+            child.stderr.take().unwrap().read_to_string(&mut err)?;
+            return Ok((status.code().unwrap_or(-1), err));
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            anyhow::bail!("{label} did not exit within {}s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Drops a database on the given servers.
+pub async fn drop_database(ports: &[u16], db: &str) -> Result<()> {
+    for &p in ports {
+        Db::connect(p).await?.exec(&format!("DROP DATABASE IF EXISTS `{db}`")).await?;
+    }
+    Ok(())
+}
