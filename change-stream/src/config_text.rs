@@ -1,9 +1,23 @@
 //! Helpers for reading the connectors' TOML config files.
 
 /// `toml`'s errors span several lines with a source excerpt; this keeps the
-/// message, which names the key and the problem, on one line.
-pub fn toml_error(e: &toml::de::Error) -> String {
-    format!("invalid config: {}", e.message().trim().replace('\n', " "))
+/// message, which names the key and the problem, on one line, with the
+/// line number and the `[section]` it is in.
+pub fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else { return format!("invalid config: {msg}") };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let section = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .or_else(|| text[span.start.min(text.len())..].lines().next().map(str::trim).filter(|l| l.starts_with('[')));
+    match section {
+        Some(s) => format!("invalid config at line {line}, in {s}: {msg}"),
+        None => format!("invalid config at line {line}: {msg}"),
+    }
 }
 
 /// Replaces `${VAR}` with the value of the environment variable VAR; the
@@ -29,6 +43,25 @@ pub fn expand_env(value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_errors_are_one_line_with_the_section() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct S {
+            source: Inner,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            url: String,
+        }
+        let text = "[source]\nurl = \"x\"\nbogus = 1\n";
+        let e = toml::from_str::<S>(text).unwrap_err();
+        let m = toml_error(&e, text);
+        assert!(m.contains("[source]") && m.contains("bogus") && !m.contains('\n'), "{m}");
+    }
 
     #[test]
     fn env_expansion() {

@@ -117,7 +117,7 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Self, SinkError> {
         let mut config: Config = toml::from_str(text).map_err(|e| SinkError::Config {
-            message: config_text::toml_error(&e),
+            message: config_text::toml_error(&e, text),
         })?;
         config.destination.url =
             config_text::expand_env(&config.destination.url).map_err(|problem| SinkError::InvalidSetting {

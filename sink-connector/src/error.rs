@@ -38,9 +38,9 @@ impl SinkError {
 /// Classifies a MariaDB client error: connection problems are transient.
 pub fn from_mysql(context: &str, e: mysql_async::Error) -> SinkError {
     match &e {
-        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
-            SinkError::DestinationLost(format!("{context}: {e}"))
-        }
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => SinkError::DestinationLost(format!(
+            "{context}: {e}; is the server running and reachable? check [destination] url"
+        )),
         mysql_async::Error::Server(s) => match s.code {
             // Access denied, unknown database, no privilege.
             1044 | 1045 | 1142 | 1143 | 1227 => SinkError::Destination(format!(

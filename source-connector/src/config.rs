@@ -115,7 +115,7 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Self, SourceError> {
         let mut config: Config = toml::from_str(text).map_err(|e| SourceError::Config {
-            message: config_text::toml_error(&e),
+            message: config_text::toml_error(&e, text),
         })?;
         config.source.url = config_text::expand_env(&config.source.url).map_err(|problem| {
             SourceError::InvalidSetting {

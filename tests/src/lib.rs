@@ -343,6 +343,28 @@ pub fn run_to_exit(binary_name: &str, label: &str, config_text: &str, timeout: D
     }
 }
 
+/// Names of the topics that start with `prefix`.
+pub fn list_topics(prefix: &str) -> Result<Vec<String>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_servers())
+        .create()?;
+    let md = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    Ok(md
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect())
+}
+
+/// Every message of a topic (key, value), read from the beginning to its
+/// end as it is now.
+pub fn read_topic(topic: &str) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>> {
+    let config = change_stream::kafka::client_config(&kafka_servers(), &Default::default());
+    Ok(change_stream::kafka::read_to_end(&config, topic, Duration::from_secs(60))?)
+}
+
 /// Drops a database on the given servers.
 pub async fn drop_database(ports: &[u16], db: &str) -> Result<()> {
     for &p in ports {

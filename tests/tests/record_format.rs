@@ -1,0 +1,124 @@
+//! The topics as another consumer sees them: every record is decoded here
+//! with the Avro library alone, the writer schema found by the fingerprint
+//! in the single-object header on `<prefix>.schemas`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use apache_avro::types::Value;
+use e2e_tests::*;
+
+fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    let Value::Record(fields) = v else { panic!("not a record: {v:?}") };
+    let v = &fields.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no field {name}")).1;
+    match v {
+        Value::Union(_, inner) => inner,
+        v => v,
+    }
+}
+
+fn decode(schemas: &HashMap<String, apache_avro::Schema>, bytes: &[u8]) -> Value {
+    assert_eq!(&bytes[..2], &[0xC3, 0x01], "single-object header");
+    let fp = u64::from_le_bytes(bytes[2..10].try_into().unwrap());
+    let schema = schemas
+        .get(&format!("{fp:016x}"))
+        .unwrap_or_else(|| panic!("schema {fp:016x} not on the schemas topic"));
+    apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()
+        .unwrap()
+        .read_value(&mut &bytes[10..])
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_decode_with_the_avro_library_alone() -> Result<()> {
+    let db = unique("e2e_format");
+    let prefix = unique("format");
+    drop_database(&[source_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!("CREATE DATABASE `{db}`")).await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.items (id INT PRIMARY KEY, name VARCHAR(20), amount DECIMAL(8,2), at DATETIME(3))"
+    ))
+    .await?;
+    src.exec(&format!(
+        "INSERT INTO `{db}`.items VALUES (1, 'one', 1.50, '2024-01-02 03:04:05.678'), (2, 'two', NULL, NULL)"
+    ))
+    .await?;
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config(&prefix, &[&db], 5505, ""),
+    )?;
+    source.wait_log("snapshot finished", Duration::from_secs(60)).await?;
+    src.exec(&format!("INSERT INTO `{db}`.items VALUES (3, 'three', -2.25, NULL)")).await?;
+    src.exec(&format!("UPDATE `{db}`.items SET name = 'uno' WHERE id = 1")).await?;
+    src.exec(&format!("DELETE FROM `{db}`.items WHERE id = 2")).await?;
+
+    let topic = format!("{prefix}.{db}.items");
+    wait_until("six records on the table topic", Duration::from_secs(60), || {
+        let topic = topic.clone();
+        async move {
+            let n = read_topic(&topic)?.len();
+            Ok((n < 6).then(|| format!("{n} records")))
+        }
+    })
+    .await?;
+    let messages = read_topic(&topic)?;
+    source.stop()?;
+
+    let mut schemas = HashMap::new();
+    for (k, v) in read_topic(&format!("{prefix}.schemas"))? {
+        let (k, v) = (String::from_utf8(k.unwrap())?, String::from_utf8(v.unwrap())?);
+        schemas.insert(k, apache_avro::Schema::parse_str(&v)?);
+    }
+
+    let ops: Vec<String> = messages
+        .iter()
+        .map(|(_, v)| match v {
+            None => "tombstone".to_string(),
+            Some(v) => match field(&decode(&schemas, v), "op") {
+                Value::String(s) => s.clone(),
+                other => panic!("op is {other:?}"),
+            },
+        })
+        .collect();
+    assert_eq!(ops, ["r", "r", "c", "u", "d", "tombstone"]);
+
+    // Keys are Avro records of the primary key.
+    let keys: Vec<Value> = messages.iter().map(|(k, _)| field(&decode(&schemas, k.as_ref().unwrap()), "id").clone()).collect();
+    assert_eq!(keys, [1, 2, 3, 1, 2, 2].map(Value::Int));
+
+    // The first snapshot record, field by field.
+    let first = decode(&schemas, messages[0].1.as_ref().unwrap());
+    let after = field(&first, "after");
+    assert_eq!(field(after, "name"), &Value::String("one".into()));
+    let Value::Decimal(d) = field(after, "amount") else { panic!("amount is not a decimal") };
+    // 150 (1.50 at scale 2), big-endian two's complement.
+    assert_eq!(Vec::<u8>::try_from(d)?, vec![0u8, 150]);
+    // 2024-01-02 03:04:05.678 as microseconds since the epoch, no zone.
+    assert_eq!(field(after, "at"), &Value::LocalTimestampMicros(1_704_164_645_678_000));
+    let source_block = field(&first, "source");
+    assert_eq!(field(source_block, "snapshot"), &Value::Boolean(true));
+    assert_eq!(field(source_block, "db"), &Value::String(db.clone()));
+    assert_eq!(field(&first, "before"), &Value::Null);
+
+    // The update carries both images and binlog coordinates.
+    let update = decode(&schemas, messages[3].1.as_ref().unwrap());
+    assert_eq!(field(field(&update, "before"), "name"), &Value::String("one".into()));
+    assert_eq!(field(field(&update, "after"), "name"), &Value::String("uno".into()));
+    let s = field(&update, "source");
+    assert_eq!(field(s, "snapshot"), &Value::Boolean(false));
+    assert!(matches!(field(s, "file"), Value::String(f) if f.starts_with("mariadb-bin.")));
+    assert!(matches!(field(s, "gtid"), Value::String(g) if g.starts_with("0-1-")));
+
+    // The table's definition is on the schema-changes topic.
+    let changes = read_topic(&format!("{prefix}.schema-changes"))?;
+    let def = changes
+        .iter()
+        .map(|(_, v)| decode(&schemas, v.as_ref().unwrap()))
+        .find(|c| field(c, "table") == &Value::String("items".into()))
+        .expect("a schema change for items");
+    assert!(matches!(field(&def, "ddl"), Value::String(s) if s.starts_with("CREATE TABLE `items`")));
+    Ok(())
+}
