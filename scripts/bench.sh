@@ -62,6 +62,9 @@ wait_rows() { # PORT CONDITION
     done
 }
 
+# CPU seconds (user + system) a process has used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
 checksums() { # PORT
     local t list=""
     for ((t = 1; t <= TABLES; t++)); do list="$list${list:+, }sbtest.sbtest$t"; done
@@ -102,6 +105,7 @@ trap 'kill -TERM $source_pid $sink_pid 2>/dev/null || true' EXIT
 wait_rows "$DEST_PORT" "id = $ROWS"
 t1=$(now)
 snap_secs=$(secs "$t0" "$t1")
+snap_cpu_source=$(cpu "$source_pid"); snap_cpu_sink=$(cpu "$sink_pid")
 [ "$(checksums "$SOURCE_PORT")" = "$(checksums "$DEST_PORT")" ] || { log "destination differs after the snapshot"; exit 1; }
 
 # 2a. Incremental: sysbench write-only transactions, then a final marker
@@ -115,6 +119,7 @@ t_src=$(now)
 wait_rows "$DEST_PORT" "id = 1 AND c = 'bench-done'"
 t1=$(now)
 cdc_secs=$(secs "$t_cdc" "$t1")
+cdc_cpu_source=$(secs "$snap_cpu_source" "$(cpu "$source_pid")"); cdc_cpu_sink=$(secs "$snap_cpu_sink" "$(cpu "$sink_pid")")
 # Row events: each write-only transaction updates two rows, deletes one and
 # inserts one; plus the markers.
 events=$((TXNS * 4 + TABLES))
@@ -144,4 +149,6 @@ full sync, this pipeline                 $(printf '%8s' "$snap_secs")  $(printf 
 full sync, mariadb-dump | mariadb        $(printf '%8s' "$dump_secs")  $(printf '%8s' "$(rate "$total_rows" "$dump_secs")") rows/s
 incremental, this pipeline               $(printf '%8s' "$cdc_secs")  $(printf '%8s' "$(rate "$events" "$cdc_secs")") events/s  ($(rate "$TXNS" "$cdc_secs") txn/s; sysbench itself took $(secs "$t_cdc" "$t_src") s)
 incremental, native replication          $(printf '%8s' "$native_secs")  $(printf '%8s' "$(rate "$events" "$native_secs")") events/s  (replaying the binlog after the fact)
+
+CPU seconds used by the connectors (source / sink): full sync $snap_cpu_source / $snap_cpu_sink, incremental $cdc_cpu_source / $cdc_cpu_sink
 REPORT

@@ -14,6 +14,7 @@ pub mod config_text;
 pub mod event;
 pub mod kafka;
 pub mod position;
+pub mod process;
 pub mod schema_change;
 pub mod table;
 pub mod topics;

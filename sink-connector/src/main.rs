@@ -51,14 +51,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    change_stream::process::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,7 +96,7 @@ async fn run(config: Config) -> Result<(), SinkError> {
 
     let (shutdown_tx, shutdown) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        change_stream::process::wait_for_signal().await;
         tracing::info!("stopping after the batch in progress");
         let _ = shutdown_tx.send(true);
     });
@@ -232,14 +225,5 @@ async fn sync(
         input.commit_hint(&positions);
         tracing::debug!(records = changes.len(), statements = statements.len(), "batch applied");
         applied.extend(touched);
-    }
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

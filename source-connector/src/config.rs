@@ -64,6 +64,10 @@ pub struct KafkaSection {
     /// Bytes of records buffered in the producer before reading pauses.
     #[serde(default = "defaults::buffer_max_bytes")]
     pub buffer_max_bytes: u64,
+    /// Retention of the schema-changes topic, in milliseconds; -1 keeps the
+    /// schema history forever.
+    #[serde(default = "defaults::schema_changes_retention_ms")]
+    pub schema_changes_retention_ms: i64,
     /// Topic-level settings for the table topics the connector creates.
     #[serde(default = "defaults::table_topic_config")]
     pub table_topic_config: BTreeMap<String, String>,
@@ -98,6 +102,9 @@ mod defaults {
     }
     pub fn buffer_max_bytes() -> u64 {
         256 * 1024 * 1024
+    }
+    pub fn schema_changes_retention_ms() -> i64 {
+        -1
     }
     pub fn table_topic_config() -> BTreeMap<String, String> {
         BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())])
@@ -166,6 +173,9 @@ impl Config {
         }
         if self.kafka.message_max_bytes < 1000 || self.kafka.message_max_bytes > 1_000_000_000 {
             return Err(invalid("kafka.message_max_bytes", "1000 to 1000000000", self.kafka.message_max_bytes.to_string()));
+        }
+        if self.kafka.schema_changes_retention_ms == 0 || self.kafka.schema_changes_retention_ms < -1 {
+            return Err(invalid("kafka.schema_changes_retention_ms", "-1 (forever) or a positive number of milliseconds", self.kafka.schema_changes_retention_ms.to_string()));
         }
         if self.kafka.buffer_max_bytes < self.kafka.message_max_bytes {
             return Err(invalid("kafka.buffer_max_bytes", "at least kafka.message_max_bytes", self.kafka.buffer_max_bytes.to_string()));

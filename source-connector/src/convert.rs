@@ -161,24 +161,9 @@ pub fn to_cell(column: &Column, value: Value, origin: Origin) -> Result<Cell, St
         (ColumnKind::Set { labels }, Value::Bytes(b)) if origin == Origin::Binlog => {
             let mut mask = [0u8; 8];
             mask[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
-            let mask = u64::from_le_bytes(mask);
-            let members: Vec<&str> = labels
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, l)| l.as_str())
-                .collect();
-            Cell::Text(members.join(","))
+            Cell::Text(set_members(labels, u64::from_le_bytes(mask)))
         }
-        (ColumnKind::Set { labels }, Value::Int(mask)) => {
-            let members: Vec<&str> = labels
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, l)| l.as_str())
-                .collect();
-            Cell::Text(members.join(","))
-        }
+        (ColumnKind::Set { labels }, Value::Int(mask)) => Cell::Text(set_members(labels, mask as u64)),
         (ColumnKind::Text | ColumnKind::Enum { .. } | ColumnKind::Set { .. }, Value::Bytes(b)) => {
             Cell::Text(decode_text(column, b, origin)?)
         }
@@ -199,6 +184,17 @@ pub fn to_cell(column: &Column, value: Value, origin: Origin) -> Result<Cell, St
         (_, v) => return Err(bad(column, &v, "unexpected value type")),
     };
     Ok(cell)
+}
+
+/// The labels of the members of a SET bitmask, as MariaDB prints them.
+fn set_members(labels: &[String], mask: u64) -> String {
+    let members: Vec<&str> = labels
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    members.join(",")
 }
 
 /// The binlog's 16 bytes of a UUID column, in the server's storage order,

@@ -60,14 +60,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    change_stream::process::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -171,19 +164,19 @@ async fn run(config: Config) -> Result<(), SourceError> {
     }
     let prefix = kafka.topic_prefix.clone();
     let rf = kafka.replication_factor;
-    let own_topic = |name: String, policy: &str| TopicSpec {
+    let own_topic = |name: String, policy: &str, retention_ms: i64| TopicSpec {
         name,
         partitions: 1,
         replication_factor: rf,
         config: BTreeMap::from([
             ("cleanup.policy".to_string(), policy.to_string()),
-            ("retention.ms".to_string(), "-1".to_string()),
+            ("retention.ms".to_string(), retention_ms.to_string()),
         ]),
     };
     let own_topics = vec![
-        own_topic(topics::positions_topic(&prefix), "compact"),
-        own_topic(topics::schemas_topic(&prefix), "compact"),
-        own_topic(topics::schema_changes_topic(&prefix), "delete"),
+        own_topic(topics::positions_topic(&prefix), "compact", -1),
+        own_topic(topics::schemas_topic(&prefix), "compact", -1),
+        own_topic(topics::schema_changes_topic(&prefix), "delete", kafka.schema_changes_retention_ms),
     ];
     change_stream::kafka::ensure_topics(&client_config, &own_topics)
         .await
@@ -237,7 +230,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
 
     let (shutdown_tx, shutdown) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        change_stream::process::wait_for_signal().await;
         tracing::info!("stopping: finishing in-flight records and storing the position");
         let _ = shutdown_tx.send(true);
     });
@@ -419,13 +412,4 @@ async fn sync(
         .await;
     reader.close().await;
     result.map(|_| ())
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

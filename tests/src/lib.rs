@@ -298,7 +298,7 @@ impl Drop for Connector {
 pub fn source_config(prefix: &str, databases: &[&str], server_id: u32, extra: &str) -> String {
     let dbs: Vec<String> = databases.iter().map(|d| format!("\"{d}\"")).collect();
     format!(
-        "[source]\nurl = \"{}\"\nserver_id = {server_id}\ndatabases = [{}]\n{extra}\n\n[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\nposition_interval_ms = 200\n",
+        "[source]\nurl = \"{}\"\nserver_id = {server_id}\ndatabases = [{}]\n{extra}\n\n[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\nposition_interval_ms = 200\n# Tansu deletes every record of a topic with retention.ms = -1.\nschema_changes_retention_ms = 315360000000\n# Tansu answers slowly; more in flight makes librdkafka spin.\nproperties = {{ \"max.in.flight.requests.per.connection\" = \"1\" }}\n",
         mysql_url(source_port()),
         dbs.join(", "),
         kafka_servers()
