@@ -153,13 +153,14 @@ fn write_canonical(schema: &Json, namespace: Option<&str>, out: &mut String) {
             match ty {
                 "record" | "error" | "enum" | "fixed" => {
                     let name = obj.get("name").and_then(Json::as_str).unwrap_or("");
-                    let ns = obj
-                        .get("namespace")
-                        .and_then(Json::as_str)
-                        .or(namespace);
+                    let ns = obj.get("namespace").and_then(Json::as_str).or(namespace);
                     let full = full_name(name, ns);
                     let inner_ns = full.rsplit_once('.').map(|(ns, _)| ns.to_string());
-                    out.push_str(&format!("{{\"name\":{},\"type\":{}", quote(&full), quote(ty)));
+                    out.push_str(&format!(
+                        "{{\"name\":{},\"type\":{}",
+                        quote(&full),
+                        quote(ty)
+                    ));
                     match ty {
                         "enum" => {
                             out.push_str(",\"symbols\":");
@@ -217,10 +218,17 @@ pub fn avro_name(name: &str) -> String {
 /// The Avro type of a column's values, without nullability.
 fn column_type_json(kind: &ColumnKind) -> Json {
     match kind {
-        ColumnKind::Int { bytes: 1..=3, .. } | ColumnKind::Int { bytes: 4, unsigned: false } => {
+        ColumnKind::Int { bytes: 1..=3, .. }
+        | ColumnKind::Int {
+            bytes: 4,
+            unsigned: false,
+        } => {
             json!("int")
         }
-        ColumnKind::Int { bytes: 8, unsigned: true } => {
+        ColumnKind::Int {
+            bytes: 8,
+            unsigned: true,
+        } => {
             json!({"type": "bytes", "logicalType": "decimal", "precision": 20, "scale": 0})
         }
         ColumnKind::Int { .. } => json!("long"),
@@ -286,9 +294,11 @@ impl RowLayout {
         let mut fields = Vec::with_capacity(rec.fields.len());
         for f in &rec.fields {
             let attr = |k: &str| f.custom_attributes.get(k).and_then(Json::as_str);
-            let (Some(name), Some(data_type), Some(column_type)) =
-                (attr("mariadb.name"), attr("mariadb.data_type"), attr("mariadb.type"))
-            else {
+            let (Some(name), Some(data_type), Some(column_type)) = (
+                attr("mariadb.name"),
+                attr("mariadb.data_type"),
+                attr("mariadb.type"),
+            ) else {
                 return Err(Error::Schema(format!(
                     "field `{}` lacks the mariadb.name/data_type/type attributes",
                     f.name
@@ -320,7 +330,11 @@ impl TableCodec {
     pub fn new(prefix: &str, table: &TableSchema) -> Result<Self, Error> {
         let namespace = format!(
             "{}.{}.{}",
-            prefix.split('.').map(avro_name).collect::<Vec<_>>().join("."),
+            prefix
+                .split('.')
+                .map(avro_name)
+                .collect::<Vec<_>>()
+                .join("."),
             avro_name(&table.id.database),
             avro_name(&table.id.table)
         );
@@ -377,7 +391,11 @@ impl TableCodec {
         Ok(Self {
             key,
             value: AvroSchema::parse(&envelope.to_string())?,
-            key_columns: if key_kind_usable(table) { table.key.clone() } else { Vec::new() },
+            key_columns: if key_kind_usable(table) {
+                table.key.clone()
+            } else {
+                Vec::new()
+            },
             kinds: table
                 .columns
                 .iter()
@@ -389,7 +407,9 @@ impl TableCodec {
     /// Appends the single-object encoded key of `row` to `out`; `false`
     /// (nothing written) for a table without a key.
     pub fn encode_key(&self, row: &[Cell], out: &mut Vec<u8>) -> Result<bool, Error> {
-        let Some(key) = &self.key else { return Ok(false) };
+        let Some(key) = &self.key else {
+            return Ok(false);
+        };
         out.extend_from_slice(&key.header());
         for &i in &self.key_columns {
             let (kind, nullable) = &self.kinds[i];
@@ -483,7 +503,9 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn mismatch(kind: &ColumnKind, cell: &Cell) -> Error {
-    Error::Encode(format!("value {cell:?} does not fit a column of kind {kind:?}"))
+    Error::Encode(format!(
+        "value {cell:?} does not fit a column of kind {kind:?}"
+    ))
 }
 
 /// Encodes one value; `nullable` columns are unions with `null` first.
@@ -511,7 +533,13 @@ pub fn encode_cell(
         }
     };
     match (kind, cell) {
-        (ColumnKind::Int { bytes: 8, unsigned: true }, c) => {
+        (
+            ColumnKind::Int {
+                bytes: 8,
+                unsigned: true,
+            },
+            c,
+        ) => {
             let v = match c {
                 Cell::UInt(v) => *v,
                 Cell::Int(v) if *v >= 0 => *v as u64,
@@ -642,14 +670,24 @@ pub fn decimal_from_bytes(bytes: &[u8], scale: u8) -> String {
 
 /// Turns a decoded Avro value back into a cell of the given kind.
 pub fn decode_cell(kind: &ColumnKind, value: &Value) -> Result<Cell, Error> {
-    let bad = || Error::Decode(format!("Avro value {value:?} does not fit a column of kind {kind:?}"));
+    let bad = || {
+        Error::Decode(format!(
+            "Avro value {value:?} does not fit a column of kind {kind:?}"
+        ))
+    };
     let value = match value {
         Value::Union(_, inner) => inner.as_ref(),
         v => v,
     };
     Ok(match (kind, value) {
         (_, Value::Null) => Cell::Null,
-        (ColumnKind::Int { bytes: 8, unsigned: true }, Value::Decimal(d)) => {
+        (
+            ColumnKind::Int {
+                bytes: 8,
+                unsigned: true,
+            },
+            Value::Decimal(d),
+        ) => {
             let bytes: Vec<u8> = d.try_into().map_err(|_| bad())?;
             let n = BigInt::from_signed_bytes_be(&bytes);
             Cell::UInt(u64::try_from(n).map_err(|_| bad())?)
@@ -870,9 +908,11 @@ mod tests {
             "\"long\""
         );
         assert_eq!(
-            canonical_form(&json!({"type":"record","name":"R","namespace":"a.b","doc":"x",
+            canonical_form(
+                &json!({"type":"record","name":"R","namespace":"a.b","doc":"x",
                 "fields":[{"name":"f","type":{"type":"fixed","name":"F","size":4},"default":null},
-                          {"name":"g","type":["null","F"]}]})),
+                          {"name":"g","type":["null","F"]}]})
+            ),
             r#"{"name":"a.b.R","type":"record","fields":[{"name":"f","type":{"name":"a.b.F","type":"fixed","size":4}},{"name":"g","type":["null","a.b.F"]}]}"#
         );
     }
@@ -906,10 +946,22 @@ mod tests {
 
     #[test]
     fn decimals() {
-        assert_eq!(decimal_from_bytes(&decimal_to_bytes("-12.5", 2).unwrap(), 2), "-12.50");
-        assert_eq!(decimal_from_bytes(&decimal_to_bytes("0", 3).unwrap(), 3), "0.000");
-        assert_eq!(decimal_from_bytes(&decimal_to_bytes("-0.001", 3).unwrap(), 3), "-0.001");
-        assert_eq!(decimal_from_bytes(&decimal_to_bytes("42", 0).unwrap(), 0), "42");
+        assert_eq!(
+            decimal_from_bytes(&decimal_to_bytes("-12.5", 2).unwrap(), 2),
+            "-12.50"
+        );
+        assert_eq!(
+            decimal_from_bytes(&decimal_to_bytes("0", 3).unwrap(), 3),
+            "0.000"
+        );
+        assert_eq!(
+            decimal_from_bytes(&decimal_to_bytes("-0.001", 3).unwrap(), 3),
+            "-0.001"
+        );
+        assert_eq!(
+            decimal_from_bytes(&decimal_to_bytes("42", 0).unwrap(), 0),
+            "42"
+        );
         assert!(decimal_to_bytes("1.234", 2).is_err());
         assert!(decimal_to_bytes("abc", 2).is_err());
     }
@@ -1009,7 +1061,10 @@ mod tests {
             .read_value(&mut &kdatum[..])
             .unwrap();
         let layout = RowLayout::from_record_schema(&kschema.schema).unwrap();
-        assert_eq!(decode_row(&layout, &v).unwrap().unwrap(), vec![Cell::UInt(u64::MAX)]);
+        assert_eq!(
+            decode_row(&layout, &v).unwrap().unwrap(),
+            vec![Cell::UInt(u64::MAX)]
+        );
     }
 
     proptest! {

@@ -5,7 +5,9 @@
 /// line number and the `[section]` it is in.
 pub fn toml_error(e: &toml::de::Error, text: &str) -> String {
     let msg = e.message().trim().replace('\n', " ");
-    let Some(span) = e.span() else { return format!("invalid config: {msg}") };
+    let Some(span) = e.span() else {
+        return format!("invalid config: {msg}");
+    };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let section = before
@@ -13,7 +15,13 @@ pub fn toml_error(e: &toml::de::Error, text: &str) -> String {
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .or_else(|| text[span.start.min(text.len())..].lines().next().map(str::trim).filter(|l| l.starts_with('[')));
+        .or_else(|| {
+            text[span.start.min(text.len())..]
+                .lines()
+                .next()
+                .map(str::trim)
+                .filter(|l| l.starts_with('['))
+        });
     match section {
         Some(s) => format!("invalid config at line {line}, in {s}: {msg}"),
         None => format!("invalid config at line {line}: {msg}"),
@@ -60,14 +68,22 @@ mod tests {
         let text = "[source]\nurl = \"x\"\nbogus = 1\n";
         let e = toml::from_str::<S>(text).unwrap_err();
         let m = toml_error(&e, text);
-        assert!(m.contains("[source]") && m.contains("bogus") && !m.contains('\n'), "{m}");
+        assert!(
+            m.contains("[source]") && m.contains("bogus") && !m.contains('\n'),
+            "{m}"
+        );
     }
 
     #[test]
     fn env_expansion() {
         std::env::set_var("CONFIG_TEXT_TEST_PW", "s3cret");
-        assert_eq!(expand_env("mysql://u:${CONFIG_TEXT_TEST_PW}@h").unwrap(), "mysql://u:s3cret@h");
-        assert!(expand_env("mysql://u:${NOPE_NOT_SET_X}@h").unwrap_err().contains("NOPE_NOT_SET_X"));
+        assert_eq!(
+            expand_env("mysql://u:${CONFIG_TEXT_TEST_PW}@h").unwrap(),
+            "mysql://u:s3cret@h"
+        );
+        assert!(expand_env("mysql://u:${NOPE_NOT_SET_X}@h")
+            .unwrap_err()
+            .contains("NOPE_NOT_SET_X"));
         assert!(expand_env("mysql://u:${OPEN@h").is_err());
         assert_eq!(expand_env("plain").unwrap(), "plain");
     }

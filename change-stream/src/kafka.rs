@@ -16,7 +16,10 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use crate::Error;
 
 /// A client config for the brokers, with the user's extra properties.
-pub fn client_config(bootstrap_servers: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
+pub fn client_config(
+    bootstrap_servers: &str,
+    properties: &BTreeMap<String, String>,
+) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap_servers);
     c.set("log_level", "3");
@@ -81,6 +84,9 @@ pub async fn ensure_topics(config: &ClientConfig, topics: &[TopicSpec]) -> Resul
     Ok(())
 }
 
+/// A message's key and value (either may be absent).
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Every message of `topic` from the beginning to the high watermark at the
 /// time of the call, in offset order per partition, as (key, value) pairs. A
 /// topic that does not exist reads as empty.
@@ -88,7 +94,7 @@ pub fn read_to_end(
     config: &ClientConfig,
     topic: &str,
     timeout: Duration,
-) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>, Error> {
+) -> Result<Vec<KeyValue>, Error> {
     let mut config = config.clone();
     config
         .set("enable.auto.commit", "false")
@@ -98,7 +104,9 @@ pub fn read_to_end(
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {}", describe(&e))))?;
-    let Some(t) = metadata.topics().first() else { return Ok(Vec::new()) };
+    let Some(t) = metadata.topics().first() else {
+        return Ok(Vec::new());
+    };
     if t.error().is_some() || t.partitions().is_empty() {
         return Ok(Vec::new());
     }
@@ -107,7 +115,9 @@ pub fn read_to_end(
     for p in t.partitions() {
         let (low, high) = consumer
             .fetch_watermarks(topic, p.id(), timeout)
-            .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}: {}", describe(&e))))?;
+            .map_err(|e| {
+                Error::Kafka(format!("cannot read offsets of {topic}: {}", describe(&e)))
+            })?;
         if high > low {
             targets.insert(p.id(), high);
             tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))
@@ -118,7 +128,9 @@ pub fn read_to_end(
     if targets.is_empty() {
         return Ok(out);
     }
-    consumer.assign(&tpl).map_err(|e| Error::Kafka(e.to_string()))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::Kafka(e.to_string()))?;
     let deadline = Instant::now() + timeout;
     let mut done = BTreeMap::new();
     while done.len() < targets.len() {
@@ -130,7 +142,12 @@ pub fn read_to_end(
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
-            Some(Err(e)) => return Err(Error::Kafka(format!("cannot read {topic}: {}", describe(&e)))),
+            Some(Err(e)) => {
+                return Err(Error::Kafka(format!(
+                    "cannot read {topic}: {}",
+                    describe(&e)
+                )))
+            }
             Some(Ok(m)) => {
                 let high = targets[&m.partition()];
                 if m.offset() < high {

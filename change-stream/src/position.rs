@@ -85,7 +85,8 @@ impl FromStr for Gtid {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || Error::InvalidPosition(format!("`{s}` is not a GTID (domain-server-sequence)"));
+        let bad =
+            || Error::InvalidPosition(format!("`{s}` is not a GTID (domain-server-sequence)"));
         let mut parts = s.trim().splitn(3, '-');
         let domain = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let server_id = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;

@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 use apache_avro::types::Value;
 use serde_json::Value as Json;
 
-use crate::avro::{decode_source, split_single_object, AvroSchema, SCHEMA_CHANGE_SCHEMA, SOURCE_SCHEMA};
+use crate::avro::{
+    decode_source, split_single_object, AvroSchema, SCHEMA_CHANGE_SCHEMA, SOURCE_SCHEMA,
+};
 use crate::event::SourceInfo;
 use crate::table::{Column, ColumnKind, Generated, KeyKind, TableId, TableSchema};
 use crate::Error;
@@ -29,7 +31,8 @@ pub struct SchemaChange {
 pub fn schema() -> &'static AvroSchema {
     static SCHEMA: OnceLock<AvroSchema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let mut root: Json = serde_json::from_str(SCHEMA_CHANGE_SCHEMA).expect("schema_change.avsc is JSON");
+        let mut root: Json =
+            serde_json::from_str(SCHEMA_CHANGE_SCHEMA).expect("schema_change.avsc is JSON");
         let source: Json = serde_json::from_str(SOURCE_SCHEMA).expect("source.avsc is JSON");
         for field in root["fields"].as_array_mut().expect("fields") {
             if field["type"] == "tributary.Source" {
@@ -153,7 +156,9 @@ impl SchemaChange {
             .read_value(&mut datum)
             .map_err(|e| Error::Decode(e.to_string()))?;
         let bad = |what: &str| Error::Decode(format!("schema change: bad {what}"));
-        let Value::Record(fields) = value else { return Err(bad("record")) };
+        let Value::Record(fields) = value else {
+            return Err(bad("record"));
+        };
         let mut change = SchemaChange {
             source: SourceInfo::default(),
             database: String::new(),
@@ -177,7 +182,10 @@ impl SchemaChange {
                 .table
                 .clone()
                 .ok_or_else(|| bad("definition without a table name"))?;
-            change.definition = Some(decode_definition(TableId::new(change.database.clone(), table), d)?);
+            change.definition = Some(decode_definition(
+                TableId::new(change.database.clone(), table),
+                d,
+            )?);
         }
         Ok(change)
     }
@@ -208,15 +216,21 @@ fn decode_definition(id: TableId, fields: Vec<(String, Value)>) -> Result<TableS
             }
             ("key_columns", Value::Array(a)) => {
                 for k in a {
-                    let Value::String(k) = k else { return Err(bad("key column")) };
+                    let Value::String(k) = k else {
+                        return Err(bad("key column"));
+                    };
                     key_names.push(k);
                 }
             }
             ("columns", Value::Array(a)) => {
                 for c in a {
-                    let Value::Record(cf) = c else { return Err(bad("column")) };
-                    let (mut name, mut data_type, mut column_type) = (String::new(), String::new(), String::new());
-                    let (mut nullable, mut charset, mut expr, mut stored) = (false, None, None, false);
+                    let Value::Record(cf) = c else {
+                        return Err(bad("column"));
+                    };
+                    let (mut name, mut data_type, mut column_type) =
+                        (String::new(), String::new(), String::new());
+                    let (mut nullable, mut charset, mut expr, mut stored) =
+                        (false, None, None, false);
                     for (k, v) in cf {
                         match (k.as_str(), unwrap_union(v)) {
                             ("name", Value::String(s)) => name = s,
@@ -245,7 +259,12 @@ fn decode_definition(id: TableId, fields: Vec<(String, Value)>) -> Result<TableS
     }
     let key = key_names
         .iter()
-        .map(|k| columns.iter().position(|c| &c.name == k).ok_or_else(|| bad("key column name")))
+        .map(|k| {
+            columns
+                .iter()
+                .position(|c| &c.name == k)
+                .ok_or_else(|| bad("key column name"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(TableSchema {
         id,

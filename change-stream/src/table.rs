@@ -28,7 +28,11 @@ impl TableId {
 
     /// `` `db`.`table` ``, quoted for SQL.
     pub fn quoted(&self) -> String {
-        format!("{}.{}", quote_ident(&self.database), quote_ident(&self.table))
+        format!(
+            "{}.{}",
+            quote_ident(&self.database),
+            quote_ident(&self.table)
+        )
     }
 }
 
@@ -47,22 +51,40 @@ pub fn quote_ident(name: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ColumnKind {
     /// TINYINT (1), SMALLINT (2), MEDIUMINT (3), INT (4), BIGINT (8) bytes.
-    Int { bytes: u8, unsigned: bool },
-    Decimal { precision: u8, scale: u8 },
+    Int {
+        bytes: u8,
+        unsigned: bool,
+    },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     Float,
     Double,
-    Bit { bits: u8 },
+    Bit {
+        bits: u8,
+    },
     Date,
-    DateTime { fsp: u8 },
-    Timestamp { fsp: u8 },
-    Time { fsp: u8 },
+    DateTime {
+        fsp: u8,
+    },
+    Timestamp {
+        fsp: u8,
+    },
+    Time {
+        fsp: u8,
+    },
     Year,
     /// Character data (CHAR, VARCHAR, the TEXTs, JSON) in a character set.
     Text,
     /// Binary data (BINARY, VARBINARY, the BLOBs).
     Bytes,
-    Enum { labels: Vec<String> },
-    Set { labels: Vec<String> },
+    Enum {
+        labels: Vec<String>,
+    },
+    Set {
+        labels: Vec<String>,
+    },
     /// Any spatial type, as MariaDB's internal form (SRID + WKB).
     Geometry,
     Inet4,
@@ -247,7 +269,10 @@ mod tests {
             ColumnKind::parse("datetime", "datetime(6)").unwrap(),
             ColumnKind::DateTime { fsp: 6 }
         );
-        assert_eq!(ColumnKind::parse("bit", "bit(64)").unwrap(), ColumnKind::Bit { bits: 64 });
+        assert_eq!(
+            ColumnKind::parse("bit", "bit(64)").unwrap(),
+            ColumnKind::Bit { bits: 64 }
+        );
         assert!(ColumnKind::parse("mystery", "mystery").is_err());
     }
 

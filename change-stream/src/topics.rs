@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(table_topic("shop", "sales", "order items"), "shop.sales.order_items");
+        assert_eq!(
+            table_topic("shop", "sales", "order items"),
+            "shop.sales.order_items"
+        );
         assert_eq!(table_topic("shop", "a.b", "t"), "shop.a_b.t");
         assert!(is_table_topic("shop", "shop.sales.orders"));
         assert!(!is_table_topic("shop", "shop.schemas"));

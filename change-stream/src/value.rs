@@ -179,7 +179,13 @@ pub fn format_time(micros: i64) -> String {
     let m = micros.unsigned_abs();
     let secs = m / 1_000_000;
     let frac = m % 1_000_000;
-    let _ = write!(s, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let _ = write!(
+        s,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
     if frac != 0 {
         let _ = write!(s, ".{frac:06}");
     }
@@ -253,18 +259,24 @@ mod tests {
         };
         assert_eq!(d.to_days(), 0);
         assert_eq!(Date::from_days(-1).unwrap().to_string(), "1969-12-31");
-        assert_eq!(Date::parse("0000-00-00").unwrap().is_calendar_date(), false);
-        assert_eq!(Date::parse("2024-02-29").unwrap().is_calendar_date(), true);
-        assert_eq!(Date::parse("2023-02-29").unwrap().is_calendar_date(), false);
+        assert!(!Date::parse("0000-00-00").unwrap().is_calendar_date());
+        assert!(Date::parse("2024-02-29").unwrap().is_calendar_date());
+        assert!(!Date::parse("2023-02-29").unwrap().is_calendar_date());
         let dt = DateTime::parse("9999-12-31 23:59:59.999999").unwrap();
         assert_eq!(DateTime::from_micros(dt.to_micros()).unwrap(), dt);
         assert_eq!(dt.to_string(), "9999-12-31 23:59:59.999999");
-        assert_eq!(DateTime::parse("2024-01-02 03:04:05.5").unwrap().micros, 500_000);
+        assert_eq!(
+            DateTime::parse("2024-01-02 03:04:05.5").unwrap().micros,
+            500_000
+        );
     }
 
     #[test]
     fn times() {
-        assert_eq!(format_time(-(838 * 3600 + 59 * 60 + 59) * 1_000_000), "-838:59:59");
+        assert_eq!(
+            format_time(-(838 * 3600 + 59 * 60 + 59) * 1_000_000),
+            "-838:59:59"
+        );
         assert_eq!(parse_time("-00:00:00.000001"), Some(-1));
         assert_eq!(format_time(-1), "-00:00:00.000001");
         assert_eq!(parse_time("838:59:59.999999"), Some(3_020_399_999_999));

@@ -80,7 +80,14 @@ fn row_literal(table: &TableSchema, cols: &[usize], row: &[Cell], out: &mut Stri
 
 /// Packs `items` into statements `head item, item ...` of at most
 /// `max_bytes` (a single larger item goes alone).
-fn pack(head: &str, sep: &str, tail: &str, items: &[String], max_bytes: usize, out: &mut Vec<String>) {
+fn pack(
+    head: &str,
+    sep: &str,
+    tail: &str,
+    items: &[String],
+    max_bytes: usize,
+    out: &mut Vec<String>,
+) {
     let mut cur = String::new();
     for item in items {
         if !cur.is_empty() && cur.len() + sep.len() + item.len() + tail.len() > max_bytes {
@@ -141,7 +148,9 @@ pub fn plan(changes: &[Change], max_bytes: usize) -> Result<Vec<String>, SinkErr
             }
         };
         match (r.op, &r.before, &r.after) {
-            (Op::Read | Op::Create, _, Some(after)) => set(key_literal(table, after), Some(after.clone())),
+            (Op::Read | Op::Create, _, Some(after)) => {
+                set(key_literal(table, after), Some(after.clone()))
+            }
             (Op::Update, Some(before), Some(after)) => {
                 let old = key_literal(table, before);
                 let new = key_literal(table, after);
@@ -173,7 +182,11 @@ fn keyed_statements(
     for (id, table, folded) in keyed.drain(..) {
         let name = id.quoted();
         let key_cols: Vec<String> = table.key_columns().map(|c| quote_ident(&c.name)).collect();
-        let gone = folded.finals.iter().filter(|(_, row)| row.is_none()).map(|(k, _)| k);
+        let gone = folded
+            .finals
+            .iter()
+            .filter(|(_, row)| row.is_none())
+            .map(|(k, _)| k);
         if key_cols.len() == 1 {
             let items: Vec<String> = gone.map(|k| k[0].clone()).collect();
             if !items.is_empty() {
@@ -184,12 +197,23 @@ fn keyed_statements(
             // (a = 1 AND b = 2) OR ...: index ranges for MariaDB's optimizer.
             let items: Vec<String> = gone
                 .map(|k| {
-                    let terms: Vec<String> = key_cols.iter().zip(k).map(|(c, v)| format!("{c} = {v}")).collect();
+                    let terms: Vec<String> = key_cols
+                        .iter()
+                        .zip(k)
+                        .map(|(c, v)| format!("{c} = {v}"))
+                        .collect();
                     format!("({})", terms.join(" AND "))
                 })
                 .collect();
             if !items.is_empty() {
-                pack(&format!("DELETE FROM {name} WHERE "), " OR ", "", &items, max_bytes, out);
+                pack(
+                    &format!("DELETE FROM {name} WHERE "),
+                    " OR ",
+                    "",
+                    &items,
+                    max_bytes,
+                    out,
+                );
             }
         }
         let cols = written_columns(&table);
@@ -204,7 +228,10 @@ fn keyed_statements(
             })
             .collect();
         if !present.is_empty() {
-            let names: Vec<String> = cols.iter().map(|&i| quote_ident(&table.columns[i].name)).collect();
+            let names: Vec<String> = cols
+                .iter()
+                .map(|&i| quote_ident(&table.columns[i].name))
+                .collect();
             let head = format!("REPLACE INTO {name} ({}) VALUES ", names.join(", "));
             pack(&head, ", ", "", &present, max_bytes, out);
         }
@@ -235,10 +262,17 @@ fn match_image(table: &TableSchema, row: &[Cell]) -> String {
     s
 }
 
-fn unkeyed_statement(table: &TableSchema, r: &ChangeRecord, out: &mut Vec<String>) -> Result<(), SinkError> {
+fn unkeyed_statement(
+    table: &TableSchema,
+    r: &ChangeRecord,
+    out: &mut Vec<String>,
+) -> Result<(), SinkError> {
     let name = table.id.quoted();
     let cols = written_columns(table);
-    let names: Vec<String> = cols.iter().map(|&i| quote_ident(&table.columns[i].name)).collect();
+    let names: Vec<String> = cols
+        .iter()
+        .map(|&i| quote_ident(&table.columns[i].name))
+        .collect();
     match (r.op, &r.before, &r.after) {
         (Op::Read | Op::Create, _, Some(after)) => {
             let mut s = format!("INSERT INTO {name} ({}) VALUES ", names.join(", "));
@@ -261,7 +295,10 @@ fn unkeyed_statement(table: &TableSchema, r: &ChangeRecord, out: &mut Vec<String
             out.push(s);
         }
         (Op::Delete, Some(before), _) => {
-            out.push(format!("DELETE FROM {name} WHERE {} LIMIT 1", match_image(table, before)));
+            out.push(format!(
+                "DELETE FROM {name} WHERE {} LIMIT 1",
+                match_image(table, before)
+            ));
         }
         (op, _, _) => {
             return Err(SinkError::Record(format!(
@@ -283,11 +320,17 @@ impl Applier {
     /// Connects and sets up the session: UTC, utf8mb4, no foreign key
     /// checks (rows arrive table by table, not in the source's order), an SQL
     /// mode that accepts every value the source could hold.
-    pub async fn connect(url: &str, timeout_secs: u64, max_statement_bytes: usize) -> Result<Self, SinkError> {
-        let opts = Opts::from_url(&url.replacen("mariadb://", "mysql://", 1)).map_err(|e| SinkError::InvalidSetting {
-            key: "destination.url".into(),
-            expected: "a mysql://user:password@host:port URL".into(),
-            actual: e.to_string(),
+    pub async fn connect(
+        url: &str,
+        timeout_secs: u64,
+        max_statement_bytes: usize,
+    ) -> Result<Self, SinkError> {
+        let opts = Opts::from_url(&url.replacen("mariadb://", "mysql://", 1)).map_err(|e| {
+            SinkError::InvalidSetting {
+                key: "destination.url".into(),
+                expected: "a mysql://user:password@host:port URL".into(),
+                actual: e.to_string(),
+            }
         })?;
         let target = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
         let opts = mysql_async::OptsBuilder::from_opts(opts).prefer_socket(false).init(vec![
@@ -362,14 +405,26 @@ mod tests {
         };
         Arc::new(TableSchema {
             id: TableId::new("d", "t"),
-            columns: vec![col("id", "int", "int(11)"), col("v", "varchar", "varchar(10)")],
+            columns: vec![
+                col("id", "int", "int(11)"),
+                col("v", "varchar", "varchar(10)"),
+            ],
             key: if keyed { vec![0] } else { vec![] },
-            key_kind: if keyed { KeyKind::Primary } else { KeyKind::None },
+            key_kind: if keyed {
+                KeyKind::Primary
+            } else {
+                KeyKind::None
+            },
             create_table: String::new(),
         })
     }
 
-    fn change(t: &Arc<TableSchema>, op: Op, before: Option<(i64, &str)>, after: Option<(i64, &str)>) -> Change {
+    fn change(
+        t: &Arc<TableSchema>,
+        op: Op,
+        before: Option<(i64, &str)>,
+        after: Option<(i64, &str)>,
+    ) -> Change {
         let row = |(id, v): (i64, &str)| vec![Cell::Int(id), Cell::Text(v.into())];
         Change {
             table: t.clone(),
@@ -406,7 +461,9 @@ mod tests {
     #[test]
     fn statements_are_split_by_size() {
         let t = table(true);
-        let changes: Vec<Change> = (0..100).map(|i| change(&t, Op::Read, None, Some((i, "v")))).collect();
+        let changes: Vec<Change> = (0..100)
+            .map(|i| change(&t, Op::Read, None, Some((i, "v"))))
+            .collect();
         let s = plan(&changes, 200).unwrap();
         assert!(s.len() > 1);
         assert!(s.iter().all(|x| x.len() <= 200));
@@ -425,7 +482,13 @@ mod tests {
         let s = plan(&changes, 1 << 20).unwrap();
         assert_eq!(s.len(), 3);
         assert!(s[0].starts_with("INSERT INTO"));
-        assert_eq!(s[1], "UPDATE `d`.`t` SET `id` = 1, `v` = 'b' WHERE `id` <=> 1 AND `v` <=> 'a' LIMIT 1");
-        assert_eq!(s[2], "DELETE FROM `d`.`t` WHERE `id` <=> 1 AND `v` <=> 'b' LIMIT 1");
+        assert_eq!(
+            s[1],
+            "UPDATE `d`.`t` SET `id` = 1, `v` = 'b' WHERE `id` <=> 1 AND `v` <=> 'a' LIMIT 1"
+        );
+        assert_eq!(
+            s[2],
+            "DELETE FROM `d`.`t` WHERE `id` <=> 1 AND `v` <=> 'b' LIMIT 1"
+        );
     }
 }

@@ -120,10 +120,12 @@ impl Config {
             message: config_text::toml_error(&e, text),
         })?;
         config.destination.url =
-            config_text::expand_env(&config.destination.url).map_err(|problem| SinkError::InvalidSetting {
-                key: "destination.url".into(),
-                expected: "`${VAR}` naming a set environment variable".into(),
-                actual: problem,
+            config_text::expand_env(&config.destination.url).map_err(|problem| {
+                SinkError::InvalidSetting {
+                    key: "destination.url".into(),
+                    expected: "`${VAR}` naming a set environment variable".into(),
+                    actual: problem,
+                }
             })?;
         config.validate()?;
         Ok(config)
@@ -135,32 +137,62 @@ impl Config {
             expected: expected.into(),
             actual,
         };
-        if !self.destination.url.starts_with("mysql://") && !self.destination.url.starts_with("mariadb://") {
-            return Err(invalid("destination.url", "a mysql://user:password@host:port URL", self.destination.url.clone()));
+        if !self.destination.url.starts_with("mysql://")
+            && !self.destination.url.starts_with("mariadb://")
+        {
+            return Err(invalid(
+                "destination.url",
+                "a mysql://user:password@host:port URL",
+                self.destination.url.clone(),
+            ));
         }
         let db = &self.destination.state_database;
         if db.is_empty() || db.len() > 64 {
-            return Err(invalid("destination.state_database", "a database name of 1 to 64 characters", db.clone()));
+            return Err(invalid(
+                "destination.state_database",
+                "a database name of 1 to 64 characters",
+                db.clone(),
+            ));
         }
         if self.kafka.bootstrap_servers.trim().is_empty() {
-            return Err(invalid("kafka.bootstrap_servers", "host:port of at least one broker", "an empty string".into()));
+            return Err(invalid(
+                "kafka.bootstrap_servers",
+                "host:port of at least one broker",
+                "an empty string".into(),
+            ));
         }
         change_stream::topics::validate_prefix(&self.kafka.topic_prefix)
             .map_err(|e| invalid("kafka.topic_prefix", "a valid topic prefix", e.to_string()))?;
         if self.kafka.group_id.trim().is_empty() {
-            return Err(invalid("kafka.group_id", "a non-empty consumer group name", "an empty string".into()));
+            return Err(invalid(
+                "kafka.group_id",
+                "a non-empty consumer group name",
+                "an empty string".into(),
+            ));
         }
         if self.kafka.topic_refresh_secs == 0 {
-            return Err(invalid("kafka.topic_refresh_secs", "at least 1", "0".into()));
+            return Err(invalid(
+                "kafka.topic_refresh_secs",
+                "at least 1",
+                "0".into(),
+            ));
         }
         if self.apply.batch_max_records == 0 {
             return Err(invalid("apply.batch_max_records", "at least 1", "0".into()));
         }
         if self.apply.batch_max_bytes < 1024 {
-            return Err(invalid("apply.batch_max_bytes", "at least 1024", self.apply.batch_max_bytes.to_string()));
+            return Err(invalid(
+                "apply.batch_max_bytes",
+                "at least 1024",
+                self.apply.batch_max_bytes.to_string(),
+            ));
         }
         if self.apply.statement_max_bytes < 1024 {
-            return Err(invalid("apply.statement_max_bytes", "at least 1024", self.apply.statement_max_bytes.to_string()));
+            return Err(invalid(
+                "apply.statement_max_bytes",
+                "at least 1024",
+                self.apply.statement_max_bytes.to_string(),
+            ));
         }
         Ok(())
     }
@@ -192,7 +224,8 @@ url = "mysql://root@127.0.0.1:3308"
         assert!(e.to_string().contains("group_id"), "{e}");
         let e = Config::parse(&format!("{GOOD}\n[apply]\nbatch_max_records = 0\n")).unwrap_err();
         assert!(e.to_string().contains("apply.batch_max_records"), "{e}");
-        let e = Config::parse(&GOOD.replace("[destination]", "[destination]\nuser = \"x\"")).unwrap_err();
+        let e = Config::parse(&GOOD.replace("[destination]", "[destination]\nuser = \"x\""))
+            .unwrap_err();
         assert!(e.to_string().contains("user"), "{e}");
         assert!(!e.to_string().contains('\n'));
     }

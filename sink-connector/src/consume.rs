@@ -24,7 +24,11 @@ pub struct Input {
 }
 
 impl Input {
-    pub fn new(client_config: &ClientConfig, prefix: &str, group_id: &str) -> Result<Self, SinkError> {
+    pub fn new(
+        client_config: &ClientConfig,
+        prefix: &str,
+        group_id: &str,
+    ) -> Result<Self, SinkError> {
         let mut c = client_config.clone();
         c.set("group.id", group_id)
             .set("enable.auto.commit", "false")
@@ -46,7 +50,10 @@ impl Input {
 
     /// Assigns the partitions of table topics not assigned yet, each from
     /// its applied offset. Returns how many were added.
-    pub fn discover(&mut self, applied: &HashMap<Partition, PartitionState>) -> Result<usize, SinkError> {
+    pub fn discover(
+        &mut self,
+        applied: &HashMap<Partition, PartitionState>,
+    ) -> Result<usize, SinkError> {
         let metadata = self
             .consumer
             .fetch_metadata(None, Duration::from_secs(10))

@@ -37,7 +37,7 @@ impl Registry {
         }
     }
 
-    async fn read(&self, topic: String) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>, SinkError> {
+    async fn read(&self, topic: String) -> Result<Vec<change_stream::kafka::KeyValue>, SinkError> {
         let cc = self.client_config.clone();
         tokio::task::spawn_blocking(move || {
             change_stream::kafka::read_to_end(&cc, &topic, Duration::from_secs(60))
@@ -50,8 +50,12 @@ impl Registry {
     /// Reads the schemas topic to its end.
     pub async fn refresh_schemas(&mut self) -> Result<(), SinkError> {
         for (key, value) in self.read(topics::schemas_topic(&self.prefix)).await? {
-            let (Some(key), Some(value)) = (key, value) else { continue };
-            let Ok(fp) = u64::from_str_radix(&String::from_utf8_lossy(&key), 16) else { continue };
+            let (Some(key), Some(value)) = (key, value) else {
+                continue;
+            };
+            let Ok(fp) = u64::from_str_radix(&String::from_utf8_lossy(&key), 16) else {
+                continue;
+            };
             if let Ok(json) = String::from_utf8(value) {
                 self.schema_json.insert(fp, json);
             }
@@ -62,10 +66,15 @@ impl Registry {
     /// Reads the schema-changes topic to its end; the last definition of
     /// each table wins.
     pub async fn refresh_definitions(&mut self) -> Result<(), SinkError> {
-        for (_, value) in self.read(topics::schema_changes_topic(&self.prefix)).await? {
+        for (_, value) in self
+            .read(topics::schema_changes_topic(&self.prefix))
+            .await?
+        {
             let Some(value) = value else { continue };
             let change = SchemaChange::decode(&value)?;
-            let Some(table) = change.table.clone() else { continue };
+            let Some(table) = change.table.clone() else {
+                continue;
+            };
             let id = TableId::new(change.database.clone(), table);
             match change.definition {
                 Some(def) => self.definitions.insert(id, Arc::new(def)),

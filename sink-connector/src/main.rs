@@ -33,7 +33,11 @@ use crate::error::SinkError;
 use crate::state::{record_order, Partition, PartitionState};
 
 #[derive(Parser)]
-#[command(name = "sink-connector", version, about = "Applies the change records of a source prefix to a destination MariaDB")]
+#[command(
+    name = "sink-connector",
+    version,
+    about = "Applies the change records of a source prefix to a destination MariaDB"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +75,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), SinkError> {
-    let client_config = change_stream::kafka::client_config(&config.kafka.bootstrap_servers, &config.kafka.properties);
+    let client_config = change_stream::kafka::client_config(
+        &config.kafka.bootstrap_servers,
+        &config.kafka.properties,
+    );
     // Fail fast, with the cause, on what a restart would not fix.
     let mut applier = Applier::connect(
         &config.destination.url,
@@ -84,14 +91,16 @@ async fn run(config: Config) -> Result<(), SinkError> {
     {
         let cc = client_config.clone();
         let servers = config.kafka.bootstrap_servers.clone();
-        tokio::task::spawn_blocking(move || change_stream::kafka::check_broker(&cc, Duration::from_secs(10)))
-            .await
-            .expect("blocking task")
-            .map_err(|e| {
-                SinkError::Config {
-                    message: format!("Kafka: cannot reach the broker at {servers}: {e}; check [kafka] bootstrap_servers"),
-                }
-            })?;
+        tokio::task::spawn_blocking(move || {
+            change_stream::kafka::check_broker(&cc, Duration::from_secs(10))
+        })
+        .await
+        .expect("blocking task")
+        .map_err(|e| SinkError::Config {
+            message: format!(
+                "Kafka: cannot reach the broker at {servers}: {e}; check [kafka] bootstrap_servers"
+            ),
+        })?;
     }
 
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -105,9 +114,13 @@ async fn run(config: Config) -> Result<(), SinkError> {
     let mut backoff = Duration::from_secs(1);
     loop {
         let mut shutdown = shutdown.clone();
+        let attempt = Instant::now();
         match sync(&config, &client_config, &mut registry, &mut shutdown).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && !*shutdown.borrow() => {
+                if attempt.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1); // it had recovered
+                }
                 tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "lost a connection; continuing from the destination's applied position");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -138,7 +151,11 @@ async fn sync(
     let mut applied = state::load(applier.conn(), state_db, &config.kafka.topic_prefix).await?;
     registry.refresh_schemas().await?;
     registry.refresh_definitions().await?;
-    let mut input = Input::new(client_config, &config.kafka.topic_prefix, &config.kafka.group_id)?;
+    let mut input = Input::new(
+        client_config,
+        &config.kafka.topic_prefix,
+        &config.kafka.group_id,
+    )?;
     input.discover(&applied)?;
     let mut last_discovery = Instant::now();
     let mut ready: HashSet<TableId> = HashSet::new();
@@ -172,7 +189,12 @@ async fn sync(
             };
             let msg = match msg {
                 Err(_) => break,
-                Ok(Err(e)) => return Err(SinkError::Kafka(format!("cannot consume: {}", change_stream::kafka::describe(&e)))),
+                Ok(Err(e)) => {
+                    return Err(SinkError::Kafka(format!(
+                        "cannot consume: {}",
+                        change_stream::kafka::describe(&e)
+                    )))
+                }
                 Ok(Ok(m)) => m,
             };
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
@@ -185,10 +207,17 @@ async fn sync(
                 continue; // already applied
             }
             st.next_offset = msg.offset() + 1;
-            let Some(payload) = msg.payload() else { continue }; // tombstone
+            let Some(payload) = msg.payload() else {
+                continue;
+            }; // tombstone
             bytes += payload.len();
             let record = registry.decode(payload).await.map_err(|e| {
-                SinkError::Record(format!("{} partition {} offset {}: {e}", key.0, key.1, msg.offset()))
+                SinkError::Record(format!(
+                    "{} partition {} offset {}: {e}",
+                    key.0,
+                    key.1,
+                    msg.offset()
+                ))
             })?;
             if let Some(order) = record_order(&record) {
                 if st.last.is_some_and(|last| order <= last) {
@@ -196,7 +225,10 @@ async fn sync(
                 }
                 st.last = Some(order);
             }
-            let id = TableId::new(record.source.db.clone(), record.source.table.clone().unwrap_or_default());
+            let id = TableId::new(
+                record.source.db.clone(),
+                record.source.table.clone().unwrap_or_default(),
+            );
             if id.database == *state_db {
                 return Err(SinkError::Config {
                     message: format!(
@@ -223,7 +255,11 @@ async fn sync(
         let state_sql = state::save_sql(state_db, &config.kafka.group_id, &positions);
         applier.apply(&statements, &state_sql).await?;
         input.commit_hint(&positions);
-        tracing::debug!(records = changes.len(), statements = statements.len(), "batch applied");
+        tracing::debug!(
+            records = changes.len(),
+            statements = statements.len(),
+            "batch applied"
+        );
         applied.extend(touched);
     }
 }

@@ -99,17 +99,36 @@ mod tests {
         assert_eq!(quote_str("it's a \\ \0 \n"), "'it\\'s a \\\\ \\0 \\n'");
         assert_eq!(lit(ColumnKind::Bytes, Cell::Bytes(vec![0, 255])), "X'00ff'");
         assert_eq!(lit(ColumnKind::Bytes, Cell::Bytes(vec![])), "''");
-        assert_eq!(lit(ColumnKind::Bit { bits: 12 }, Cell::Bytes(vec![0x0f, 0xff])), "4095");
-        assert_eq!(lit(ColumnKind::Double, Cell::Double(0.1)), "1e-1");
-        assert_eq!(lit(ColumnKind::Float, Cell::Float(3.4028235e38)), "3.4028235e38");
         assert_eq!(
-            lit(ColumnKind::Date, Cell::Date(Date { year: 0, month: 0, day: 0 })),
+            lit(ColumnKind::Bit { bits: 12 }, Cell::Bytes(vec![0x0f, 0xff])),
+            "4095"
+        );
+        assert_eq!(lit(ColumnKind::Double, Cell::Double(0.1)), "1e-1");
+        assert_eq!(
+            lit(ColumnKind::Float, Cell::Float(3.4028235e38)),
+            "3.4028235e38"
+        );
+        assert_eq!(
+            lit(
+                ColumnKind::Date,
+                Cell::Date(Date {
+                    year: 0,
+                    month: 0,
+                    day: 0
+                })
+            ),
             "'0000-00-00'"
         );
         assert_eq!(
-            lit(ColumnKind::DateTime { fsp: 6 }, Cell::DateTime(DateTime::parse("2024-01-02 03:04:05.000006").unwrap())),
+            lit(
+                ColumnKind::DateTime { fsp: 6 },
+                Cell::DateTime(DateTime::parse("2024-01-02 03:04:05.000006").unwrap())
+            ),
             "'2024-01-02 03:04:05.000006'"
         );
-        assert_eq!(lit(ColumnKind::Time { fsp: 0 }, Cell::Time(-1_000_000)), "'-00:00:01'");
+        assert_eq!(
+            lit(ColumnKind::Time { fsp: 0 }, Cell::Time(-1_000_000)),
+            "'-00:00:01'"
+        );
     }
 }

@@ -13,8 +13,9 @@
 //! broker may already have): such a record has new Kafka offsets but old
 //! coordinates, at or before the last applied ones, and is skipped. Snapshot
 //! records are not compared: they are upserts of the row as it was at the
-//! snapshot point, and the source never sends one after a binlog change of the
-//! same table.
+//! snapshot point, and the source never sends one after a binlog change made
+//! later than that point (a resumed snapshot replays the binlog up to its new
+//! point first, then reads on at that point).
 
 use std::collections::HashMap;
 
@@ -80,7 +81,11 @@ pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkErr
     Ok(())
 }
 
-pub async fn load(conn: &mut Conn, database: &str, prefix: &str) -> Result<HashMap<Partition, PartitionState>, SinkError> {
+pub async fn load(
+    conn: &mut Conn,
+    database: &str,
+    prefix: &str,
+) -> Result<HashMap<Partition, PartitionState>, SinkError> {
     let rows: Vec<(String, i32, i64, Option<String>)> = conn
         .exec(
             format!(
@@ -106,7 +111,11 @@ pub async fn load(conn: &mut Conn, database: &str, prefix: &str) -> Result<HashM
 }
 
 /// The statement recording `changes` (run inside the batch's transaction).
-pub fn save_sql(database: &str, group_id: &str, changes: &[(&Partition, &PartitionState)]) -> String {
+pub fn save_sql(
+    database: &str,
+    group_id: &str,
+    changes: &[(&Partition, &PartitionState)],
+) -> String {
     let mut sql = format!(
         "INSERT INTO {}.`applied` (`topic`, `kafka_partition`, `next_offset`, `last_event`, `group_id`) VALUES ",
         quote_ident(database)
@@ -139,7 +148,14 @@ mod tests {
 
     #[test]
     fn orders_round_trip() {
-        let o = (EventOrder { file_seq: 3, pos: 1234, row: 7 }, 1);
+        let o = (
+            EventOrder {
+                file_seq: 3,
+                pos: 1234,
+                row: 7,
+            },
+            1,
+        );
         assert_eq!(parse_order(&format_order(&o)), Some(o));
         assert_eq!(parse_order("garbage"), None);
     }

@@ -165,7 +165,11 @@ impl BinlogReader {
                         idle_limit.as_secs()
                     )))
                 }
-                Ok(None) => return Err(SourceError::Binlog("the source closed the binlog connection".into())),
+                Ok(None) => {
+                    return Err(SourceError::Binlog(
+                        "the source closed the binlog connection".into(),
+                    ))
+                }
                 Ok(Some(Err(e))) => return Err(SourceError::Binlog(describe_mysql(&e))),
                 Ok(Some(Ok(ev))) => ev,
             };
@@ -190,9 +194,12 @@ impl BinlogReader {
                     standalone: d[12] & 1 != 0,
                 });
             } else {
-                let data = event
-                    .read_data()
-                    .map_err(|e| SourceError::Binlog(format!("cannot decode a binlog event at {}:{start}: {e}", self.file)))?;
+                let data = event.read_data().map_err(|e| {
+                    SourceError::Binlog(format!(
+                        "cannot decode a binlog event at {}:{start}: {e}",
+                        self.file
+                    ))
+                })?;
                 match data {
                     Some(EventData::RotateEvent(r)) => {
                         self.file = self.clean_file_name(r.name_raw());
@@ -256,12 +263,19 @@ impl BinlogReader {
     /// Logs, once per statement kind and database, DDL that this version does
     /// not replicate.
     fn note_statement(&mut self, schema: &str, sql: &str) {
-        let first = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        let first = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
         let is_ddl = matches!(
             first.as_str(),
             "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE"
         );
-        let touches = self.tables.keys().any(|t| t.database == schema || sql.contains(&t.database));
+        let touches = self
+            .tables
+            .keys()
+            .any(|t| t.database == schema || sql.contains(&t.database));
         if is_ddl && touches && self.warned_ddl.insert(format!("{schema}:{first}")) {
             tracing::warn!(
                 database = schema,
@@ -273,7 +287,11 @@ impl BinlogReader {
 
     /// Marks the end of the last complete transaction as the position to
     /// store once its records are acknowledged.
-    async fn send_checkpoint(&mut self, out: &Output, source_server_id: u32) -> Result<(), SourceError> {
+    async fn send_checkpoint(
+        &mut self,
+        out: &Output,
+        source_server_id: u32,
+    ) -> Result<(), SourceError> {
         if !self.dirty {
             return Ok(());
         }
@@ -297,10 +315,15 @@ impl BinlogReader {
         only: Option<&HashSet<TableId>>,
     ) -> Result<(), SourceError> {
         let tme = self.stream.get_tme(rows.table_id()).ok_or_else(|| {
-            SourceError::Binlog(format!("rows event at {}:{start} without its table map", self.file))
+            SourceError::Binlog(format!(
+                "rows event at {}:{start} without its table map",
+                self.file
+            ))
         })?;
         let id = TableId::new(tme.database_name(), tme.table_name());
-        let Some(ctx) = self.tables.get(&id) else { return Ok(()) };
+        let Some(ctx) = self.tables.get(&id) else {
+            return Ok(());
+        };
         if only.is_some_and(|only| !only.contains(&id)) {
             return Ok(());
         }
@@ -309,7 +332,9 @@ impl BinlogReader {
             RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => Op::Update,
             RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
             RowsEventData::PartialUpdateRowsEvent(_) => {
-                return Err(SourceError::Binlog("partial update rows events are not supported".into()))
+                return Err(SourceError::Binlog(
+                    "partial update rows events are not supported".into(),
+                ))
             }
         };
         let columns = ctx.schema.columns.len();
@@ -335,15 +360,17 @@ impl BinlogReader {
             ts_ms: txn.map_or(0, |t| t.ts_ms),
             snapshot: false,
         };
-        let now = now_ms();
         for (i, row) in rows.rows(tme).enumerate() {
             let (before, after) = row.map_err(|e| {
-                SourceError::Binlog(format!("cannot decode a row of {id} at {}:{start}: {e}", self.file))
+                SourceError::Binlog(format!(
+                    "cannot decode a row of {id} at {}:{start}: {e}",
+                    self.file
+                ))
             })?;
             let before = before.map(|r| row_cells(ctx, r)).transpose()?;
             let after = after.map(|r| row_cells(ctx, r)).transpose()?;
             source.row = i as u32;
-            enc.emit(out, ctx, op, before.as_deref(), after.as_deref(), &source, now)
+            enc.emit(out, ctx, op, before.as_deref(), after.as_deref(), &source)
                 .await?;
         }
         Ok(())

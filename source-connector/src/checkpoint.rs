@@ -90,10 +90,10 @@ impl KeyValue {
             KeyValue::UInt(u) => Value::UInt(*u),
             KeyValue::Float(f) => Value::Float(*f),
             KeyValue::Double(f) => Value::Double(*f),
-            KeyValue::Bytes(h) => Value::Bytes(unhex(h).ok_or_else(|| {
-                SourceError::Config {
-                    message: format!("stored snapshot key `{h}` is not hex; the positions topic is damaged"),
-                }
+            KeyValue::Bytes(h) => Value::Bytes(unhex(h).ok_or_else(|| SourceError::Config {
+                message: format!(
+                    "stored snapshot key `{h}` is not hex; the positions topic is damaged"
+                ),
             })?),
             KeyValue::Date(y, mo, d, h, mi, s, us) => Value::Date(*y, *mo, *d, *h, *mi, *s, *us),
             KeyValue::Time(n, d, h, m, s, us) => Value::Time(*n, *d, *h, *m, *s, *us),
@@ -102,7 +102,7 @@ impl KeyValue {
 }
 
 fn unhex(h: &str) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 {
+    if !h.len().is_multiple_of(2) {
         return None;
     }
     (0..h.len())

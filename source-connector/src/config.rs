@@ -143,42 +143,92 @@ impl Config {
             actual,
         };
         if !self.source.url.starts_with("mysql://") && !self.source.url.starts_with("mariadb://") {
-            return Err(invalid("source.url", "a mysql://user:password@host:port URL", self.source.url.clone()));
+            return Err(invalid(
+                "source.url",
+                "a mysql://user:password@host:port URL",
+                self.source.url.clone(),
+            ));
         }
         if self.source.server_id == 0 {
-            return Err(invalid("source.server_id", "a number from 1 to 4294967295, unused by other replicas", "0".into()));
+            return Err(invalid(
+                "source.server_id",
+                "a number from 1 to 4294967295, unused by other replicas",
+                "0".into(),
+            ));
         }
         if self.source.databases.is_empty() || self.source.databases.iter().any(|d| d.is_empty()) {
-            return Err(invalid("source.databases", "a non-empty list of database names", format!("{:?}", self.source.databases)));
+            return Err(invalid(
+                "source.databases",
+                "a non-empty list of database names",
+                format!("{:?}", self.source.databases),
+            ));
         }
         if self.source.snapshot_chunk_rows == 0 {
-            return Err(invalid("source.snapshot_chunk_rows", "at least 1", "0".into()));
+            return Err(invalid(
+                "source.snapshot_chunk_rows",
+                "at least 1",
+                "0".into(),
+            ));
         }
         if self.kafka.bootstrap_servers.trim().is_empty() {
-            return Err(invalid("kafka.bootstrap_servers", "host:port of at least one broker", "an empty string".into()));
+            return Err(invalid(
+                "kafka.bootstrap_servers",
+                "host:port of at least one broker",
+                "an empty string".into(),
+            ));
         }
         change_stream::topics::validate_prefix(&self.kafka.topic_prefix)
             .map_err(|e| invalid("kafka.topic_prefix", "a valid topic prefix", e.to_string()))?;
         if self.kafka.partitions < 1 {
-            return Err(invalid("kafka.partitions", "at least 1", self.kafka.partitions.to_string()));
+            return Err(invalid(
+                "kafka.partitions",
+                "at least 1",
+                self.kafka.partitions.to_string(),
+            ));
         }
         if self.kafka.replication_factor == 0 || self.kafka.replication_factor < -1 {
-            return Err(invalid("kafka.replication_factor", "-1 (broker default) or at least 1", self.kafka.replication_factor.to_string()));
+            return Err(invalid(
+                "kafka.replication_factor",
+                "-1 (broker default) or at least 1",
+                self.kafka.replication_factor.to_string(),
+            ));
         }
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
-            return Err(invalid("kafka.compression", "none, gzip, snappy, lz4 or zstd", self.kafka.compression.clone()));
+            return Err(invalid(
+                "kafka.compression",
+                "none, gzip, snappy, lz4 or zstd",
+                self.kafka.compression.clone(),
+            ));
         }
         if self.kafka.position_interval_ms == 0 {
-            return Err(invalid("kafka.position_interval_ms", "at least 1", "0".into()));
+            return Err(invalid(
+                "kafka.position_interval_ms",
+                "at least 1",
+                "0".into(),
+            ));
         }
         if self.kafka.message_max_bytes < 1000 || self.kafka.message_max_bytes > 1_000_000_000 {
-            return Err(invalid("kafka.message_max_bytes", "1000 to 1000000000", self.kafka.message_max_bytes.to_string()));
+            return Err(invalid(
+                "kafka.message_max_bytes",
+                "1000 to 1000000000",
+                self.kafka.message_max_bytes.to_string(),
+            ));
         }
-        if self.kafka.schema_changes_retention_ms == 0 || self.kafka.schema_changes_retention_ms < -1 {
-            return Err(invalid("kafka.schema_changes_retention_ms", "-1 (forever) or a positive number of milliseconds", self.kafka.schema_changes_retention_ms.to_string()));
+        if self.kafka.schema_changes_retention_ms == 0
+            || self.kafka.schema_changes_retention_ms < -1
+        {
+            return Err(invalid(
+                "kafka.schema_changes_retention_ms",
+                "-1 (forever) or a positive number of milliseconds",
+                self.kafka.schema_changes_retention_ms.to_string(),
+            ));
         }
         if self.kafka.buffer_max_bytes < self.kafka.message_max_bytes {
-            return Err(invalid("kafka.buffer_max_bytes", "at least kafka.message_max_bytes", self.kafka.buffer_max_bytes.to_string()));
+            return Err(invalid(
+                "kafka.buffer_max_bytes",
+                "at least kafka.message_max_bytes",
+                self.kafka.buffer_max_bytes.to_string(),
+            ));
         }
         Ok(())
     }
@@ -208,15 +258,20 @@ topic_prefix = "shop"
 
     #[test]
     fn unknown_missing_and_bad_keys_are_named() {
-        let e = Config::parse(&GOOD.replace("server_id = 5401", "server_id = 5401\nserverid = 1")).unwrap_err();
+        let e = Config::parse(&GOOD.replace("server_id = 5401", "server_id = 5401\nserverid = 1"))
+            .unwrap_err();
         assert!(e.to_string().contains("serverid"), "{e}");
         let e = Config::parse(&GOOD.replace("server_id = 5401\n", "")).unwrap_err();
         assert!(e.to_string().contains("server_id"), "{e}");
         let e = Config::parse(&GOOD.replace("server_id = 5401", "server_id = \"x\"")).unwrap_err();
-        assert!(e.to_string().contains("server_id") || e.to_string().contains("invalid type"), "{e}");
+        assert!(
+            e.to_string().contains("server_id") || e.to_string().contains("invalid type"),
+            "{e}"
+        );
         let e = Config::parse(&GOOD.replace("server_id = 5401", "server_id = 0")).unwrap_err();
         assert!(e.to_string().contains("source.server_id"), "{e}");
-        let e = Config::parse(&GOOD.replace("topic_prefix = \"shop\"", "topic_prefix = \"a b\"")).unwrap_err();
+        let e = Config::parse(&GOOD.replace("topic_prefix = \"shop\"", "topic_prefix = \"a b\""))
+            .unwrap_err();
         assert!(e.to_string().contains("kafka.topic_prefix"), "{e}");
         assert!(!e.to_string().contains('\n'));
     }

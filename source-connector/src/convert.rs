@@ -38,7 +38,12 @@ pub fn to_cell(column: &Column, value: Value, origin: Origin) -> Result<Cell, St
     let cell = match (&column.kind, value) {
         (ColumnKind::Int { unsigned: true, .. }, Value::Int(v)) if v >= 0 => Cell::UInt(v as u64),
         (ColumnKind::Int { unsigned: true, .. }, Value::UInt(v)) => Cell::UInt(v),
-        (ColumnKind::Int { unsigned: false, .. }, Value::Int(v)) => Cell::Int(v),
+        (
+            ColumnKind::Int {
+                unsigned: false, ..
+            },
+            Value::Int(v),
+        ) => Cell::Int(v),
         (ColumnKind::Int { .. }, v @ Value::Bytes(_)) => {
             let s = text(column, &v)?;
             if let Ok(i) = s.parse::<i64>() {
@@ -56,7 +61,11 @@ pub fn to_cell(column: &Column, value: Value, origin: Origin) -> Result<Cell, St
             let y: i64 = text(column, &v)?
                 .parse()
                 .map_err(|_| bad(column, &v, "not a year"))?;
-            Cell::Int(if origin == Origin::Binlog && y == 1900 { 0 } else { y })
+            Cell::Int(if origin == Origin::Binlog && y == 1900 {
+                0
+            } else {
+                y
+            })
         }
         (ColumnKind::Decimal { .. }, v @ Value::Bytes(_)) => Cell::Decimal(text(column, &v)?),
         (ColumnKind::Float, Value::Float(f)) => Cell::Float(f),
@@ -92,26 +101,29 @@ pub fn to_cell(column: &Column, value: Value, origin: Origin) -> Result<Cell, St
             month: m,
             day: d,
         }),
-        (ColumnKind::Date, v @ Value::Bytes(_)) => {
-            Cell::Date(Date::parse(&text(column, &v)?).ok_or_else(|| bad(column, &v, "not a date"))?)
-        }
-        (ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. }, Value::Date(y, mo, d, h, mi, s, us)) => {
-            Cell::DateTime(DateTime {
-                date: Date {
-                    year: y,
-                    month: mo,
-                    day: d,
-                },
-                hour: h,
-                minute: mi,
-                second: s,
-                micros: us,
-            })
-        }
+        (ColumnKind::Date, v @ Value::Bytes(_)) => Cell::Date(
+            Date::parse(&text(column, &v)?).ok_or_else(|| bad(column, &v, "not a date"))?,
+        ),
+        (
+            ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. },
+            Value::Date(y, mo, d, h, mi, s, us),
+        ) => Cell::DateTime(DateTime {
+            date: Date {
+                year: y,
+                month: mo,
+                day: d,
+            },
+            hour: h,
+            minute: mi,
+            second: s,
+            micros: us,
+        }),
         (ColumnKind::Timestamp { .. }, v @ Value::Bytes(_)) if origin == Origin::Binlog => {
             let s = text(column, &v)?;
             let (secs, frac) = s.split_once('.').unwrap_or((&s, ""));
-            let secs: i64 = secs.parse().map_err(|_| bad(column, &v, "not epoch seconds"))?;
+            let secs: i64 = secs
+                .parse()
+                .map_err(|_| bad(column, &v, "not epoch seconds"))?;
             let micros: i64 = if frac.is_empty() {
                 0
             } else {
@@ -139,17 +151,24 @@ pub fn to_cell(column: &Column, value: Value, origin: Origin) -> Result<Cell, St
             }
         }
         (ColumnKind::Timestamp { .. }, Value::Int(secs)) => Cell::DateTime(
-            DateTime::from_micros(secs * 1_000_000).ok_or_else(|| bad(column, &Value::Int(secs), "out of range"))?,
+            DateTime::from_micros(secs * 1_000_000)
+                .ok_or_else(|| bad(column, &Value::Int(secs), "out of range"))?,
         ),
-        (ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. }, v @ Value::Bytes(_)) => Cell::DateTime(
-            DateTime::parse(&text(column, &v)?).ok_or_else(|| bad(column, &v, "not a date-time"))?,
-        ),
+        (ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. }, v @ Value::Bytes(_)) => {
+            Cell::DateTime(
+                DateTime::parse(&text(column, &v)?)
+                    .ok_or_else(|| bad(column, &v, "not a date-time"))?,
+            )
+        }
         (ColumnKind::Time { .. }, Value::Time(neg, days, h, m, s, us)) => {
-            let micros = ((days as i64 * 24 + h as i64) * 3600 + m as i64 * 60 + s as i64) * 1_000_000 + us as i64;
+            let micros = ((days as i64 * 24 + h as i64) * 3600 + m as i64 * 60 + s as i64)
+                * 1_000_000
+                + us as i64;
             Cell::Time(if neg { -micros } else { micros })
         }
         (ColumnKind::Time { .. }, v @ Value::Bytes(_)) => Cell::Time(
-            change_stream::value::parse_time(&text(column, &v)?).ok_or_else(|| bad(column, &v, "not a time"))?,
+            change_stream::value::parse_time(&text(column, &v)?)
+                .ok_or_else(|| bad(column, &v, "not a time"))?,
         ),
         (ColumnKind::Enum { labels }, Value::Int(i)) => Cell::Text(match i {
             0 => String::new(),
@@ -163,7 +182,9 @@ pub fn to_cell(column: &Column, value: Value, origin: Origin) -> Result<Cell, St
             mask[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
             Cell::Text(set_members(labels, u64::from_le_bytes(mask)))
         }
-        (ColumnKind::Set { labels }, Value::Int(mask)) => Cell::Text(set_members(labels, mask as u64)),
+        (ColumnKind::Set { labels }, Value::Int(mask)) => {
+            Cell::Text(set_members(labels, mask as u64))
+        }
         (ColumnKind::Text | ColumnKind::Enum { .. } | ColumnKind::Set { .. }, Value::Bytes(b)) => {
             Cell::Text(decode_text(column, b, origin)?)
         }
@@ -202,12 +223,21 @@ fn set_members(labels: &[String], mask: u64) -> String {
 /// storage of time-based UUIDs; the column-types work covers it.
 fn format_mariadb_uuid(b: &[u8]) -> String {
     let h = change_stream::avro::hex(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn text(column: &Column, v: &Value) -> Result<String, String> {
     match v {
-        Value::Bytes(b) => String::from_utf8(b.clone()).map_err(|_| bad(column, v, "not UTF-8 text")),
+        Value::Bytes(b) => {
+            String::from_utf8(b.clone()).map_err(|_| bad(column, v, "not UTF-8 text"))
+        }
         _ => Err(bad(column, v, "not text")),
     }
 }
@@ -275,17 +305,38 @@ mod tests {
             Cell::DateTime(DateTime::parse("0000-00-00 00:00:00").unwrap())
         );
         let e = col("enum", "enum('a','b')");
-        assert_eq!(to_cell(&e, Value::Int(2), Origin::Binlog).unwrap(), Cell::Text("b".into()));
-        assert_eq!(to_cell(&e, Value::Int(0), Origin::Binlog).unwrap(), Cell::Text("".into()));
+        assert_eq!(
+            to_cell(&e, Value::Int(2), Origin::Binlog).unwrap(),
+            Cell::Text("b".into())
+        );
+        assert_eq!(
+            to_cell(&e, Value::Int(0), Origin::Binlog).unwrap(),
+            Cell::Text("".into())
+        );
         let s = col("set", "set('a','b','c')");
-        assert_eq!(to_cell(&s, Value::Bytes(vec![5]), Origin::Binlog).unwrap(), Cell::Text("a,c".into()));
+        assert_eq!(
+            to_cell(&s, Value::Bytes(vec![5]), Origin::Binlog).unwrap(),
+            Cell::Text("a,c".into())
+        );
         let y = col("year", "year(4)");
-        assert_eq!(to_cell(&y, Value::Bytes(b"1900".to_vec()), Origin::Binlog).unwrap(), Cell::Int(0));
+        assert_eq!(
+            to_cell(&y, Value::Bytes(b"1900".to_vec()), Origin::Binlog).unwrap(),
+            Cell::Int(0)
+        );
         let t = col("varchar", "varchar(10)");
-        assert_eq!(to_cell(&t, Value::Bytes(vec![0xE9, 0x80]), Origin::Binlog).unwrap(), Cell::Text("é€".into()));
+        assert_eq!(
+            to_cell(&t, Value::Bytes(vec![0xE9, 0x80]), Origin::Binlog).unwrap(),
+            Cell::Text("é€".into())
+        );
         let u = col("bigint", "bigint(20) unsigned");
-        assert_eq!(to_cell(&u, Value::UInt(u64::MAX), Origin::Binlog).unwrap(), Cell::UInt(u64::MAX));
+        assert_eq!(
+            to_cell(&u, Value::UInt(u64::MAX), Origin::Binlog).unwrap(),
+            Cell::UInt(u64::MAX)
+        );
         let tm = col("time", "time");
-        assert_eq!(to_cell(&tm, Value::Time(true, 34, 22, 59, 59, 0), Origin::Binlog).unwrap(), Cell::Time(-3_020_399_000_000));
+        assert_eq!(
+            to_cell(&tm, Value::Time(true, 34, 22, 59, 59, 0), Origin::Binlog).unwrap(),
+            Cell::Time(-3_020_399_000_000)
+        );
     }
 }

@@ -28,7 +28,8 @@ pub struct TableCtx {
 impl TableCtx {
     pub fn new(prefix: &str, schema: TableSchema) -> Result<Arc<Self>, SourceError> {
         let codec = TableCodec::new(prefix, &schema)?;
-        let topic = change_stream::topics::table_topic(prefix, &schema.id.database, &schema.id.table);
+        let topic =
+            change_stream::topics::table_topic(prefix, &schema.id.database, &schema.id.table);
         Ok(Arc::new(Self {
             schema,
             codec,
@@ -72,8 +73,8 @@ impl Encoder {
         before: Option<&[Cell]>,
         after: Option<&[Cell]>,
         source: &SourceInfo,
-        ts_ms: i64,
     ) -> Result<(), SourceError> {
+        let ts_ms = crate::binlog::now_ms();
         let codec = &table.codec;
         let key_row = after.or(before).expect("a change has an image");
         self.key.clear();
@@ -82,19 +83,44 @@ impl Encoder {
         let partition = (!keyed).then_some(0);
         if op == Op::Update && keyed {
             self.old_key.clear();
-            codec.encode_key(before.expect("update has a before image"), &mut self.old_key)?;
+            codec.encode_key(
+                before.expect("update has a before image"),
+                &mut self.old_key,
+            )?;
             if self.old_key != self.key {
                 // Both records carry the update's coordinates; the sink
                 // orders the create after the delete.
-                self.send(out, table, Op::Delete, before, None, source, ts_ms, true, partition)
-                    .await?;
+                self.send(
+                    out,
+                    table,
+                    Op::Delete,
+                    before,
+                    None,
+                    source,
+                    ts_ms,
+                    true,
+                    partition,
+                )
+                .await?;
                 return self
-                    .send(out, table, Op::Create, None, after, source, ts_ms, false, partition)
+                    .send(
+                        out,
+                        table,
+                        Op::Create,
+                        None,
+                        after,
+                        source,
+                        ts_ms,
+                        false,
+                        partition,
+                    )
                     .await;
             }
         }
-        self.send(out, table, op, before, after, source, ts_ms, false, partition)
-            .await
+        self.send(
+            out, table, op, before, after, source, ts_ms, false, partition,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -123,8 +149,10 @@ impl Encoder {
         let key = if old_key { &self.old_key } else { &self.key };
         let key = (!key.is_empty()).then_some(key.as_slice());
         let image = after.or(before).expect("image");
-        out.send(&table.topic, key, Some(&self.value), partition, || table.describe_key(image))
-            .await?;
+        out.send(&table.topic, key, Some(&self.value), partition, || {
+            table.describe_key(image)
+        })
+        .await?;
         if op == Op::Delete && key.is_some() {
             out.send(&table.topic, key, None, partition, || {
                 format!("tombstone of {}", table.describe_key(image))

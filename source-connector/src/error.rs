@@ -56,12 +56,20 @@ fn is_connection_message(m: &str) -> bool {
 pub fn describe_mysql(e: &mysql_async::Error) -> String {
     match e {
         mysql_async::Error::Server(s) => match s.code {
-            1045 => format!("access denied ({}); check the user and password in [source] url", s.message),
+            1045 => format!(
+                "access denied ({}); check the user and password in [source] url",
+                s.message
+            ),
             1049 => format!("{}; check [source] databases", s.message),
-            1227 | 1142 | 1143 => format!("{}; grant the connector's user SELECT, REPLICATION SLAVE and REPLICATION CLIENT", s.message),
+            1227 | 1142 | 1143 => format!(
+                "{}; grant the connector's user SELECT, REPLICATION SLAVE and REPLICATION CLIENT",
+                s.message
+            ),
             _ => format!("{} (error {})", s.message, s.code),
         },
-        mysql_async::Error::Io(io) => format!("connection failed: {io}; is the server running and reachable?"),
+        mysql_async::Error::Io(io) => {
+            format!("connection failed: {io}; is the server running and reachable?")
+        }
         other => other.to_string(),
     }
 }

@@ -42,7 +42,11 @@ use crate::error::{describe_mysql, SourceError};
 use crate::produce::Output;
 
 #[derive(Parser)]
-#[command(name = "source-connector", version, about = "Streams a MariaDB server's tables into Kafka: a consistent snapshot, then the binlog")]
+#[command(
+    name = "source-connector",
+    version,
+    about = "Streams a MariaDB server's tables into Kafka: a consistent snapshot, then the binlog"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -149,18 +153,21 @@ async fn run(config: Config) -> Result<(), SourceError> {
     schema::check_databases(&mut conn, &config.source.databases).await?;
 
     let kafka = &config.kafka;
-    let client_config = change_stream::kafka::client_config(&kafka.bootstrap_servers, &kafka.properties);
+    let client_config =
+        change_stream::kafka::client_config(&kafka.bootstrap_servers, &kafka.properties);
     {
         let cc = client_config.clone();
         let servers = kafka.bootstrap_servers.clone();
-        tokio::task::spawn_blocking(move || change_stream::kafka::check_broker(&cc, Duration::from_secs(10)))
-            .await
-            .expect("blocking task")
-            .map_err(|e| {
-                SourceError::Kafka(format!(
-                    "cannot reach the broker at {servers}: {e}; check [kafka] bootstrap_servers"
-                ))
-            })?;
+        tokio::task::spawn_blocking(move || {
+            change_stream::kafka::check_broker(&cc, Duration::from_secs(10))
+        })
+        .await
+        .expect("blocking task")
+        .map_err(|e| {
+            SourceError::Kafka(format!(
+                "cannot reach the broker at {servers}: {e}; check [kafka] bootstrap_servers"
+            ))
+        })?;
     }
     let prefix = kafka.topic_prefix.clone();
     let rf = kafka.replication_factor;
@@ -176,7 +183,11 @@ async fn run(config: Config) -> Result<(), SourceError> {
     let own_topics = vec![
         own_topic(topics::positions_topic(&prefix), "compact", -1),
         own_topic(topics::schemas_topic(&prefix), "compact", -1),
-        own_topic(topics::schema_changes_topic(&prefix), "delete", kafka.schema_changes_retention_ms),
+        own_topic(
+            topics::schema_changes_topic(&prefix),
+            "delete",
+            kafka.schema_changes_retention_ms,
+        ),
     ];
     change_stream::kafka::ensure_topics(&client_config, &own_topics)
         .await
@@ -239,7 +250,17 @@ async fn run(config: Config) -> Result<(), SourceError> {
     let mut backoff = Duration::from_secs(1);
     loop {
         let mut shutdown = shutdown.clone();
-        let result = sync(&config, &opts, &mut out, &tables, position.clone(), source_server_id, &mut shutdown).await;
+        let attempt = std::time::Instant::now();
+        let result = sync(
+            &config,
+            &opts,
+            &mut out,
+            &tables,
+            position.clone(),
+            source_server_id,
+            &mut shutdown,
+        )
+        .await;
         let result = match result {
             Err(e) => Err(out.failure().await.unwrap_or(e)),
             ok => ok,
@@ -247,6 +268,9 @@ async fn run(config: Config) -> Result<(), SourceError> {
         match result {
             Ok(()) => break,
             Err(e) if e.is_transient() && !*shutdown.borrow() => {
+                if attempt.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1); // it had recovered
+                }
                 tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "lost a connection; retrying from the last acknowledged position");
                 position = out.flush().await?.or(position);
                 tokio::select! {
@@ -281,7 +305,11 @@ fn check_topic_names(tables: &[Arc<TableCtx>]) -> Result<(), SourceError> {
         }
         if t.topic.len() > topics::MAX_TOPIC_LEN {
             return Err(SourceError::Config {
-                message: format!("topic name {} is longer than {} characters; use a shorter kafka.topic_prefix", t.topic, topics::MAX_TOPIC_LEN),
+                message: format!(
+                    "topic name {} is longer than {} characters; use a shorter kafka.topic_prefix",
+                    t.topic,
+                    topics::MAX_TOPIC_LEN
+                ),
             });
         }
     }
@@ -289,8 +317,13 @@ fn check_topic_names(tables: &[Arc<TableCtx>]) -> Result<(), SourceError> {
 }
 
 /// Publishes every table's schemas and definition before any of its rows.
-async fn publish_definitions(out: &mut Output, tables: &[Arc<TableCtx>], server_id: u32) -> Result<(), SourceError> {
-    out.publish_schema(change_stream::schema_change::schema()).await?;
+async fn publish_definitions(
+    out: &mut Output,
+    tables: &[Arc<TableCtx>],
+    server_id: u32,
+) -> Result<(), SourceError> {
+    out.publish_schema(change_stream::schema_change::schema())
+        .await?;
     let topic = topics::schema_changes_topic(out.prefix());
     for t in tables {
         if let Some(k) = &t.codec.key {
@@ -337,8 +370,10 @@ async fn sync(
     source_server_id: u32,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
-    let by_id: HashMap<TableId, Arc<TableCtx>> =
-        tables.iter().map(|t| (t.schema.id.clone(), t.clone())).collect();
+    let by_id: HashMap<TableId, Arc<TableCtx>> = tables
+        .iter()
+        .map(|t| (t.schema.id.clone(), t.clone()))
+        .collect();
     let mut enc = Encoder::default();
     let gtid = match position {
         Some(p) if p.snapshot.is_none() => p.gtid,
@@ -355,7 +390,8 @@ async fn sync(
                         .chain(progress.current.iter())
                         .cloned()
                         .collect();
-                    let previous = change_stream::position::BinlogCoordinates::new(p.file.clone(), p.pos);
+                    let previous =
+                        change_stream::position::BinlogCoordinates::new(p.file.clone(), p.pos);
                     if !started.is_empty() && previous != point.coords {
                         tracing::info!(from = %previous, to = %point.coords, tables = started.len(), "resuming an interrupted snapshot: replaying the binlog between the two snapshot points");
                         let mut reader = BinlogReader::connect(
@@ -367,7 +403,15 @@ async fn sync(
                         )
                         .await?;
                         let ended = reader
-                            .read(out, &mut enc, source_server_id, Some(&point.coords), Some(&started), false, shutdown)
+                            .read(
+                                out,
+                                &mut enc,
+                                source_server_id,
+                                Some(&point.coords),
+                                Some(&started),
+                                false,
+                                shutdown,
+                            )
                             .await?;
                         reader.close().await;
                         if ended == binlog::Ended::Shutdown {
@@ -377,7 +421,8 @@ async fn sync(
                     progress
                 }
             };
-            out.checkpoint(snapshot::position(&point, &progress, source_server_id)).await?;
+            out.checkpoint(snapshot::position(&point, &progress, source_server_id))
+                .await?;
             let finished = snapshot::read_tables(
                 &mut conn,
                 out,
@@ -393,7 +438,9 @@ async fn sync(
             if !finished {
                 return Ok(());
             }
-            conn.query_drop("COMMIT").await.map_err(|e| SourceError::Source(describe_mysql(&e)))?;
+            conn.query_drop("COMMIT")
+                .await
+                .map_err(|e| SourceError::Source(describe_mysql(&e)))?;
             out.checkpoint(StoredPosition {
                 server_id: source_server_id,
                 gtid: point.gtid.clone(),
@@ -406,7 +453,14 @@ async fn sync(
             point.gtid
         }
     };
-    let mut reader = BinlogReader::connect(opts.clone(), config.source.server_id, &gtid, by_id, out.prefix()).await?;
+    let mut reader = BinlogReader::connect(
+        opts.clone(),
+        config.source.server_id,
+        &gtid,
+        by_id,
+        out.prefix(),
+    )
+    .await?;
     let result = reader
         .read(out, &mut enc, source_server_id, None, None, true, shutdown)
         .await;

@@ -30,7 +30,10 @@ use crate::config::KafkaSection;
 use crate::error::SourceError;
 
 enum Pending {
-    Delivery { future: DeliveryFuture, what: String },
+    Delivery {
+        future: DeliveryFuture,
+        what: String,
+    },
     Checkpoint(Box<StoredPosition>),
     Flush(oneshot::Sender<Option<StoredPosition>>),
 }
@@ -62,8 +65,14 @@ impl Output {
             .set("linger.ms", "10")
             .set("batch.size", "1000000")
             .set("batch.num.messages", "10000")
-            .set("message.max.bytes", (kafka.message_max_bytes + 4096).to_string())
-            .set("queue.buffering.max.kbytes", (kafka.buffer_max_bytes / 1024).max(1).to_string())
+            .set(
+                "message.max.bytes",
+                (kafka.message_max_bytes + 4096).to_string(),
+            )
+            .set(
+                "queue.buffering.max.kbytes",
+                (kafka.buffer_max_bytes / 1024).max(1).to_string(),
+            )
             .set("queue.buffering.max.messages", "1000000");
         for (k, v) in &kafka.properties {
             pc.set(k, v);
@@ -160,9 +169,13 @@ impl Output {
         }
         let topic = topics::schemas_topic(&self.prefix);
         let key = schema.fingerprint_hex();
-        self.send(&topic, Some(key.as_bytes()), Some(schema.json.as_bytes()), None, || {
-            format!("schema {key}")
-        })
+        self.send(
+            &topic,
+            Some(key.as_bytes()),
+            Some(schema.json.as_bytes()),
+            None,
+            || format!("schema {key}"),
+        )
         .await
     }
 
@@ -274,7 +287,12 @@ async fn store(
     producer
         .send(record, rdkafka::util::Timeout::Never)
         .await
-        .map_err(|(e, _)| SourceError::Kafka(format!("cannot store the position on {topic}: {}", describe(&e))))?;
+        .map_err(|(e, _)| {
+            SourceError::Kafka(format!(
+                "cannot store the position on {topic}: {}",
+                describe(&e)
+            ))
+        })?;
     *stored = Some(p.clone());
     Ok(())
 }

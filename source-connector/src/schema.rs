@@ -8,6 +8,9 @@ use mysql_async::Conn;
 
 use crate::error::{describe_mysql, SourceError};
 
+/// An index of a table: (unique, its columns, all of them NOT NULL).
+type Index = (bool, Vec<String>, bool);
+
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
@@ -54,7 +57,17 @@ pub async fn read_tables(
         )
         .await
         .map_err(sql_err)?;
-    type ColumnRow = (String, String, String, String, String, String, Option<String>, String, Option<String>);
+    type ColumnRow = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+    );
     let column_rows: Vec<ColumnRow> = conn
         .exec(
             format!(
@@ -91,18 +104,20 @@ pub async fn read_tables(
             expression: expr.unwrap_or_default(),
             stored: extra.contains("STORED") || extra.contains("PERSISTENT"),
         });
-        columns.entry(TableId::new(db, table)).or_default().push(Column {
-            name,
-            data_type,
-            column_type,
-            kind,
-            nullable: nullable == "YES",
-            charset,
-            generated,
-        });
+        columns
+            .entry(TableId::new(db, table))
+            .or_default()
+            .push(Column {
+                name,
+                data_type,
+                column_type,
+                kind,
+                nullable: nullable == "YES",
+                charset,
+                generated,
+            });
     }
-    // index name -> (unique, columns, all columns NOT NULL)
-    let mut indexes: BTreeMap<TableId, BTreeMap<String, (bool, Vec<String>, bool)>> = BTreeMap::new();
+    let mut indexes: BTreeMap<TableId, BTreeMap<String, Index>> = BTreeMap::new();
     for (db, table, index, non_unique, column, nullable) in index_rows {
         let e = indexes
             .entry(TableId::new(db, table))

@@ -74,14 +74,15 @@ pub async fn begin(conn: &mut Conn) -> Result<SnapshotPoint, SourceError> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.clone())
     };
-    let (Some(file), Some(pos)) = (get("binlog_snapshot_file"), get("binlog_snapshot_position")) else {
+    let (Some(file), Some(pos)) = (get("binlog_snapshot_file"), get("binlog_snapshot_position"))
+    else {
         return Err(SourceError::SourceSetup(
             "the server reports no binlog_snapshot_file/position; is log_bin ON?".into(),
         ));
     };
-    let pos: u64 = pos
-        .parse()
-        .map_err(|_| SourceError::Source(format!("binlog_snapshot_position `{pos}` is not a number")))?;
+    let pos: u64 = pos.parse().map_err(|_| {
+        SourceError::Source(format!("binlog_snapshot_position `{pos}` is not a number"))
+    })?;
     let gtid: Option<String> = conn
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos))
         .await
@@ -123,7 +124,11 @@ pub async fn read_tables(
             Some(c) if c == id => progress
                 .last_key
                 .as_ref()
-                .map(|k| k.iter().map(KeyValue::to_value).collect::<Result<Vec<_>, _>>())
+                .map(|k| {
+                    k.iter()
+                        .map(KeyValue::to_value)
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .transpose()?,
             _ => None,
         };
@@ -134,7 +139,17 @@ pub async fn read_tables(
             if *shutdown.borrow() {
                 return Ok(false);
             }
-            let (n, key) = read_chunk(conn, out, enc, table, point, last_key.as_deref(), chunk_rows, source_server_id).await?;
+            let (n, key) = read_chunk(
+                conn,
+                out,
+                enc,
+                table,
+                point,
+                last_key.as_deref(),
+                chunk_rows,
+                source_server_id,
+            )
+            .await?;
             rows_read += n;
             if n == 0 {
                 break;
@@ -143,7 +158,8 @@ pub async fn read_tables(
             progress.last_key = last_key
                 .as_ref()
                 .map(|k| k.iter().map(KeyValue::from).collect());
-            out.checkpoint(position(point, &progress, source_server_id)).await?;
+            out.checkpoint(position(point, &progress, source_server_id))
+                .await?;
             if table.schema.key.is_empty() || n < chunk_rows as u64 {
                 break;
             }
@@ -151,14 +167,19 @@ pub async fn read_tables(
         progress.tables_done.push(id.clone());
         progress.current = None;
         progress.last_key = None;
-        out.checkpoint(position(point, &progress, source_server_id)).await?;
+        out.checkpoint(position(point, &progress, source_server_id))
+            .await?;
         tracing::info!(table = %id, rows = rows_read, "snapshot of table done");
     }
     Ok(true)
 }
 
 /// The stored position while the snapshot at `point` is at `progress`.
-pub fn position(point: &SnapshotPoint, progress: &SnapshotProgress, server_id: u32) -> StoredPosition {
+pub fn position(
+    point: &SnapshotPoint,
+    progress: &SnapshotProgress,
+    server_id: u32,
+) -> StoredPosition {
     StoredPosition {
         server_id,
         gtid: point.gtid.clone(),
@@ -181,7 +202,11 @@ async fn read_chunk(
     source_server_id: u32,
 ) -> Result<(u64, Option<Vec<Value>>), SourceError> {
     let schema = &table.schema;
-    let cols: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
     let key_cols: Vec<String> = schema.key_columns().map(|c| quote_ident(&c.name)).collect();
     let mut sql = format!("SELECT {} FROM {}", cols.join(", "), schema.id.quoted());
     let mut params: Vec<Value> = Vec::new();
@@ -202,7 +227,10 @@ async fn read_chunk(
             }
             sql.push_str(&format!(" WHERE {}", ors.join(" OR ")));
         }
-        sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_rows}", key_cols.join(", ")));
+        sql.push_str(&format!(
+            " ORDER BY {} LIMIT {chunk_rows}",
+            key_cols.join(", ")
+        ));
     }
     let source = SourceInfo {
         version: change_stream::VERSION.to_string(),
@@ -220,15 +248,25 @@ async fn read_chunk(
     let mut stream = conn
         .exec_stream::<Row, _, _>(sql, params)
         .await
-        .map_err(|e| SourceError::Source(format!("snapshot of {}: {}", schema.id, describe_mysql(&e))))?;
+        .map_err(|e| {
+            SourceError::Source(format!("snapshot of {}: {}", schema.id, describe_mysql(&e)))
+        })?;
     let mut n = 0u64;
     let mut last_key = None;
     let mut cells: Vec<Cell> = Vec::with_capacity(schema.columns.len());
     while let Some(row) = stream.next().await {
-        let row = row.map_err(|e| SourceError::Source(format!("snapshot of {}: {}", schema.id, describe_mysql(&e))))?;
+        let row = row.map_err(|e| {
+            SourceError::Source(format!("snapshot of {}: {}", schema.id, describe_mysql(&e)))
+        })?;
         let values = row.unwrap();
         if !schema.key.is_empty() {
-            last_key = Some(schema.key.iter().map(|&i| values[i].clone()).collect::<Vec<_>>());
+            last_key = Some(
+                schema
+                    .key
+                    .iter()
+                    .map(|&i| values[i].clone())
+                    .collect::<Vec<_>>(),
+            );
         }
         cells.clear();
         for (v, col) in values.into_iter().zip(&schema.columns) {
@@ -237,7 +275,7 @@ async fn read_chunk(
                     .map_err(|e| SourceError::Source(format!("snapshot of {}: {e}", schema.id)))?,
             );
         }
-        enc.emit(out, table, Op::Read, None, Some(&cells), &source, now_ms())
+        enc.emit(out, table, Op::Read, None, Some(&cells), &source)
             .await?;
         n += 1;
     }

@@ -17,7 +17,10 @@ use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
 pub type Result<T> = anyhow::Result<T>;
 
 fn port(var: &str, default: u16) -> u16 {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 pub fn source_port() -> u16 {
@@ -43,7 +46,10 @@ pub fn mysql_url(port: u16) -> String {
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
 }
 
 /// Path of a connector binary (built by `cargo build`, as `scripts/test.sh`
@@ -104,12 +110,16 @@ impl Db {
     }
 
     pub async fn checksum(&mut self, table: &str) -> Result<Option<u64>> {
-        let rows: Vec<(String, Option<u64>)> = self.conn.query(format!("CHECKSUM TABLE {table}")).await?;
+        let rows: Vec<(String, Option<u64>)> =
+            self.conn.query(format!("CHECKSUM TABLE {table}")).await?;
         Ok(rows.into_iter().next().and_then(|(_, c)| c))
     }
 
     pub async fn count(&mut self, table: &str) -> Result<u64> {
-        let n: Option<u64> = self.conn.query_first(format!("SELECT COUNT(*) FROM {table}")).await?;
+        let n: Option<u64> = self
+            .conn
+            .query_first(format!("SELECT COUNT(*) FROM {table}"))
+            .await?;
         Ok(n.unwrap_or(0))
     }
 
@@ -140,7 +150,10 @@ where
             Err(e) => format!("error: {e:#}"),
         };
         if start.elapsed() > timeout {
-            anyhow::bail!("timed out after {}s waiting for {what}: {why}", timeout.as_secs());
+            anyhow::bail!(
+                "timed out after {}s waiting for {what}: {why}",
+                timeout.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -148,11 +161,18 @@ where
 
 /// Compares `db.table` between source and destination: rows (ordered by
 /// `order_by`) and CHECKSUM TABLE. `None` when equal, else what differs.
-pub async fn diff_table(src: &mut Db, dst: &mut Db, table: &str, order_by: &str) -> Result<Option<String>> {
+pub async fn diff_table(
+    src: &mut Db,
+    dst: &mut Db,
+    table: &str,
+    order_by: &str,
+) -> Result<Option<String>> {
     let (db, name) = table.split_once('.').expect("db.table");
     let unquoted = |s: &str| s.trim_matches('`').to_string();
     if !dst.table_exists(&unquoted(db), &unquoted(name)).await? {
-        return Ok(Some(format!("{table} does not exist at the destination yet")));
+        return Ok(Some(format!(
+            "{table} does not exist at the destination yet"
+        )));
     }
     let q = format!("SELECT * FROM {table} ORDER BY {order_by}");
     let a = src.rows(&q).await?;
@@ -173,7 +193,12 @@ pub async fn diff_table(src: &mut Db, dst: &mut Db, table: &str, order_by: &str)
 }
 
 /// Waits until every table (with its ORDER BY) is equal on both servers.
-pub async fn wait_equal(src_port: u16, dst_port: u16, tables: &[(&str, &str)], timeout: Duration) -> Result<()> {
+pub async fn wait_equal(
+    src_port: u16,
+    dst_port: u16,
+    tables: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<()> {
     let mut src = Db::connect(src_port).await?;
     let mut dst = Db::connect(dst_port).await?;
     let start = Instant::now();
@@ -191,7 +216,10 @@ pub async fn wait_equal(src_port: u16, dst_port: u16, tables: &[(&str, &str)], t
         }
         let Some(why) = why else { break 'retry Ok(()) };
         if start.elapsed() > timeout {
-            anyhow::bail!("timed out after {}s waiting for port {dst_port} to equal port {src_port}: {why}", timeout.as_secs());
+            anyhow::bail!(
+                "timed out after {}s waiting for port {dst_port} to equal port {src_port}: {why}",
+                timeout.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -212,11 +240,17 @@ impl Connector {
         let config = dir.join(format!("{label}.toml"));
         std::fs::write(&config, config_text)?;
         let log = dir.join(format!("{label}.log"));
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = Command::new(binary(binary_name))
             .args(["run", "--config"])
             .arg(&config)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()?;
@@ -237,8 +271,14 @@ impl Connector {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        let mut c = self.child.take().ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let mut c = self
+            .child
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let start = Instant::now();
         loop {
             if let Some(s) = c.try_wait()? {
@@ -271,7 +311,12 @@ impl Connector {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                anyhow::bail!("{} did not log `{needle}` within {}s: {}", self.name, timeout.as_secs(), self.log_tail());
+                anyhow::bail!(
+                    "{} did not log `{needle}` within {}s: {}",
+                    self.name,
+                    timeout.as_secs(),
+                    self.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -315,7 +360,12 @@ pub fn sink_config(prefix: &str, group: &str, dest_port: u16, extra: &str) -> St
 }
 
 /// Runs a connector to completion and returns (exit code, stderr).
-pub fn run_to_exit(binary_name: &str, label: &str, config_text: &str, timeout: Duration) -> Result<(i32, String)> {
+pub fn run_to_exit(
+    binary_name: &str,
+    label: &str,
+    config_text: &str,
+    timeout: Duration,
+) -> Result<(i32, String)> {
     let dir = workspace().join("target/e2e");
     std::fs::create_dir_all(&dir)?;
     let config = dir.join(format!("{label}.toml"));
@@ -360,15 +410,22 @@ pub fn list_topics(prefix: &str) -> Result<Vec<String>> {
 
 /// Every message of a topic (key, value), read from the beginning to its
 /// end as it is now.
-pub fn read_topic(topic: &str) -> Result<Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>> {
+pub fn read_topic(topic: &str) -> Result<Vec<change_stream::kafka::KeyValue>> {
     let config = change_stream::kafka::client_config(&kafka_servers(), &Default::default());
-    Ok(change_stream::kafka::read_to_end(&config, topic, Duration::from_secs(60))?)
+    Ok(change_stream::kafka::read_to_end(
+        &config,
+        topic,
+        Duration::from_secs(60),
+    )?)
 }
 
 /// Drops a database on the given servers.
 pub async fn drop_database(ports: &[u16], db: &str) -> Result<()> {
     for &p in ports {
-        Db::connect(p).await?.exec(&format!("DROP DATABASE IF EXISTS `{db}`")).await?;
+        Db::connect(p)
+            .await?
+            .exec(&format!("DROP DATABASE IF EXISTS `{db}`"))
+            .await?;
     }
     Ok(())
 }

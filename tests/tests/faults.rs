@@ -38,14 +38,22 @@ async fn source_reports_bad_input_clearly() -> Result<()> {
     let kafka = kafka_servers();
     let db = unique("e2e_faults");
     drop_database(&[source_port()], &db).await?;
-    Db::connect(source_port()).await?.exec(&format!("CREATE DATABASE `{db}`")).await?;
+    Db::connect(source_port())
+        .await?
+        .exec(&format!("CREATE DATABASE `{db}`"))
+        .await?;
     let src = format!("mysql://root@127.0.0.1:{}", source_port());
     let prefix = unique("faults");
 
     fails(
         "source-connector",
         "bad-password",
-        &source_toml(&format!("mysql://root:wrong@127.0.0.1:{}", source_port()), &db, &kafka, &prefix),
+        &source_toml(
+            &format!("mysql://root:wrong@127.0.0.1:{}", source_port()),
+            &db,
+            &kafka,
+            &prefix,
+        ),
         &["access denied", "[source] url"],
     )?;
     fails(
@@ -58,24 +66,36 @@ async fn source_reports_bad_input_clearly() -> Result<()> {
         "source-connector",
         "missing-database",
         &source_toml(&src, "no_such_database_here", &kafka, &prefix),
-        &["`no_such_database_here` does not exist", "[source] databases"],
+        &[
+            "`no_such_database_here` does not exist",
+            "[source] databases",
+        ],
     )?;
     fails(
         "source-connector",
         "binlog-off",
-        &source_toml(&format!("mysql://root@127.0.0.1:{}", dest2_port()), "mysql", &kafka, &prefix),
+        &source_toml(
+            &format!("mysql://root@127.0.0.1:{}", dest2_port()),
+            "mysql",
+            &kafka,
+            &prefix,
+        ),
         &["binlog is off", "--log-bin"],
     )?;
     fails(
         "source-connector",
         "broker-down",
         &source_toml(&src, &db, "127.0.0.1:1", &prefix),
-        &["cannot reach the broker at 127.0.0.1:1", "bootstrap_servers"],
+        &[
+            "cannot reach the broker at 127.0.0.1:1",
+            "bootstrap_servers",
+        ],
     )?;
     fails(
         "source-connector",
         "unknown-key",
-        &source_toml(&src, &db, &kafka, &prefix).replace("server_id = 5599", "server_id = 5599\nserverid = 1"),
+        &source_toml(&src, &db, &kafka, &prefix)
+            .replace("server_id = 5599", "server_id = 5599\nserverid = 1"),
         &["serverid", "[source]"],
     )?;
     fails(
@@ -87,7 +107,8 @@ async fn source_reports_bad_input_clearly() -> Result<()> {
     fails(
         "source-connector",
         "bad-value",
-        &source_toml(&src, &db, &kafka, &prefix).replace("topic_prefix = ", "partitions = 0\ntopic_prefix = "),
+        &source_toml(&src, &db, &kafka, &prefix)
+            .replace("topic_prefix = ", "partitions = 0\ntopic_prefix = "),
         &["kafka.partitions"],
     )?;
     // Nothing was written: every failure above comes before the first
@@ -104,7 +125,10 @@ async fn sink_reports_bad_input_clearly() -> Result<()> {
     fails(
         "sink-connector",
         "sink-bad-password",
-        &sink_toml(&format!("mysql://root:wrong@127.0.0.1:{}", dest_port()), &kafka),
+        &sink_toml(
+            &format!("mysql://root:wrong@127.0.0.1:{}", dest_port()),
+            &kafka,
+        ),
         &["Access denied", "[destination] url"],
     )?;
     fails(
@@ -117,7 +141,10 @@ async fn sink_reports_bad_input_clearly() -> Result<()> {
         "sink-connector",
         "sink-broker-down",
         &sink_toml(&dst, "127.0.0.1:1"),
-        &["cannot reach the broker at 127.0.0.1:1", "bootstrap_servers"],
+        &[
+            "cannot reach the broker at 127.0.0.1:1",
+            "bootstrap_servers",
+        ],
     )?;
     fails(
         "sink-connector",

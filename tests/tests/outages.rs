@@ -42,12 +42,20 @@ impl PrivateStack {
             c.env(k, v.to_string());
         }
         let out = c.output()?;
-        anyhow::ensure!(out.status.success(), "stack.sh {command}: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "stack.sh {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     }
 
     fn pid(&self, name: &str) -> Result<String> {
-        Ok(std::fs::read_to_string(self.dir.join(format!("{name}.pid")))?.trim().to_string())
+        Ok(
+            std::fs::read_to_string(self.dir.join(format!("{name}.pid")))?
+                .trim()
+                .to_string(),
+        )
     }
 
     fn signal(&self, name: &str, signal: &str) -> Result<()> {
@@ -78,10 +86,15 @@ async fn churn(port: u16, db: &str, from: u32, n: u32) -> Result<()> {
         ))
         .await?;
         if i % 3 == 0 {
-            src.exec(&format!("UPDATE `{db}`.t SET v = CONCAT(v, '*') WHERE id = {}", i / 2)).await?;
+            src.exec(&format!(
+                "UPDATE `{db}`.t SET v = CONCAT(v, '*') WHERE id = {}",
+                i / 2
+            ))
+            .await?;
         }
         if i % 5 == 0 {
-            src.exec(&format!("DELETE FROM `{db}`.t WHERE id = {}", i / 3)).await?;
+            src.exec(&format!("DELETE FROM `{db}`.t WHERE id = {}", i / 3))
+                .await?;
         }
     }
     Ok(())
@@ -92,15 +105,24 @@ async fn connectors_ride_out_broker_and_server_outages() -> Result<()> {
     let stack = PrivateStack::new();
     let _ = std::fs::remove_dir_all(&stack.dir);
     stack.stack("up")?;
-    let (sp, dp, kp) = (stack.port("STACK_SOURCE_PORT"), stack.port("STACK_DEST_PORT"), stack.port("STACK_KAFKA_PORT"));
+    let (sp, dp, kp) = (
+        stack.port("STACK_SOURCE_PORT"),
+        stack.port("STACK_DEST_PORT"),
+        stack.port("STACK_KAFKA_PORT"),
+    );
     let db = "outage";
     let mut src = Db::connect(sp).await?;
     src.exec(&format!("CREATE DATABASE `{db}`")).await?;
-    src.exec(&format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v VARCHAR(200))")).await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v VARCHAR(200))"
+    ))
+    .await?;
     churn(sp, db, 0, 200).await?;
 
     let kafka = format!("127.0.0.1:{kp}");
-    let source_conf = source_config("outage", &[db], 5601, "").replace(&kafka_servers(), &kafka).replace(&mysql_url(source_port()), &mysql_url(sp));
+    let source_conf = source_config("outage", &[db], 5601, "")
+        .replace(&kafka_servers(), &kafka)
+        .replace(&mysql_url(source_port()), &mysql_url(sp));
     let sink_conf = sink_config("outage", "outage", dp, "").replace(&kafka_servers(), &kafka);
     let mut source = Connector::start("source-connector", "outage-source", &source_conf)?;
     let mut sink = Connector::start("sink-connector", "outage-sink", &sink_conf)?;
@@ -136,7 +158,15 @@ async fn connectors_ride_out_broker_and_server_outages() -> Result<()> {
 
     source.assert_running()?;
     sink.assert_running()?;
-    assert!(source.log_text().contains("retrying"), "the source never retried: {}", source.log_tail());
-    assert!(sink.log_text().contains("retry"), "the sink never retried: {}", sink.log_tail());
+    assert!(
+        source.log_text().contains("retrying"),
+        "the source never retried: {}",
+        source.log_tail()
+    );
+    assert!(
+        sink.log_text().contains("retry"),
+        "the sink never retried: {}",
+        sink.log_tail()
+    );
     Ok(())
 }

@@ -83,8 +83,15 @@ async fn churn(db: &str, from: u32, n: u32) -> Result<()> {
         ))
         .await?;
         if i % 10 == 0 {
-            src.exec(&format!("DELETE FROM `{db}`.customers WHERE id = {}", 1_000_000 + i - 5)).await?;
-            src.exec(&format!("DELETE FROM `{db}`.a_events WHERE kind = 'seed' LIMIT 1")).await?;
+            src.exec(&format!(
+                "DELETE FROM `{db}`.customers WHERE id = {}",
+                1_000_000 + i - 5
+            ))
+            .await?;
+            src.exec(&format!(
+                "DELETE FROM `{db}`.a_events WHERE kind = 'seed' LIMIT 1"
+            ))
+            .await?;
             // Two rows swap a unique value in one transaction.
             src.exec(&format!(
                 "BEGIN; \
@@ -113,7 +120,11 @@ async fn snapshot_then_stream_with_changes_during_snapshot() -> Result<()> {
     let db = unique("e2e_snap");
     let prefix = unique("snap");
     create_shop(&db, 6000).await?;
-    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_config(&prefix, &prefix, dest_port(), ""))?;
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
     let mut source = Connector::start(
         "source-connector",
         &format!("{prefix}-source"),
@@ -126,8 +137,16 @@ async fn snapshot_then_stream_with_changes_during_snapshot() -> Result<()> {
     wait_db_equal(&db, dest_port()).await?;
     source.assert_running()?;
     sink.assert_running()?;
-    assert!(source.stop()?.success(), "source did not stop cleanly: {}", source.log_tail());
-    assert!(sink.stop()?.success(), "sink did not stop cleanly: {}", sink.log_tail());
+    assert!(
+        source.stop()?.success(),
+        "source did not stop cleanly: {}",
+        source.log_tail()
+    );
+    assert!(
+        sink.stop()?.success(),
+        "sink did not stop cleanly: {}",
+        sink.log_tail()
+    );
     Ok(())
 }
 
@@ -136,7 +155,12 @@ async fn sink_killed_mid_stream_resumes_without_duplicates() -> Result<()> {
     let db = unique("e2e_sinkkill");
     let prefix = unique("sinkkill");
     create_shop(&db, 2000).await?;
-    let sink_conf = sink_config(&prefix, &prefix, dest_port(), "[apply]\nbatch_max_records = 50");
+    let sink_conf = sink_config(
+        &prefix,
+        &prefix,
+        dest_port(),
+        "[apply]\nbatch_max_records = 50",
+    );
     let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_conf)?;
     let _source = Connector::start(
         "source-connector",
@@ -175,14 +199,25 @@ async fn source_killed_mid_snapshot_and_mid_stream_resumes() -> Result<()> {
     let prefix = unique("srckill");
     create_shop(&db, 30000).await?;
     let source_conf = source_config(&prefix, &[&db], 5503, "snapshot_chunk_rows = 200");
-    let _sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_config(&prefix, &prefix, dest_port(), ""))?;
-    let mut source = Connector::start("source-connector", &format!("{prefix}-source"), &source_conf)?;
+    let _sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_conf,
+    )?;
 
     // Mid-snapshot: while `customers` is being read (tables are read in
     // name order: a_events, customers, order_lines), after at least one
     // position is stored (every 200 ms).
     source
-        .wait_log(&format!("snapshot of table started table={db}.customers"), WAIT)
+        .wait_log(
+            &format!("snapshot of table started table={db}.customers"),
+            WAIT,
+        )
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -195,12 +230,20 @@ async fn source_killed_mid_snapshot_and_mid_stream_resumes() -> Result<()> {
     churn(&db, 0, 60).await?;
     Db::connect(source_port())
         .await?
-        .exec(&format!("DELETE FROM `{db}`.customers WHERE id BETWEEN 1 AND 100"))
+        .exec(&format!(
+            "DELETE FROM `{db}`.customers WHERE id BETWEEN 1 AND 100"
+        ))
         .await?;
-    source = Connector::start("source-connector", &format!("{prefix}-source"), &source_conf)?;
+    source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_conf,
+    )?;
     wait_db_equal(&db, dest_port()).await?;
     assert!(
-        source.log_text().contains("resuming an interrupted snapshot"),
+        source
+            .log_text()
+            .contains("resuming an interrupted snapshot"),
         "the restarted source did not resume the snapshot: {}",
         source.log_tail()
     );
@@ -221,7 +264,11 @@ async fn source_killed_mid_snapshot_and_mid_stream_resumes() -> Result<()> {
     })
     .await?;
     source.kill9();
-    source = Connector::start("source-connector", &format!("{prefix}-source"), &source_conf)?;
+    source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_conf,
+    )?;
     writer.await??;
     wait_db_equal(&db, dest_port()).await?;
     source.assert_running()?;
@@ -233,8 +280,16 @@ async fn one_source_feeds_two_sinks() -> Result<()> {
     let db = unique("e2e_fanout");
     let prefix = unique("fanout");
     create_shop(&db, 1500).await?;
-    let _a = Connector::start("sink-connector", &format!("{prefix}-sink-a"), &sink_config(&prefix, &format!("{prefix}-a"), dest_port(), ""))?;
-    let _b = Connector::start("sink-connector", &format!("{prefix}-sink-b"), &sink_config(&prefix, &format!("{prefix}-b"), dest2_port(), ""))?;
+    let _a = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink-a"),
+        &sink_config(&prefix, &format!("{prefix}-a"), dest_port(), ""),
+    )?;
+    let _b = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink-b"),
+        &sink_config(&prefix, &format!("{prefix}-b"), dest2_port(), ""),
+    )?;
     let _source = Connector::start(
         "source-connector",
         &format!("{prefix}-source"),

@@ -9,8 +9,14 @@ use apache_avro::types::Value;
 use e2e_tests::*;
 
 fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
-    let Value::Record(fields) = v else { panic!("not a record: {v:?}") };
-    let v = &fields.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no field {name}")).1;
+    let Value::Record(fields) = v else {
+        panic!("not a record: {v:?}")
+    };
+    let v = &fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .1;
     match v {
         Value::Union(_, inner) => inner,
         v => v,
@@ -50,26 +56,42 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
         &format!("{prefix}-source"),
         &source_config(&prefix, &[&db], 5505, ""),
     )?;
-    source.wait_log("snapshot finished", Duration::from_secs(60)).await?;
-    src.exec(&format!("INSERT INTO `{db}`.items VALUES (3, 'three', -2.25, NULL)")).await?;
-    src.exec(&format!("UPDATE `{db}`.items SET name = 'uno' WHERE id = 1")).await?;
-    src.exec(&format!("DELETE FROM `{db}`.items WHERE id = 2")).await?;
+    source
+        .wait_log("snapshot finished", Duration::from_secs(60))
+        .await?;
+    src.exec(&format!(
+        "INSERT INTO `{db}`.items VALUES (3, 'three', -2.25, NULL)"
+    ))
+    .await?;
+    src.exec(&format!(
+        "UPDATE `{db}`.items SET name = 'uno' WHERE id = 1"
+    ))
+    .await?;
+    src.exec(&format!("DELETE FROM `{db}`.items WHERE id = 2"))
+        .await?;
 
     let topic = format!("{prefix}.{db}.items");
-    wait_until("six records on the table topic", Duration::from_secs(60), || {
-        let topic = topic.clone();
-        async move {
-            let n = read_topic(&topic)?.len();
-            Ok((n < 6).then(|| format!("{n} records")))
-        }
-    })
+    wait_until(
+        "six records on the table topic",
+        Duration::from_secs(60),
+        || {
+            let topic = topic.clone();
+            async move {
+                let n = read_topic(&topic)?.len();
+                Ok((n < 6).then(|| format!("{n} records")))
+            }
+        },
+    )
     .await?;
     let messages = read_topic(&topic)?;
     source.stop()?;
 
     let mut schemas = HashMap::new();
     for (k, v) in read_topic(&format!("{prefix}.schemas"))? {
-        let (k, v) = (String::from_utf8(k.unwrap())?, String::from_utf8(v.unwrap())?);
+        let (k, v) = (
+            String::from_utf8(k.unwrap())?,
+            String::from_utf8(v.unwrap())?,
+        );
         schemas.insert(k, apache_avro::Schema::parse_str(&v)?);
     }
 
@@ -86,18 +108,26 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
     assert_eq!(ops, ["r", "r", "c", "u", "d", "tombstone"]);
 
     // Keys are Avro records of the primary key.
-    let keys: Vec<Value> = messages.iter().map(|(k, _)| field(&decode(&schemas, k.as_ref().unwrap()), "id").clone()).collect();
+    let keys: Vec<Value> = messages
+        .iter()
+        .map(|(k, _)| field(&decode(&schemas, k.as_ref().unwrap()), "id").clone())
+        .collect();
     assert_eq!(keys, [1, 2, 3, 1, 2, 2].map(Value::Int));
 
     // The first snapshot record, field by field.
     let first = decode(&schemas, messages[0].1.as_ref().unwrap());
     let after = field(&first, "after");
     assert_eq!(field(after, "name"), &Value::String("one".into()));
-    let Value::Decimal(d) = field(after, "amount") else { panic!("amount is not a decimal") };
+    let Value::Decimal(d) = field(after, "amount") else {
+        panic!("amount is not a decimal")
+    };
     // 150 (1.50 at scale 2), big-endian two's complement.
     assert_eq!(Vec::<u8>::try_from(d)?, vec![0u8, 150]);
     // 2024-01-02 03:04:05.678 as microseconds since the epoch, no zone.
-    assert_eq!(field(after, "at"), &Value::LocalTimestampMicros(1_704_164_645_678_000));
+    assert_eq!(
+        field(after, "at"),
+        &Value::LocalTimestampMicros(1_704_164_645_678_000)
+    );
     let source_block = field(&first, "source");
     assert_eq!(field(source_block, "snapshot"), &Value::Boolean(true));
     assert_eq!(field(source_block, "db"), &Value::String(db.clone()));
@@ -105,8 +135,14 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
 
     // The update carries both images and binlog coordinates.
     let update = decode(&schemas, messages[3].1.as_ref().unwrap());
-    assert_eq!(field(field(&update, "before"), "name"), &Value::String("one".into()));
-    assert_eq!(field(field(&update, "after"), "name"), &Value::String("uno".into()));
+    assert_eq!(
+        field(field(&update, "before"), "name"),
+        &Value::String("one".into())
+    );
+    assert_eq!(
+        field(field(&update, "after"), "name"),
+        &Value::String("uno".into())
+    );
     let s = field(&update, "source");
     assert_eq!(field(s, "snapshot"), &Value::Boolean(false));
     assert!(matches!(field(s, "file"), Value::String(f) if f.starts_with("mariadb-bin.")));
@@ -119,6 +155,8 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
         .map(|(_, v)| decode(&schemas, v.as_ref().unwrap()))
         .find(|c| field(c, "table") == &Value::String("items".into()))
         .expect("a schema change for items");
-    assert!(matches!(field(&def, "ddl"), Value::String(s) if s.starts_with("CREATE TABLE `items`")));
+    assert!(
+        matches!(field(&def, "ddl"), Value::String(s) if s.starts_with("CREATE TABLE `items`"))
+    );
     Ok(())
 }
