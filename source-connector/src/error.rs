@@ -22,6 +22,10 @@ pub enum SourceError {
     SourceSetup(String),
     #[error("Kafka: {0}")]
     Kafka(String),
+    /// A record the broker will never take (too large, not allowed): the
+    /// position stays before it and the connector stops.
+    #[error("Kafka: {0}")]
+    Refused(String),
     #[error("{0}")]
     Stream(#[from] change_stream::Error),
     #[error("binlog: {0}")]

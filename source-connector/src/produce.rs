@@ -113,7 +113,7 @@ impl Output {
     ) -> Result<(), SourceError> {
         let size = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
         if size as u64 > self.message_max_bytes {
-            return Err(SourceError::Kafka(format!(
+            return Err(SourceError::Refused(format!(
                 "record of {} is {size} bytes, more than kafka.message_max_bytes ({}); raise it (and the broker's and topic's max.message.bytes)",
                 what(),
                 self.message_max_bytes
@@ -152,7 +152,7 @@ impl Output {
                     }
                 }
                 Err((e, _)) => {
-                    return Err(SourceError::Kafka(format!(
+                    return Err(SourceError::Refused(format!(
                         "cannot send record of {} ({size} bytes) to {topic}: {}",
                         what(),
                         describe(&e)
@@ -250,12 +250,14 @@ async fn track(
             item = rx.recv() => match item {
                 Some(Pending::Delivery { future, what }) => match future.await {
                     Ok(Ok(_)) => {}
+                    // The producer retries transient failures for ever
+                    // (message.timeout.ms = 0); what comes back is final.
                     Ok(Err((e, _))) => {
-                        return Err(SourceError::Kafka(format!(
+                        return Err(SourceError::Refused(format!(
                             "the broker refused the record of {what}: {}", describe(&e)
                         )))
                     }
-                    Err(_) => return Err(SourceError::Kafka(format!("the record of {what} was dropped by the producer"))),
+                    Err(_) => return Err(SourceError::Refused(format!("the record of {what} was dropped by the producer"))),
                 },
                 Some(Pending::Checkpoint(p)) => latest = Some(*p),
                 Some(Pending::Flush(done)) => {
