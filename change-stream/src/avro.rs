@@ -377,7 +377,8 @@ impl TableCodec {
                 {"name": "source", "type": source},
             ],
         });
-        let key = if table.key_kind == KeyKind::None || table.key.is_empty() {
+        let keyed = table.key_kind != KeyKind::None && !table.key.is_empty();
+        let key = if !keyed {
             None
         } else {
             let key = json!({
@@ -391,11 +392,7 @@ impl TableCodec {
         Ok(Self {
             key,
             value: AvroSchema::parse(&envelope.to_string())?,
-            key_columns: if key_kind_usable(table) {
-                table.key.clone()
-            } else {
-                Vec::new()
-            },
+            key_columns: if keyed { table.key.clone() } else { Vec::new() },
             kinds: table
                 .columns
                 .iter()
@@ -452,10 +449,6 @@ impl TableCodec {
         encode_source(source, out);
         Ok(())
     }
-}
-
-fn key_kind_usable(table: &TableSchema) -> bool {
-    table.key_kind != KeyKind::None && !table.key.is_empty()
 }
 
 /// Encodes the `source` block, in the field order of `schemas/source.avsc`.
