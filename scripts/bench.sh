@@ -101,7 +101,18 @@ target/release/sink-connector run --config "$work/sink.toml" >"$work/sink.log" 2
 sink_pid=$!
 target/release/source-connector run --config "$work/source.toml" >"$work/source.log" 2>&1 &
 source_pid=$!
-trap 'kill -TERM $source_pid $sink_pid 2>/dev/null || true' EXIT
+# Stop the connectors and delete the run's topics at exit: the local
+# broker's maintenance time grows with every record it holds.
+cleanup() {
+    kill -TERM "$source_pid" "$sink_pid" 2>/dev/null || true
+    wait "$source_pid" "$sink_pid" 2>/dev/null || true
+    local tansu
+    tansu=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
+    for topic in positions schemas schema-changes $(for ((t = 1; t <= TABLES; t++)); do echo "sbtest.sbtest$t"; done); do
+        "$tansu" topic delete --broker "tcp://127.0.0.1:$KAFKA_PORT" "$prefix.$topic" >/dev/null 2>&1 || true
+    done
+}
+trap cleanup EXIT
 wait_rows "$DEST_PORT" "id = $ROWS"
 t1=$(now)
 snap_secs=$(secs "$t0" "$t1")
@@ -125,7 +136,6 @@ cdc_cpu_source=$(secs "$snap_cpu_source" "$(cpu "$source_pid")"); cdc_cpu_sink=$
 events=$((TXNS * 4 + TABLES))
 [ "$(checksums "$SOURCE_PORT")" = "$(checksums "$DEST_PORT")" ] || { log "destination differs after the changes"; exit 1; }
 kill -TERM "$source_pid" "$sink_pid"; wait "$source_pid" "$sink_pid" 2>/dev/null || true
-trap - EXIT
 
 # 2b. MariaDB's replication: the second destination (holding the dump)
 # replays the same transactions from the source's binlog.

@@ -199,6 +199,17 @@ pub async fn wait_equal(
     tables: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<()> {
+    wait_equal_watching(src_port, dst_port, tables, timeout, &mut []).await
+}
+
+/// [`wait_equal`], failing at once if one of `connectors` exits.
+pub async fn wait_equal_watching(
+    src_port: u16,
+    dst_port: u16,
+    tables: &[(&str, &str)],
+    timeout: Duration,
+    connectors: &mut [&mut Connector],
+) -> Result<()> {
     let mut src = Db::connect(src_port).await?;
     let mut dst = Db::connect(dst_port).await?;
     let start = Instant::now();
@@ -215,6 +226,9 @@ pub async fn wait_equal(
             }
         }
         let Some(why) = why else { break 'retry Ok(()) };
+        for c in connectors.iter_mut() {
+            c.assert_running()?;
+        }
         if start.elapsed() > timeout {
             anyhow::bail!(
                 "timed out after {}s waiting for port {dst_port} to equal port {src_port}: {why}",
@@ -428,4 +442,143 @@ pub async fn drop_database(ports: &[u16], db: &str) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// Runs the scenario in `tests/scenarios/<name>/`:
+/// - `prepare.sql` on the source before the connectors start (the snapshot
+///   reads what it leaves);
+/// - `changes.sql` on the source once the destination has caught up (the
+///   binlog carries those);
+/// - `checks.sql`, if present: one query per line, run on the destination
+///   at the end, each of which must return the single value 1.
+///
+/// `${DB}` in the files stands for the scenario's own database. After each
+/// phase every table of that database must be equal on both sides: rows
+/// (ordered by the primary key, or by every column) and CHECKSUM TABLE.
+pub async fn run_scenario(name: &str) -> Result<()> {
+    let dir = workspace().join("tests/scenarios").join(name);
+    let read = |file: &str| -> Result<Option<String>> {
+        let path = dir.join(file);
+        Ok(path
+            .exists()
+            .then(|| std::fs::read_to_string(&path))
+            .transpose()?)
+    };
+    let db = unique(&format!("t_{name}"));
+    let subst = |s: String| s.replace("${DB}", &db);
+    let prepare =
+        subst(read("prepare.sql")?.ok_or_else(|| anyhow::anyhow!("{name}: no prepare.sql"))?);
+    let changes =
+        subst(read("changes.sql")?.ok_or_else(|| anyhow::anyhow!("{name}: no changes.sql"))?);
+    let checks = read("checks.sql")?.map(subst);
+
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!("CREATE DATABASE `{db}`")).await?;
+    src.exec(&format!("USE `{db}`")).await?;
+    src.exec(&prepare).await?;
+
+    let prefix = unique(&format!("sc-{}", name.replace('_', "-")));
+    let server_id = 6000 + (fingerprint_of(name) % 1000) as u32;
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config(&prefix, &[&db], server_id, ""),
+    )?;
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
+
+    let tables = scenario_tables(&mut src, &db).await?;
+    let refs: Vec<(&str, &str)> = tables
+        .iter()
+        .map(|(t, o)| (t.as_str(), o.as_str()))
+        .collect();
+    let wait = Duration::from_secs(180);
+    for phase in ["the snapshot", "the changes"] {
+        if phase == "the changes" {
+            src.exec(&changes).await?;
+        }
+        let r = wait_equal_watching(
+            source_port(),
+            dest_port(),
+            &refs,
+            wait,
+            &mut [&mut source, &mut sink],
+        )
+        .await;
+        r.map_err(|e| {
+            anyhow::anyhow!(
+                "{name}, after {phase}: {e:#}\nsource: {}\nsink: {}",
+                source.log_tail(),
+                sink.log_tail()
+            )
+        })?;
+    }
+    if let Some(checks) = checks {
+        let mut dst = Db::connect(dest_port()).await?;
+        dst.exec(&format!("USE `{db}`")).await?;
+        for q in checks
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("--"))
+        {
+            let rows = dst.rows(q).await?;
+            let ok =
+                rows.len() == 1 && rows[0].len() == 1 && rows[0][0] == Value::Bytes(b"1".to_vec());
+            anyhow::ensure!(
+                ok,
+                "{name}: check failed at the destination: {q} gave {rows:?}"
+            );
+        }
+    }
+    source.assert_running()?;
+    sink.assert_running()?;
+    Ok(())
+}
+
+fn fingerprint_of(s: &str) -> u64 {
+    s.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(1099511628211)
+    })
+}
+
+/// The base tables of `db`, each with an ORDER BY: its primary key, or
+/// every column.
+async fn scenario_tables(db_conn: &mut Db, db: &str) -> Result<Vec<(String, String)>> {
+    let tables: Vec<String> = db_conn
+        .conn
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+            (db,),
+        )
+        .await?;
+    let mut out = Vec::new();
+    for t in tables {
+        let pk: Vec<String> = db_conn
+            .conn
+            .exec(
+                "SELECT CONCAT('`', COLUMN_NAME, '`') FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+                (db, &t),
+            )
+            .await?;
+        let order = if pk.is_empty() {
+            let cols: Vec<String> = db_conn
+                .conn
+                .exec(
+                    "SELECT CONCAT('`', COLUMN_NAME, '`') FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                    (db, &t),
+                )
+                .await?;
+            cols.join(", ")
+        } else {
+            pk.join(", ")
+        };
+        out.push((format!("`{db}`.`{t}`"), order));
+    }
+    Ok(out)
 }
