@@ -47,8 +47,11 @@ pub fn push_literal(out: &mut String, kind: &ColumnKind, cell: &Cell) {
             let _ = write!(out, "{v}");
         }
         // `{:e}` prints the shortest digits that read back as the same value.
+        // The server reads a literal as a double before storing it in a
+        // FLOAT, so a float is written as the double it widens to (the
+        // float's own shortest digits can round past FLT_MAX).
         Cell::Float(v) => {
-            let _ = write!(out, "{v:e}");
+            let _ = write!(out, "{:e}", *v as f64);
         }
         Cell::Double(v) => {
             let _ = write!(out, "{v:e}");
@@ -106,7 +109,7 @@ mod tests {
         assert_eq!(lit(ColumnKind::Double, Cell::Double(0.1)), "1e-1");
         assert_eq!(
             lit(ColumnKind::Float, Cell::Float(3.4028235e38)),
-            "3.4028235e38"
+            "3.4028234663852886e38"
         );
         assert_eq!(
             lit(
