@@ -1,0 +1,3 @@
+SELECT ST_AsText(p) = 'POINT(5 6)' FROM geo WHERE id = 1
+SELECT ST_SRID(g) = 3857 FROM geo WHERE id = 2
+SELECT ST_SRID(pr) = 4326 FROM geo WHERE id = 10
