@@ -1,0 +1,18 @@
+INSERT INTO feat (qty, price) VALUES (3, 1.25);
+INSERT INTO feat (id, qty) VALUES (100, 4);
+INSERT INTO feat () VALUES ();
+UPDATE feat SET qty = qty + 10, secret = 'changed', note = 'now' WHERE id = 1;
+UPDATE feat SET price = 0 WHERE id = 2;
+DELETE FROM feat WHERE id = 3;
+UPDATE comp SET c = '2024-02-01' WHERE a = 1 AND b = 'x' AND c = '2024-01-01';
+UPDATE comp SET b = 'z' WHERE a = 2;
+DELETE FROM comp WHERE a = 1 AND b = 'y';
+INSERT INTO comp VALUES (3, '', '0000-00-00', NULL);
+UPDATE uonly SET code = 'Z', payload = 'renamed' WHERE code = 'A';
+UPDATE uonly SET n = 2 WHERE code = 'B';
+DELETE FROM uonly WHERE code = 'C';
+INSERT INTO uonly VALUES ('C', 3, 'again');
+UPDATE nokey SET b = 'one' WHERE a = 1 LIMIT 1;
+DELETE FROM nokey WHERE a = 2;
+UPDATE nokey SET a = 9 WHERE a IS NULL;
+INSERT INTO nokey VALUES (1, 'dup', NULL, 0.1);
