@@ -367,6 +367,11 @@ impl BinlogReader {
                     self.file
                 ))
             })?;
+            if i == 0 {
+                if let Some(r) = after.as_ref().or(before.as_ref()) {
+                    check_columns(ctx, r, &self.file, start)?;
+                }
+            }
             let before = before.map(|r| row_cells(ctx, r)).transpose()?;
             let after = after.map(|r| row_cells(ctx, r)).transpose()?;
             source.row = i as u32;
@@ -380,6 +385,31 @@ impl BinlogReader {
     pub async fn close(self) {
         let _ = self.stream.close().await;
     }
+}
+
+/// The table definition (read from `information_schema`) is what values are
+/// decoded with: it has the exact types, character sets and ENUM/SET labels.
+/// The binlog's own column metadata (names, with binlog_row_metadata=FULL)
+/// is checked against it: if they disagree, the table changed shape since
+/// the definition was read, and decoding with it would be wrong.
+fn check_columns(ctx: &TableCtx, row: &BinlogRow, file: &str, pos: u64) -> Result<(), SourceError> {
+    let logged: Vec<String> = row
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().to_string())
+        .collect();
+    let defined = ctx.schema.columns.iter().map(|c| c.name.as_str());
+    if logged.iter().map(String::as_str).ne(defined) {
+        let defined: Vec<&str> = ctx.schema.columns.iter().map(|c| c.name.as_str()).collect();
+        return Err(SourceError::Binlog(format!(
+            "table {} has columns ({}) in the binlog at {file}:{pos} but ({}) in its definition; \
+             its shape changed, which this version does not replicate yet",
+            ctx.schema.id,
+            logged.join(", "),
+            defined.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn row_cells(ctx: &TableCtx, row: BinlogRow) -> Result<Vec<Cell>, SourceError> {
