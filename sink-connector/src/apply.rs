@@ -41,18 +41,21 @@ pub struct Change {
 #[derive(Default)]
 struct Folded {
     /// Rendered key -> index in `finals`.
-    index: HashMap<String, usize>,
+    index: HashMap<Vec<u8>, usize>,
     /// (key column literals, final row or None when deleted).
-    finals: Vec<(Vec<String>, Option<Vec<Cell>>)>,
+    finals: Vec<(Vec<Sql>, Option<Vec<Cell>>)>,
 }
 
+/// SQL text, as bytes (binary literals hold raw bytes).
+pub type Sql = Vec<u8>;
+
 /// Renders the key columns of a row as SQL literals.
-fn key_literal(table: &TableSchema, row: &[Cell]) -> Vec<String> {
+fn key_literal(table: &TableSchema, row: &[Cell]) -> Vec<Sql> {
     table
         .key
         .iter()
         .map(|&i| {
-            let mut s = String::new();
+            let mut s = Vec::new();
             push_literal(&mut s, &table.columns[i].kind, &row[i]);
             s
         })
@@ -67,48 +70,41 @@ fn written_columns(table: &TableSchema) -> Vec<usize> {
         .collect()
 }
 
-fn row_literal(table: &TableSchema, cols: &[usize], row: &[Cell], out: &mut String) {
-    out.push('(');
+fn row_literal(table: &TableSchema, cols: &[usize], row: &[Cell], out: &mut Sql) {
+    out.push(b'(');
     for (n, &i) in cols.iter().enumerate() {
         if n > 0 {
-            out.push_str(", ");
+            out.extend_from_slice(b", ");
         }
         push_literal(out, &table.columns[i].kind, &row[i]);
     }
-    out.push(')');
+    out.push(b')');
 }
 
 /// Packs `items` into statements `head item, item ...` of at most
 /// `max_bytes` (a single larger item goes alone).
-fn pack(
-    head: &str,
-    sep: &str,
-    tail: &str,
-    items: &[String],
-    max_bytes: usize,
-    out: &mut Vec<String>,
-) {
-    let mut cur = String::new();
+fn pack(head: &str, sep: &str, tail: &str, items: &[Sql], max_bytes: usize, out: &mut Vec<Sql>) {
+    let mut cur = Vec::new();
     for item in items {
         if !cur.is_empty() && cur.len() + sep.len() + item.len() + tail.len() > max_bytes {
-            cur.push_str(tail);
+            cur.extend_from_slice(tail.as_bytes());
             out.push(std::mem::take(&mut cur));
         }
         if cur.is_empty() {
-            cur.push_str(head);
+            cur.extend_from_slice(head.as_bytes());
         } else {
-            cur.push_str(sep);
+            cur.extend_from_slice(sep.as_bytes());
         }
-        cur.push_str(item);
+        cur.extend_from_slice(item);
     }
     if !cur.is_empty() {
-        cur.push_str(tail);
+        cur.extend_from_slice(tail.as_bytes());
         out.push(cur);
     }
 }
 
 /// The statements that apply `changes`, in order.
-pub fn plan(changes: &[Change], max_bytes: usize) -> Result<Vec<String>, SinkError> {
+pub fn plan(changes: &[Change], max_bytes: usize) -> Result<Vec<Sql>, SinkError> {
     let mut keyed: Vec<(TableId, Arc<TableSchema>, Folded)> = Vec::new();
     let mut keyed_index: HashMap<TableId, usize> = HashMap::new();
     let mut statements = Vec::new();
@@ -137,8 +133,8 @@ pub fn plan(changes: &[Change], max_bytes: usize) -> Result<Vec<String>, SinkErr
             keyed.len() - 1
         });
         let folded = &mut keyed[slot].2;
-        let mut set = |key: Vec<String>, row: Option<Vec<Cell>>| {
-            let joined = key.join("\u{0}");
+        let mut set = |key: Vec<Sql>, row: Option<Vec<Cell>>| {
+            let joined = key.join(&0u8);
             match folded.index.get(&joined) {
                 Some(&i) => folded.finals[i].1 = row,
                 None => {
@@ -177,7 +173,7 @@ fn keyed_statements(
     keyed: &mut Vec<(TableId, Arc<TableSchema>, Folded)>,
     keyed_index: &mut HashMap<TableId, usize>,
     max_bytes: usize,
-    out: &mut Vec<String>,
+    out: &mut Vec<Sql>,
 ) {
     for (id, table, folded) in keyed.drain(..) {
         let name = id.quoted();
@@ -188,21 +184,26 @@ fn keyed_statements(
             .filter(|(_, row)| row.is_none())
             .map(|(k, _)| k);
         if key_cols.len() == 1 {
-            let items: Vec<String> = gone.map(|k| k[0].clone()).collect();
+            let items: Vec<Sql> = gone.map(|k| k[0].clone()).collect();
             if !items.is_empty() {
                 let head = format!("DELETE FROM {name} WHERE {} IN (", key_cols[0]);
                 pack(&head, ", ", ")", &items, max_bytes, out);
             }
         } else {
             // (a = 1 AND b = 2) OR ...: index ranges for MariaDB's optimizer.
-            let items: Vec<String> = gone
+            let items: Vec<Sql> = gone
                 .map(|k| {
-                    let terms: Vec<String> = key_cols
-                        .iter()
-                        .zip(k)
-                        .map(|(c, v)| format!("{c} = {v}"))
-                        .collect();
-                    format!("({})", terms.join(" AND "))
+                    let mut item = b"(".to_vec();
+                    for (n, (c, v)) in key_cols.iter().zip(k).enumerate() {
+                        if n > 0 {
+                            item.extend_from_slice(b" AND ");
+                        }
+                        item.extend_from_slice(c.as_bytes());
+                        item.extend_from_slice(b" = ");
+                        item.extend_from_slice(v);
+                    }
+                    item.push(b')');
+                    item
                 })
                 .collect();
             if !items.is_empty() {
@@ -217,12 +218,12 @@ fn keyed_statements(
             }
         }
         let cols = written_columns(&table);
-        let present: Vec<String> = folded
+        let present: Vec<Sql> = folded
             .finals
             .iter()
             .filter_map(|(_, row)| row.as_ref())
             .map(|row| {
-                let mut s = String::new();
+                let mut s = Vec::new();
                 row_literal(&table, &cols, row, &mut s);
                 s
             })
@@ -240,32 +241,30 @@ fn keyed_statements(
 }
 
 /// `col <=> value AND ...` over the whole image, for tables without a key.
-fn match_image(table: &TableSchema, row: &[Cell]) -> String {
-    let mut s = String::new();
+fn match_image(table: &TableSchema, row: &[Cell], s: &mut Sql) {
     for (n, i) in written_columns(table).into_iter().enumerate() {
         if n > 0 {
-            s.push_str(" AND ");
+            s.extend_from_slice(b" AND ");
         }
         let c = &table.columns[i];
-        s.push_str(&quote_ident(&c.name));
-        s.push_str(" <=> ");
+        s.extend_from_slice(quote_ident(&c.name).as_bytes());
+        s.extend_from_slice(b" <=> ");
         if c.kind == ColumnKind::Float && !row[i].is_null() {
             // A FLOAT column compares as double; the literal must be
             // rounded the same way.
-            s.push_str("CAST(");
-            push_literal(&mut s, &c.kind, &row[i]);
-            s.push_str(" AS FLOAT)");
+            s.extend_from_slice(b"CAST(");
+            push_literal(s, &c.kind, &row[i]);
+            s.extend_from_slice(b" AS FLOAT)");
         } else {
-            push_literal(&mut s, &c.kind, &row[i]);
+            push_literal(s, &c.kind, &row[i]);
         }
     }
-    s
 }
 
 fn unkeyed_statement(
     table: &TableSchema,
     r: &ChangeRecord,
-    out: &mut Vec<String>,
+    out: &mut Vec<Sql>,
 ) -> Result<(), SinkError> {
     let name = table.id.quoted();
     let cols = written_columns(table);
@@ -275,30 +274,30 @@ fn unkeyed_statement(
         .collect();
     match (r.op, &r.before, &r.after) {
         (Op::Read | Op::Create, _, Some(after)) => {
-            let mut s = format!("INSERT INTO {name} ({}) VALUES ", names.join(", "));
+            let mut s = format!("INSERT INTO {name} ({}) VALUES ", names.join(", ")).into_bytes();
             row_literal(table, &cols, after, &mut s);
             out.push(s);
         }
         (Op::Update, Some(before), Some(after)) => {
-            let mut s = format!("UPDATE {name} SET ");
+            let mut s = format!("UPDATE {name} SET ").into_bytes();
             for (n, &i) in cols.iter().enumerate() {
                 if n > 0 {
-                    s.push_str(", ");
+                    s.extend_from_slice(b", ");
                 }
-                s.push_str(&names[n]);
-                s.push_str(" = ");
+                s.extend_from_slice(names[n].as_bytes());
+                s.extend_from_slice(b" = ");
                 push_literal(&mut s, &table.columns[i].kind, &after[i]);
             }
-            s.push_str(" WHERE ");
-            s.push_str(&match_image(table, before));
-            s.push_str(" LIMIT 1");
+            s.extend_from_slice(b" WHERE ");
+            match_image(table, before, &mut s);
+            s.extend_from_slice(b" LIMIT 1");
             out.push(s);
         }
         (Op::Delete, Some(before), _) => {
-            out.push(format!(
-                "DELETE FROM {name} WHERE {} LIMIT 1",
-                match_image(table, before)
-            ));
+            let mut s = format!("DELETE FROM {name} WHERE ").into_bytes();
+            match_image(table, before, &mut s);
+            s.extend_from_slice(b" LIMIT 1");
+            out.push(s);
         }
         (op, _, _) => {
             return Err(SinkError::Record(format!(
@@ -314,6 +313,8 @@ fn unkeyed_statement(
 pub struct Applier {
     conn: Conn,
     pub max_statement_bytes: usize,
+    /// The destination's max_allowed_packet: no statement may be longer.
+    max_packet: usize,
 }
 
 impl Applier {
@@ -352,10 +353,11 @@ impl Applier {
             .query_first("SELECT @@max_allowed_packet")
             .await
             .map_err(|e| from_mysql("cannot read max_allowed_packet", e))?;
-        let limit = packet.unwrap_or(16 << 20).saturating_sub(64 * 1024) as usize;
+        let max_packet = packet.unwrap_or(16 << 20) as usize;
         Ok(Self {
             conn,
-            max_statement_bytes: max_statement_bytes.min(limit),
+            max_statement_bytes: max_statement_bytes.min(max_packet.saturating_sub(64 * 1024)),
+            max_packet,
         })
     }
 
@@ -364,14 +366,25 @@ impl Applier {
     }
 
     /// Runs `statements` and then `state_sql` in one transaction.
-    pub async fn apply(&mut self, statements: &[String], state_sql: &str) -> Result<(), SinkError> {
+    pub async fn apply(&mut self, statements: &[Sql], state_sql: &str) -> Result<(), SinkError> {
+        // A statement longer than max_allowed_packet would make the server
+        // drop the connection, which looks like an outage and is retried
+        // for ever; it is a setting to change instead.
+        if let Some(s) = statements.iter().find(|s| s.len() > self.max_packet) {
+            return Err(SinkError::Record(format!(
+                "a statement of {} bytes is needed for a row ({}...), more than the destination's max_allowed_packet ({}); raise max_allowed_packet",
+                s.len(),
+                String::from_utf8_lossy(&s[..s.len().min(120)]),
+                self.max_packet
+            )));
+        }
         let conn = &mut self.conn;
         conn.query_drop("START TRANSACTION")
             .await
             .map_err(|e| from_mysql("cannot start a transaction", e))?;
         for s in statements {
-            if let Err(e) = conn.query_drop(s.as_str()).await {
-                let short: String = s.chars().take(300).collect();
+            if let Err(e) = conn.query_drop(s.as_slice()).await {
+                let short = String::from_utf8_lossy(&s[..s.len().min(300)]).into_owned();
                 let err = from_mysql(&format!("statement failed: {short}"), e);
                 let _ = conn.query_drop("ROLLBACK").await;
                 return Err(err);
@@ -392,6 +405,13 @@ mod tests {
     use super::*;
     use change_stream::event::SourceInfo;
     use change_stream::table::{Column, KeyKind};
+
+    fn texts(statements: Vec<Sql>) -> Vec<String> {
+        statements
+            .into_iter()
+            .map(|s| String::from_utf8(s).unwrap())
+            .collect()
+    }
 
     fn table(keyed: bool) -> Arc<TableSchema> {
         let col = |name: &str, dt: &str, ct: &str| Column {
@@ -448,7 +468,7 @@ mod tests {
             change(&t, Op::Delete, Some((2, "x")), None),
             change(&t, Op::Update, Some((3, "k")), Some((4, "k"))),
         ];
-        let s = plan(&changes, 1 << 20).unwrap();
+        let s = texts(plan(&changes, 1 << 20).unwrap());
         assert_eq!(
             s,
             vec![
@@ -464,7 +484,7 @@ mod tests {
         let changes: Vec<Change> = (0..100)
             .map(|i| change(&t, Op::Read, None, Some((i, "v"))))
             .collect();
-        let s = plan(&changes, 200).unwrap();
+        let s = texts(plan(&changes, 200).unwrap());
         assert!(s.len() > 1);
         assert!(s.iter().all(|x| x.len() <= 200));
         let rows: usize = s.iter().map(|x| x.matches("'v'").count()).sum();
@@ -479,7 +499,7 @@ mod tests {
             change(&t, Op::Update, Some((1, "a")), Some((1, "b"))),
             change(&t, Op::Delete, Some((1, "b")), None),
         ];
-        let s = plan(&changes, 1 << 20).unwrap();
+        let s = texts(plan(&changes, 1 << 20).unwrap());
         assert_eq!(s.len(), 3);
         assert!(s[0].starts_with("INSERT INTO"));
         assert_eq!(

@@ -2,88 +2,87 @@
 //!
 //! Statements are sent as text with literals rather than as prepared
 //! statements: one round trip per statement, any number of rows in it, and
-//! no placeholder limit. The sink's session runs without
-//! `NO_BACKSLASH_ESCAPES`, which the escaping here assumes. Binary values
-//! are hex literals, so every byte arrives as it was; character values are
+//! no placeholder limit. They are built as bytes: binary values go in as
+//! `_binary'...'` string literals holding the bytes themselves (escaped),
+//! so a value costs about its own size on the wire, not twice as a hex
+//! literal would, and every byte arrives as it was. Character values are
 //! utf8mb4 string literals, converted by the server to the column's
-//! character set.
+//! character set. The session runs with `NAMES utf8mb4` and without
+//! `NO_BACKSLASH_ESCAPES`, which this escaping relies on (in utf8mb4 no
+//! multi-byte sequence can hide a quote or a backslash).
 
-use change_stream::avro::hex;
+use std::io::Write;
+
 use change_stream::table::ColumnKind;
 use change_stream::value::{format_time, Cell};
 
 /// A quoted string literal.
 pub fn quote_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    push_quoted(&mut out, s);
-    out
+    let mut out = Vec::with_capacity(s.len() + 2);
+    push_quoted(&mut out, s.as_bytes());
+    String::from_utf8(out).expect("escaping UTF-8 keeps it UTF-8")
 }
 
-fn push_quoted(out: &mut String, s: &str) {
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\'' => out.push_str("\\'"),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\0"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\x1a' => out.push_str("\\Z"),
-            c => out.push(c),
-        }
+/// Appends `'bytes'`, escaped.
+fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'\'');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\'' => b"\\'",
+            b'\\' => b"\\\\",
+            0 => b"\\0",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            0x1a => b"\\Z",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escaped);
+        start = i + 1;
     }
-    out.push('\'');
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'\'');
 }
 
 /// Appends the literal of `cell` for a column of `kind` to `out`.
-pub fn push_literal(out: &mut String, kind: &ColumnKind, cell: &Cell) {
-    use std::fmt::Write;
-    match cell {
-        Cell::Null => out.push_str("NULL"),
-        Cell::Int(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Cell::UInt(v) => {
-            let _ = write!(out, "{v}");
-        }
+pub fn push_literal(out: &mut Vec<u8>, kind: &ColumnKind, cell: &Cell) {
+    // Writing to a Vec cannot fail.
+    let _ = match cell {
+        Cell::Null => out.write_all(b"NULL"),
+        Cell::Int(v) => write!(out, "{v}"),
+        Cell::UInt(v) => write!(out, "{v}"),
         // `{:e}` prints the shortest digits that read back as the same value.
         // The server reads a literal as a double before storing it in a
         // FLOAT, so a float is written as the double it widens to (the
         // float's own shortest digits can round past FLT_MAX).
-        Cell::Float(v) => {
-            let _ = write!(out, "{:e}", *v as f64);
+        Cell::Float(v) => write!(out, "{:e}", *v as f64),
+        Cell::Double(v) => write!(out, "{v:e}"),
+        Cell::Decimal(s) => out.write_all(s.as_bytes()),
+        Cell::Text(s) => {
+            push_quoted(out, s.as_bytes());
+            Ok(())
         }
-        Cell::Double(v) => {
-            let _ = write!(out, "{v:e}");
+        Cell::Bytes(b) if matches!(kind, ColumnKind::Bit { .. }) => {
+            // A BIT value as its number, so that every width reads back.
+            let n = b
+                .iter()
+                .rev()
+                .take(8)
+                .rev()
+                .fold(0u64, |n, &x| (n << 8) | x as u64);
+            write!(out, "{n}")
         }
-        Cell::Decimal(s) => out.push_str(s),
-        Cell::Text(s) => push_quoted(out, s),
         Cell::Bytes(b) => {
-            if matches!(kind, ColumnKind::Bit { .. }) {
-                // A BIT value as its number, so that every width reads back.
-                let mut n = 0u64;
-                for &x in b.iter().rev().take(8).rev() {
-                    n = (n << 8) | x as u64;
-                }
-                let _ = write!(out, "{n}");
-            } else if b.is_empty() {
-                out.push_str("''");
-            } else {
-                out.push_str("X'");
-                out.push_str(&hex(b));
-                out.push('\'');
-            }
+            out.extend_from_slice(b"_binary");
+            push_quoted(out, b);
+            Ok(())
         }
-        Cell::Date(d) => {
-            let _ = write!(out, "'{d}'");
-        }
-        Cell::DateTime(dt) => {
-            let _ = write!(out, "'{dt}'");
-        }
-        Cell::Time(us) => {
-            let _ = write!(out, "'{}'", format_time(*us));
-        }
-    }
+        Cell::Date(d) => write!(out, "'{d}'"),
+        Cell::DateTime(dt) => write!(out, "'{dt}'"),
+        Cell::Time(us) => write!(out, "'{}'", format_time(*us)),
+    };
 }
 
 #[cfg(test)]
@@ -91,28 +90,39 @@ mod tests {
     use super::*;
     use change_stream::value::{Date, DateTime};
 
-    fn lit(kind: ColumnKind, cell: Cell) -> String {
-        let mut s = String::new();
+    fn lit(kind: ColumnKind, cell: Cell) -> Vec<u8> {
+        let mut s = Vec::new();
         push_literal(&mut s, &kind, &cell);
         s
+    }
+
+    fn text(kind: ColumnKind, cell: Cell) -> String {
+        String::from_utf8(lit(kind, cell)).unwrap()
     }
 
     #[test]
     fn literals() {
         assert_eq!(quote_str("it's a \\ \0 \n"), "'it\\'s a \\\\ \\0 \\n'");
-        assert_eq!(lit(ColumnKind::Bytes, Cell::Bytes(vec![0, 255])), "X'00ff'");
-        assert_eq!(lit(ColumnKind::Bytes, Cell::Bytes(vec![])), "''");
         assert_eq!(
-            lit(ColumnKind::Bit { bits: 12 }, Cell::Bytes(vec![0x0f, 0xff])),
+            lit(ColumnKind::Bytes, Cell::Bytes(vec![0, 255, b'\'', 0x1a])),
+            b"_binary'\\0\xff\\'\\Z'"
+        );
+        assert_eq!(text(ColumnKind::Bytes, Cell::Bytes(vec![])), "_binary''");
+        assert_eq!(
+            text(ColumnKind::Bit { bits: 12 }, Cell::Bytes(vec![0x0f, 0xff])),
             "4095"
         );
-        assert_eq!(lit(ColumnKind::Double, Cell::Double(0.1)), "1e-1");
+        assert_eq!(text(ColumnKind::Double, Cell::Double(0.1)), "1e-1");
         assert_eq!(
-            lit(ColumnKind::Float, Cell::Float(3.4028235e38)),
+            text(ColumnKind::Float, Cell::Float(f32::MAX)),
             "3.4028234663852886e38"
         );
         assert_eq!(
-            lit(
+            text(ColumnKind::Float, Cell::Float(0.1)),
+            "1.0000000149011612e-1"
+        );
+        assert_eq!(
+            text(
                 ColumnKind::Date,
                 Cell::Date(Date {
                     year: 0,
@@ -123,15 +133,19 @@ mod tests {
             "'0000-00-00'"
         );
         assert_eq!(
-            lit(
+            text(
                 ColumnKind::DateTime { fsp: 6 },
                 Cell::DateTime(DateTime::parse("2024-01-02 03:04:05.000006").unwrap())
             ),
             "'2024-01-02 03:04:05.000006'"
         );
         assert_eq!(
-            lit(ColumnKind::Time { fsp: 0 }, Cell::Time(-1_000_000)),
+            text(ColumnKind::Time { fsp: 0 }, Cell::Time(-1_000_000)),
             "'-00:00:01'"
+        );
+        assert_eq!(
+            text(ColumnKind::Text, Cell::Text("日本 😀".into())),
+            "'日本 😀'"
         );
     }
 }
