@@ -31,6 +31,13 @@ pub struct KafkaSection {
     /// Seconds between looks for new table topics.
     #[serde(default = "defaults::topic_refresh_secs")]
     pub topic_refresh_secs: u64,
+    /// Largest record the sink can read, in bytes; at least the source
+    /// connector's `kafka.message_max_bytes`.
+    #[serde(default = "defaults::message_max_bytes")]
+    pub message_max_bytes: u64,
+    /// Bytes of fetched records the consumer may hold ahead of the sink.
+    #[serde(default = "defaults::fetch_buffer_bytes")]
+    pub fetch_buffer_bytes: u64,
     /// Extra librdkafka settings (security, timeouts ...), passed as is.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -86,6 +93,12 @@ impl Default for ApplySection {
 mod defaults {
     pub fn topic_refresh_secs() -> u64 {
         5
+    }
+    pub fn message_max_bytes() -> u64 {
+        64 * 1024 * 1024
+    }
+    pub fn fetch_buffer_bytes() -> u64 {
+        128 * 1024 * 1024
     }
     pub fn state_database() -> String {
         "tributary".into()
@@ -176,6 +189,12 @@ impl Config {
                 "at least 1",
                 "0".into(),
             ));
+        }
+        if self.kafka.message_max_bytes < 1000 || self.kafka.message_max_bytes > 1_000_000_000 {
+            return Err(invalid("kafka.message_max_bytes", "1000 to 1000000000", self.kafka.message_max_bytes.to_string()));
+        }
+        if self.kafka.fetch_buffer_bytes < 1024 * 1024 {
+            return Err(invalid("kafka.fetch_buffer_bytes", "at least 1048576", self.kafka.fetch_buffer_bytes.to_string()));
         }
         if self.apply.batch_max_records == 0 {
             return Err(invalid("apply.batch_max_records", "at least 1", "0".into()));

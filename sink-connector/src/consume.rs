@@ -14,6 +14,7 @@ use change_stream::topics;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use crate::config::KafkaSection;
 use crate::error::SinkError;
 use crate::state::{Partition, PartitionState};
 
@@ -24,26 +25,30 @@ pub struct Input {
 }
 
 impl Input {
-    pub fn new(
-        client_config: &ClientConfig,
-        prefix: &str,
-        group_id: &str,
-    ) -> Result<Self, SinkError> {
+    pub fn new(client_config: &ClientConfig, kafka: &KafkaSection) -> Result<Self, SinkError> {
         let mut c = client_config.clone();
-        c.set("group.id", group_id)
+        // A fetch must be able to carry the largest record whole (some
+        // brokers never split one across fetches).
+        let fetch = kafka.message_max_bytes + 1024 * 1024;
+        c.set("group.id", &kafka.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("fetch.max.bytes", "52428800")
-            .set("max.partition.fetch.bytes", "16777216")
-            .set("queued.max.messages.kbytes", "131072");
+            .set("fetch.max.bytes", fetch.to_string())
+            .set("max.partition.fetch.bytes", fetch.to_string())
+            .set("receive.message.max.bytes", (2 * fetch + 1024 * 1024).to_string())
+            .set("queued.max.messages.kbytes", (kafka.fetch_buffer_bytes / 1024).to_string());
+        // The user's settings win over these.
+        for (k, v) in &kafka.properties {
+            c.set(k, v);
+        }
         let consumer: StreamConsumer = c
             .create()
             .map_err(|e| SinkError::Kafka(format!("cannot create the consumer: {e}")))?;
         Ok(Self {
             consumer,
-            prefix: prefix.to_string(),
+            prefix: kafka.topic_prefix.clone(),
             assigned: HashSet::new(),
         })
     }

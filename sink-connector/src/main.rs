@@ -151,11 +151,7 @@ async fn sync(
     let mut applied = state::load(applier.conn(), state_db, &config.kafka.topic_prefix).await?;
     registry.refresh_schemas().await?;
     registry.refresh_definitions().await?;
-    let mut input = Input::new(
-        client_config,
-        &config.kafka.topic_prefix,
-        &config.kafka.group_id,
-    )?;
+    let mut input = Input::new(client_config, &config.kafka)?;
     input.discover(&applied)?;
     let mut last_discovery = Instant::now();
     let mut ready: HashSet<TableId> = HashSet::new();

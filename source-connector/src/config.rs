@@ -98,7 +98,7 @@ mod defaults {
         1000
     }
     pub fn message_max_bytes() -> u64 {
-        16 * 1024 * 1024
+        64 * 1024 * 1024
     }
     pub fn buffer_max_bytes() -> u64 {
         256 * 1024 * 1024
