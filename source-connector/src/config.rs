@@ -61,6 +61,12 @@ pub struct KafkaSection {
     /// topics' limits must allow it too.
     #[serde(default = "defaults::message_max_bytes")]
     pub message_max_bytes: u64,
+    /// What to do with a record larger than `message_max_bytes`, or that
+    /// the broker refuses as too large: `fail` (stop, naming table, key and
+    /// size; the position stays before it) or `skip` (log it, count it, go
+    /// on; the destination then lacks that change).
+    #[serde(default)]
+    pub oversized_records: OversizedPolicy,
     /// Bytes of records buffered in the producer before reading pauses.
     #[serde(default = "defaults::buffer_max_bytes")]
     pub buffer_max_bytes: u64,
@@ -74,6 +80,15 @@ pub struct KafkaSection {
     /// Extra librdkafka settings (security, timeouts ...), passed as is.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// See [`KafkaSection::oversized_records`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OversizedPolicy {
+    #[default]
+    Fail,
+    Skip,
 }
 
 mod defaults {

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{StoredPosition, POSITION_KEY};
-use crate::config::KafkaSection;
+use crate::config::{KafkaSection, OversizedPolicy};
 use crate::error::SourceError;
 
 enum Pending {
@@ -46,6 +46,7 @@ pub struct Output {
     prefix: String,
     published_schemas: std::collections::HashSet<u64>,
     message_max_bytes: u64,
+    oversized: OversizedPolicy,
 }
 
 impl Output {
@@ -83,6 +84,7 @@ impl Output {
         let (tx, rx) = mpsc::channel(200_000);
         let tracker = tokio::spawn(track(
             rx,
+            kafka.oversized_records,
             producer.clone(),
             topics::positions_topic(&kafka.topic_prefix),
             Duration::from_millis(kafka.position_interval_ms),
@@ -95,6 +97,7 @@ impl Output {
             prefix: kafka.topic_prefix.clone(),
             published_schemas: Default::default(),
             message_max_bytes: kafka.message_max_bytes,
+            oversized: kafka.oversized_records,
         })
     }
 
@@ -113,9 +116,14 @@ impl Output {
     ) -> Result<(), SourceError> {
         let size = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
         if size as u64 > self.message_max_bytes {
+            let what = what();
+            if self.oversized == OversizedPolicy::Skip {
+                tracing::warn!(record = %what, size, limit = self.message_max_bytes, "record larger than kafka.message_max_bytes skipped (kafka.oversized_records = skip); the destination will lack this change");
+                OVERSIZED_SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(());
+            }
             return Err(SourceError::Refused(format!(
-                "record of {} is {size} bytes, more than kafka.message_max_bytes ({}); raise it (and the broker's and topic's max.message.bytes)",
-                what(),
+                "record of {what} is {size} bytes, more than kafka.message_max_bytes ({}); raise it (and the broker's message.max.bytes and the topic's max.message.bytes), or set kafka.oversized_records = \"skip\"",
                 self.message_max_bytes
             )));
         }
@@ -234,8 +242,12 @@ impl Output {
     }
 }
 
+/// Records skipped as oversized since the process started.
+pub static OVERSIZED_SKIPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn track(
     mut rx: mpsc::Receiver<Pending>,
+    oversized: OversizedPolicy,
     producer: FutureProducer,
     positions_topic: String,
     interval: Duration,
@@ -252,9 +264,18 @@ async fn track(
                     Ok(Ok(_)) => {}
                     // The producer retries transient failures for ever
                     // (message.timeout.ms = 0); what comes back is final.
+                    Ok(Err((e, _))) if oversized == OversizedPolicy::Skip && too_large(&e) => {
+                        tracing::warn!(record = %what, error = %e, "record the broker refuses as too large skipped (kafka.oversized_records = skip); the destination will lack this change");
+                        OVERSIZED_SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Ok(Err((e, _))) => {
+                        let hint = if too_large(&e) {
+                            "; raise the broker's message.max.bytes and the topic's max.message.bytes, or set kafka.oversized_records = \"skip\""
+                        } else {
+                            ""
+                        };
                         return Err(SourceError::Refused(format!(
-                            "the broker refused the record of {what}: {}", describe(&e)
+                            "the broker refused the record of {what}: {}{hint}", describe(&e)
                         )))
                     }
                     Err(_) => return Err(SourceError::Refused(format!("the record of {what} was dropped by the producer"))),
@@ -272,6 +293,13 @@ async fn track(
             _ = ticker.tick() => store(&producer, &positions_topic, &latest, &mut stored).await?,
         }
     }
+}
+
+fn too_large(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) | Some(RDKafkaErrorCode::MessageBatchTooLarge)
+    )
 }
 
 async fn store(
