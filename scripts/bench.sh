@@ -107,7 +107,7 @@ cleanup() {
     kill -TERM "$source_pid" "$sink_pid" 2>/dev/null || true
     wait "$source_pid" "$sink_pid" 2>/dev/null || true
     local tansu
-    tansu=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
+    tansu=${TANSU_HOME:-$HOME/.local/share/tributary/tansu-0.6.0-patch1}/bin/tansu
     for topic in positions schemas schema-changes $(for ((t = 1; t <= TABLES; t++)); do echo "sbtest.sbtest$t"; done); do
         "$tansu" topic delete --broker "tcp://127.0.0.1:$KAFKA_PORT" "$prefix.$topic" >/dev/null 2>&1 || true
     done

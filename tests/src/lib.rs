@@ -316,6 +316,19 @@ impl Connector {
         Ok(())
     }
 
+    /// Peak resident memory of the process so far (VmHWM), in bytes.
+    pub fn peak_rss_bytes(&self) -> Result<u64> {
+        let pid = self.child.as_ref().ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no VmHWM for {}", self.name))?;
+        Ok(kb * 1024)
+    }
+
     /// Waits until the log has a line containing `needle`.
     pub async fn wait_log(&self, needle: &str, timeout: Duration) -> Result<()> {
         let start = Instant::now();
@@ -357,7 +370,7 @@ impl Drop for Connector {
 pub fn source_config(prefix: &str, databases: &[&str], server_id: u32, extra: &str) -> String {
     let dbs: Vec<String> = databases.iter().map(|d| format!("\"{d}\"")).collect();
     format!(
-        "[source]\nurl = \"{}\"\nserver_id = {server_id}\ndatabases = [{}]\n{extra}\n\n[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\nposition_interval_ms = 200\n# Tansu deletes every record of a topic with retention.ms = -1.\nschema_changes_retention_ms = 315360000000\n# Tansu answers slowly; more in flight makes librdkafka spin.\nproperties = {{ \"max.in.flight.requests.per.connection\" = \"1\" }}\n",
+        "[source]\nurl = \"{}\"\nserver_id = {server_id}\ndatabases = [{}]\n{extra}\n\n[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\nposition_interval_ms = 200\n# Tansu answers slowly; more in flight makes librdkafka spin.\nproperties = {{ \"max.in.flight.requests.per.connection\" = \"1\" }}\n",
         mysql_url(source_port()),
         dbs.join(", "),
         kafka_servers()
