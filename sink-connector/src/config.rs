@@ -191,10 +191,18 @@ impl Config {
             ));
         }
         if self.kafka.message_max_bytes < 1000 || self.kafka.message_max_bytes > 1_000_000_000 {
-            return Err(invalid("kafka.message_max_bytes", "1000 to 1000000000", self.kafka.message_max_bytes.to_string()));
+            return Err(invalid(
+                "kafka.message_max_bytes",
+                "1000 to 1000000000",
+                self.kafka.message_max_bytes.to_string(),
+            ));
         }
         if self.kafka.fetch_buffer_bytes < 1024 * 1024 {
-            return Err(invalid("kafka.fetch_buffer_bytes", "at least 1048576", self.kafka.fetch_buffer_bytes.to_string()));
+            return Err(invalid(
+                "kafka.fetch_buffer_bytes",
+                "at least 1048576",
+                self.kafka.fetch_buffer_bytes.to_string(),
+            ));
         }
         if self.apply.batch_max_records == 0 {
             return Err(invalid("apply.batch_max_records", "at least 1", "0".into()));

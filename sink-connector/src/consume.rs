@@ -37,8 +37,14 @@ impl Input {
             .set("enable.partition.eof", "false")
             .set("fetch.max.bytes", fetch.to_string())
             .set("max.partition.fetch.bytes", fetch.to_string())
-            .set("receive.message.max.bytes", (2 * fetch + 1024 * 1024).to_string())
-            .set("queued.max.messages.kbytes", (kafka.fetch_buffer_bytes / 1024).to_string());
+            .set(
+                "receive.message.max.bytes",
+                (2 * fetch + 1024 * 1024).to_string(),
+            )
+            .set(
+                "queued.max.messages.kbytes",
+                (kafka.fetch_buffer_bytes / 1024).to_string(),
+            );
         // The user's settings win over these.
         for (k, v) in &kafka.properties {
             c.set(k, v);

@@ -255,35 +255,64 @@ fn text(column: &Column, v: &Value) -> Result<String, String> {
 /// binlog bytes are in the column's character set.
 fn decode_text(column: &Column, bytes: Vec<u8>, origin: Origin) -> Result<String, String> {
     let charset = column.charset.as_deref().unwrap_or("utf8mb4");
+    let bad = |why: &str| {
+        format!(
+            "column `{}` ({}, character set {charset}): {why}",
+            column.name, column.column_type
+        )
+    };
     if origin == Origin::Snapshot || charset.starts_with("utf8") || charset == "ascii" {
-        return String::from_utf8(bytes).map_err(|e| {
-            format!(
-                "column `{}` ({}): bytes are not valid UTF-8: {e}",
-                column.name, column.column_type
-            )
-        });
+        return String::from_utf8(bytes)
+            .map_err(|e| bad(&format!("bytes are not valid UTF-8: {e}")));
     }
-    match charset {
-        "latin1" => Ok(bytes.iter().map(|&b| latin1_char(b)).collect()),
-        other => Err(format!(
-            "column `{}`: character set {other} is not supported yet in the binlog",
-            column.name
-        )),
+    if charset == "utf32" {
+        return bytes
+            .chunks(4)
+            .map(|c| {
+                let code = u32::from_be_bytes(c.try_into().map_err(|_| bad("truncated UTF-32"))?);
+                char::from_u32(code).ok_or_else(|| bad("invalid UTF-32 code point"))
+            })
+            .collect();
     }
+    let encoding = encoding_of(charset).ok_or_else(|| {
+        bad("this character set is not supported in the binlog yet; use utf8mb4 or one of those listed in the README")
+    })?;
+    encoding
+        .decode_without_bom_handling_and_without_replacement(&bytes)
+        .map(|s| s.into_owned())
+        .ok_or_else(|| bad("bytes that are not valid in this character set"))
 }
 
-/// MariaDB's latin1 is Windows-1252, with the five undefined bytes mapped to
-/// the C1 controls of the same value.
-fn latin1_char(b: u8) -> char {
-    const HIGH: [u16; 32] = [
-        0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
-        0x2039, 0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
-        0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178,
-    ];
-    match b {
-        0x80..=0x9F => char::from_u32(HIGH[(b - 0x80) as usize] as u32).expect("valid char"),
-        _ => b as char,
-    }
+/// The encoding of a MariaDB character set, where one matches it byte for
+/// byte. MariaDB's latin1 is Windows-1252 with the five undefined bytes
+/// mapped to the C1 controls of the same value, which is what the WHATWG
+/// windows-1252 decoder does.
+fn encoding_of(charset: &str) -> Option<&'static encoding_rs::Encoding> {
+    use encoding_rs::*;
+    Some(match charset {
+        "latin1" => WINDOWS_1252,
+        "latin2" => ISO_8859_2,
+        "latin7" => ISO_8859_13,
+        "cp1250" => WINDOWS_1250,
+        "cp1251" => WINDOWS_1251,
+        "cp1256" => WINDOWS_1256,
+        "cp1257" => WINDOWS_1257,
+        "greek" => ISO_8859_7,
+        "hebrew" => ISO_8859_8,
+        "koi8r" => KOI8_R,
+        "koi8u" => KOI8_U,
+        "cp866" => IBM866,
+        "macroman" => MACINTOSH,
+        "ucs2" | "utf16" => UTF_16BE,
+        "utf16le" => UTF_16LE,
+        "sjis" => SHIFT_JIS,
+        "ujis" => EUC_JP,
+        "euckr" => EUC_KR,
+        "gbk" => GBK,
+        "gb18030" => GB18030,
+        "big5" => BIG5,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

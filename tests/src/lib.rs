@@ -318,7 +318,11 @@ impl Connector {
 
     /// Peak resident memory of the process so far (VmHWM), in bytes.
     pub fn peak_rss_bytes(&self) -> Result<u64> {
-        let pid = self.child.as_ref().ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?.id();
+        let pid = self
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?
+            .id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let kb: u64 = status
             .lines()

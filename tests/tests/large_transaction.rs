@@ -14,30 +14,73 @@ async fn million_row_transaction_with_bounded_memory() -> Result<()> {
     drop_database(&[source_port(), dest_port()], &db).await?;
     let mut src = Db::connect(source_port()).await?;
     src.exec(&format!("CREATE DATABASE `{db}`")).await?;
-    src.exec(&format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT NOT NULL, s VARCHAR(40) NOT NULL)")).await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT NOT NULL, s VARCHAR(40) NOT NULL)"
+    ))
+    .await?;
     // Budgets: 32 MiB of records buffered by the producer, 32 MiB fetched
     // ahead by the consumer, 8 MiB per destination transaction.
-    let source_conf = source_config(&prefix, &[&db], 5801, "")
-        .replace("position_interval_ms = 200\n", "position_interval_ms = 200\nbuffer_max_bytes = 33554432\n");
-    let sink_conf = sink_config(&prefix, &prefix, dest_port(), "[apply]\nbatch_max_bytes = 8388608")
-        .replace("topic_refresh_secs = 1\n", "topic_refresh_secs = 1\nfetch_buffer_bytes = 33554432\n");
-    let mut source = Connector::start("source-connector", &format!("{prefix}-source"), &source_conf)?;
+    let source_conf = source_config(&prefix, &[&db], 5801, "").replace(
+        "position_interval_ms = 200\n",
+        "position_interval_ms = 200\nbuffer_max_bytes = 33554432\n",
+    );
+    let sink_conf = sink_config(
+        &prefix,
+        &prefix,
+        dest_port(),
+        "[apply]\nbatch_max_bytes = 8388608",
+    )
+    .replace(
+        "topic_refresh_secs = 1\n",
+        "topic_refresh_secs = 1\nfetch_buffer_bytes = 33554432\n",
+    );
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_conf,
+    )?;
     let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_conf)?;
     let table = format!("`{db}`.t");
     let tables = [(table.as_str(), "id")];
-    wait_equal_watching(source_port(), dest_port(), &tables, Duration::from_secs(120), &mut [&mut source, &mut sink]).await?;
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &tables,
+        Duration::from_secs(120),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
 
     src.exec(&format!(
         "INSERT INTO {table} SELECT seq, seq * 7, CONCAT('row ', seq, ' of one big transaction') FROM `{db}`.seq_1_to_{ROWS}"
     ))
     .await?;
-    wait_equal_watching(source_port(), dest_port(), &tables, Duration::from_secs(900), &mut [&mut source, &mut sink]).await?;
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &tables,
+        Duration::from_secs(900),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
 
     // The Avro records alone are well over 50 MiB; neither process held
     // them all.
     let (source_peak, sink_peak) = (source.peak_rss_bytes()?, sink.peak_rss_bytes()?);
-    eprintln!("peak memory: source {} MiB, sink {} MiB", source_peak >> 20, sink_peak >> 20);
-    assert!(source_peak < 160 << 20, "source peak memory {} MiB", source_peak >> 20);
-    assert!(sink_peak < 160 << 20, "sink peak memory {} MiB", sink_peak >> 20);
+    eprintln!(
+        "peak memory: source {} MiB, sink {} MiB",
+        source_peak >> 20,
+        sink_peak >> 20
+    );
+    assert!(
+        source_peak < 160 << 20,
+        "source peak memory {} MiB",
+        source_peak >> 20
+    );
+    assert!(
+        sink_peak < 160 << 20,
+        "sink peak memory {} MiB",
+        sink_peak >> 20
+    );
     Ok(())
 }

@@ -21,17 +21,36 @@ async fn oversized_records_stop_the_source_or_are_skipped() -> Result<()> {
         drop_database(&[source_port(), dest_port()], &db).await?;
         let mut src = Db::connect(source_port()).await?;
         src.exec(&format!("CREATE DATABASE `{db}`")).await?;
-        src.exec(&format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, b LONGBLOB)")).await?;
-        src.exec(&format!("INSERT INTO `{db}`.t VALUES (1, 'small')")).await?;
+        src.exec(&format!(
+            "CREATE TABLE `{db}`.t (id INT PRIMARY KEY, b LONGBLOB)"
+        ))
+        .await?;
+        src.exec(&format!("INSERT INTO `{db}`.t VALUES (1, 'small')"))
+            .await?;
         let conf = source_config(&prefix, &[&db], 5700 + policy.len() as u32, "")
             .replace("position_interval_ms = 200\n", &format!("position_interval_ms = 200\nmessage_max_bytes = 1048576\noversized_records = \"{policy}\"\n"));
         let mut source = Connector::start("source-connector", &format!("{prefix}-source"), &conf)?;
-        let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_config(&prefix, &prefix, dest_port(), ""))?;
+        let mut sink = Connector::start(
+            "sink-connector",
+            &format!("{prefix}-sink"),
+            &sink_config(&prefix, &prefix, dest_port(), ""),
+        )?;
         let table = format!("`{db}`.t");
-        wait_equal_watching(source_port(), dest_port(), &[(&table, "id")], Duration::from_secs(120), &mut [&mut source, &mut sink]).await?;
+        wait_equal_watching(
+            source_port(),
+            dest_port(),
+            &[(&table, "id")],
+            Duration::from_secs(120),
+            &mut [&mut source, &mut sink],
+        )
+        .await?;
         // 2 MiB, twice the limit.
-        src.exec(&format!("INSERT INTO `{db}`.t VALUES (2, REPEAT('x', 2 * 1024 * 1024))")).await?;
-        src.exec(&format!("INSERT INTO `{db}`.t VALUES (3, 'after')")).await?;
+        src.exec(&format!(
+            "INSERT INTO `{db}`.t VALUES (2, REPEAT('x', 2 * 1024 * 1024))"
+        ))
+        .await?;
+        src.exec(&format!("INSERT INTO `{db}`.t VALUES (3, 'after')"))
+            .await?;
         if policy == "fail" {
             wait_until("the source to stop", Duration::from_secs(60), || {
                 let stopped = source.assert_running().is_err();
@@ -39,20 +58,39 @@ async fn oversized_records_stop_the_source_or_are_skipped() -> Result<()> {
             })
             .await?;
             let log = source.log_text();
-            let line = log.lines().find(|l| l.starts_with("source-connector: error:")).unwrap_or_default();
-            for part in [format!("table {db}.t"), "key id=2".to_string(), "more than kafka.message_max_bytes (1048576)".to_string()] {
+            let line = log
+                .lines()
+                .find(|l| l.starts_with("source-connector: error:"))
+                .unwrap_or_default();
+            for part in [
+                format!("table {db}.t"),
+                "key id=2".to_string(),
+                "more than kafka.message_max_bytes (1048576)".to_string(),
+            ] {
                 assert!(line.contains(&part), "`{part}` not in: {line}");
             }
         } else {
             let mut dst = Db::connect(dest_port()).await?;
             let start = std::time::Instant::now();
-            while dst.rows(&format!("SELECT id FROM {table} WHERE id = 3")).await?.is_empty() {
-                anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "row 3 never arrived: {}", source.log_tail());
+            while dst
+                .rows(&format!("SELECT id FROM {table} WHERE id = 3"))
+                .await?
+                .is_empty()
+            {
+                anyhow::ensure!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "row 3 never arrived: {}",
+                    source.log_tail()
+                );
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            let ids: Vec<Vec<mysql_async::Value>> = dst.rows(&format!("SELECT id FROM {table} ORDER BY id")).await?;
+            let ids: Vec<Vec<mysql_async::Value>> = dst
+                .rows(&format!("SELECT id FROM {table} ORDER BY id"))
+                .await?;
             assert_eq!(ids.len(), 2, "rows at the destination: {ids:?}");
-            assert!(source.log_text().contains("skipped (kafka.oversized_records = skip)"));
+            assert!(source
+                .log_text()
+                .contains("skipped (kafka.oversized_records = skip)"));
             source.assert_running()?;
         }
     }
