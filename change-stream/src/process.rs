@@ -1,5 +1,26 @@
 //! What both connector processes do the same way: logging and signals.
 
+/// Runs a connector's main future on a multi-threaded runtime with logging
+/// set up; an error is printed as one line, `<name>: error: <error>`, and
+/// gives exit code 1.
+pub fn run_main<E: std::fmt::Display>(
+    name: &str,
+    main: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(main) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to standard error, filtered by `RUST_LOG` (default `info`), with
 /// colours only on a terminal.
 pub fn init_logging() {

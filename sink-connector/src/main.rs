@@ -55,23 +55,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    change_stream::process::init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(async {
+    change_stream::process::run_main("sink-connector", async {
         match cli.command {
             Command::Run { config } => run(Config::load(&config)?).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sink-connector: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn run(config: Config) -> Result<(), SinkError> {
