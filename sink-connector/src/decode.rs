@@ -110,6 +110,11 @@ impl Registry {
         Ok(codec.decode(datum)?)
     }
 
+    /// Every table definition known.
+    pub fn definitions(&self) -> impl Iterator<Item = &TableSchema> {
+        self.definitions.values().map(|d| d.as_ref())
+    }
+
     /// The definition of a table, reading the schema-changes topic again if
     /// it is not known yet.
     pub async fn definition(&mut self, id: &TableId) -> Result<Arc<TableSchema>, SinkError> {

@@ -140,9 +140,10 @@ async fn sync(
     registry.refresh_schemas().await?;
     registry.refresh_definitions().await?;
     let mut input = Input::new(client_config, &config.kafka)?;
-    input.discover(&applied)?;
-    let mut last_discovery = Instant::now();
     let mut ready: HashSet<TableId> = HashSet::new();
+    input.discover(&applied)?;
+    create_tables(&mut applier, registry, &mut ready).await?;
+    let mut last_discovery = Instant::now();
     let linger = Duration::from_millis(config.apply.batch_linger_ms);
     let refresh = Duration::from_secs(config.kafka.topic_refresh_secs);
     tracing::info!(partitions = applied.len(), "sink connector started");
@@ -152,7 +153,12 @@ async fn sync(
             return Ok(());
         }
         if last_discovery.elapsed() >= refresh {
-            input.discover(&applied)?;
+            if input.discover(&applied)? > 0 {
+                // New table topics: their tables exist at the destination
+                // even before (or without) any row.
+                registry.refresh_definitions().await?;
+                create_tables(&mut applier, registry, &mut ready).await?;
+            }
             last_discovery = Instant::now();
         }
         // Collect a batch: up to the limits, or what arrives within the
@@ -246,4 +252,20 @@ async fn sync(
         );
         applied.extend(touched);
     }
+}
+
+/// Creates, at the destination, every table the source has published a
+/// definition of and that does not exist yet.
+async fn create_tables(
+    applier: &mut Applier,
+    registry: &Registry,
+    ready: &mut HashSet<TableId>,
+) -> Result<(), SinkError> {
+    for table in registry.definitions() {
+        if !ready.contains(&table.id) {
+            ddl::ensure_table(applier.conn(), table).await?;
+            ready.insert(table.id.clone());
+        }
+    }
+    Ok(())
 }

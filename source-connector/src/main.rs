@@ -218,13 +218,14 @@ async fn run(config: Config) -> Result<(), SourceError> {
         })
         .collect();
     check_topic_names(&tables)?;
-    change_stream::kafka::ensure_topics(&client_config, &table_topics)
-        .await
-        .map_err(|e| SourceError::Kafka(e.to_string()))?;
-
+    // Definitions first, then the table topics: a sink that finds a table
+    // topic finds its definition too.
     let mut out = Output::new(client_config.clone(), kafka, stored.clone())?;
     publish_definitions(&mut out, &tables, source_server_id).await?;
     out.flush().await?;
+    change_stream::kafka::ensure_topics(&client_config, &table_topics)
+        .await
+        .map_err(|e| SourceError::Kafka(e.to_string()))?;
     tracing::info!(tables = tables.len(), position = ?stored.as_ref().map(|p| p.gtid.to_string()), "source connector started");
 
     let (shutdown_tx, shutdown) = watch::channel(false);

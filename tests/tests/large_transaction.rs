@@ -19,10 +19,11 @@ async fn million_row_transaction_with_bounded_memory() -> Result<()> {
     ))
     .await?;
     // Budgets: 32 MiB of records buffered by the producer, 32 MiB fetched
-    // ahead by the consumer, 8 MiB per destination transaction.
+    // ahead by the consumer, 8 MiB per destination transaction, records of
+    // at most 16 MiB.
     let source_conf = source_config(&prefix, &[&db], 5801, "").replace(
         "position_interval_ms = 200\n",
-        "position_interval_ms = 200\nbuffer_max_bytes = 33554432\n",
+        "position_interval_ms = 200\nbuffer_max_bytes = 33554432\nmessage_max_bytes = 16777216\n",
     );
     let sink_conf = sink_config(
         &prefix,
@@ -32,7 +33,7 @@ async fn million_row_transaction_with_bounded_memory() -> Result<()> {
     )
     .replace(
         "topic_refresh_secs = 1\n",
-        "topic_refresh_secs = 1\nfetch_buffer_bytes = 33554432\n",
+        "topic_refresh_secs = 1\nfetch_buffer_bytes = 33554432\nmessage_max_bytes = 16777216\n",
     );
     let mut source = Connector::start(
         "source-connector",

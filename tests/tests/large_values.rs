@@ -1,4 +1,5 @@
-//! Large values: a 16 MiB LONGBLOB inserted and updated (a 32 MiB record),
+//! Large values: 16 and 24 MiB LONGBLOBs inserted and updated (records of
+//! up to 48 MiB),
 //! a row at the maximum row size.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,3 +6,6 @@ UPDATE big SET b = UNHEX(REPEAT('00', 8 * 1024 * 1024)) WHERE id = 2;
 DELETE FROM big WHERE id = 3;
 UPDATE wide SET a = REPEAT('z', 65000), b = REPEAT('y', 500) WHERE id = 2;
 DELETE FROM wide WHERE id = 1;
+-- Beyond the 16 MiB packet size: a 24 MiB value, updated (a 48 MiB record).
+INSERT INTO big VALUES (11, UNHEX(REPEAT('11', 24 * 1024 * 1024)), NULL);
+UPDATE big SET b = UNHEX(REPEAT('22', 24 * 1024 * 1024)) WHERE id = 11;
