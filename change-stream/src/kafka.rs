@@ -133,15 +133,20 @@ pub fn read_to_end(
         .map_err(|e| Error::Kafka(e.to_string()))?;
     let deadline = Instant::now() + timeout;
     let mut done = BTreeMap::new();
+    let mut last_error: Option<String> = None;
     while done.len() < targets.len() {
         if Instant::now() > deadline {
             return Err(Error::Kafka(format!(
-                "timed out reading {topic} to its end after {}s",
-                timeout.as_secs()
+                "timed out reading {topic} to its end after {}s{}",
+                timeout.as_secs(),
+                last_error.map(|e| format!(": {e}")).unwrap_or_default()
             )));
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
+            // Transport errors are reported but retried by the client; a
+            // lasting one ends in the deadline above.
+            Some(Err(e)) if !is_fatal(&e) => last_error = Some(describe(&e)),
             Some(Err(e)) => {
                 return Err(Error::Kafka(format!(
                     "cannot read {topic}: {}",
@@ -160,6 +165,20 @@ pub fn read_to_end(
         }
     }
     Ok(out)
+}
+
+/// Whether a consumer error is final, rather than a transport problem the
+/// client is already retrying.
+pub fn is_fatal(e: &KafkaError) -> bool {
+    !matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::BrokerTransportFailure)
+            | Some(RDKafkaErrorCode::AllBrokersDown)
+            | Some(RDKafkaErrorCode::OperationTimedOut)
+            | Some(RDKafkaErrorCode::NetworkException)
+            | Some(RDKafkaErrorCode::RequestTimedOut)
+            | Some(RDKafkaErrorCode::PartitionEOF)
+    )
 }
 
 /// A Kafka error in words an operator can act on.

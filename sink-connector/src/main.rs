@@ -179,6 +179,11 @@ async fn sync(
             };
             let msg = match msg {
                 Err(_) => break,
+                // The client retries transport failures itself.
+                Ok(Err(e)) if !change_stream::kafka::is_fatal(&e) => {
+                    tracing::debug!(error = %e, "the consumer reported a transient error");
+                    continue;
+                }
                 Ok(Err(e)) => {
                     return Err(SinkError::Kafka(format!(
                         "cannot consume: {}",
