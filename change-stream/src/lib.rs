@@ -4,6 +4,7 @@
 //! - [`value`]: column values ([`value::Cell`]) between MariaDB and Avro;
 //! - [`event`]: the change-event model (op, before/after, `source` block);
 //! - [`avro`]: the Avro schemas and single-object encoding of records;
+//! - [`ddl`]: what a DDL statement from the binlog does;
 //! - [`schema_change`]: table definitions as published on the
 //!   schema-changes topic;
 //! - [`topics`]: topic names, and [`kafka`]: reading and creating them;
@@ -11,6 +12,7 @@
 
 pub mod avro;
 pub mod config_text;
+pub mod ddl;
 pub mod event;
 pub mod kafka;
 pub mod position;

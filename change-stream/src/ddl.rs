@@ -1,0 +1,623 @@
+//! Reading what a DDL statement from the binlog does: which tables it
+//! creates, changes, renames, empties or drops, and which other objects
+//! (databases, views, routines, triggers) it touches.
+//!
+//! This is not a SQL parser: the statement is executed as written at the
+//! destination. It only needs to know the statement's kind and the names it
+//! acts on, which sit at fixed places in MariaDB's grammar. The tokenizer
+//! understands quoting (backticks, strings) and comments, including the
+//! executable `/*! ... */` kind, whose content counts.
+
+use crate::table::TableId;
+
+/// What a DDL statement does to tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableEffect {
+    Created(TableId),
+    Altered(TableId),
+    Dropped(TableId),
+    Renamed { from: TableId, to: TableId },
+    Truncated(TableId),
+}
+
+impl TableEffect {
+    /// Every table the effect names (both names of a rename).
+    pub fn tables(&self) -> Vec<&TableId> {
+        match self {
+            TableEffect::Created(t)
+            | TableEffect::Altered(t)
+            | TableEffect::Dropped(t)
+            | TableEffect::Truncated(t) => vec![t],
+            TableEffect::Renamed { from, to } => vec![from, to],
+        }
+    }
+}
+
+/// A DDL statement, classified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ddl {
+    /// Statements on tables (and their indexes).
+    Table {
+        kind: String,
+        effects: Vec<TableEffect>,
+    },
+    /// CREATE / ALTER / DROP DATABASE (or SCHEMA).
+    Database { kind: String, name: String },
+    /// Views, procedures, functions, triggers, events, sequences: an object
+    /// in a database.
+    Object {
+        kind: String,
+        database: String,
+        name: String,
+    },
+    /// Anything else (GRANT, CREATE USER, ANALYZE, ...): not replicated.
+    Other,
+}
+
+impl Ddl {
+    /// The statement's kind, as `ALTER TABLE`, `CREATE VIEW` ...
+    pub fn kind(&self) -> &str {
+        match self {
+            Ddl::Table { kind, .. } | Ddl::Database { kind, .. } | Ddl::Object { kind, .. } => kind,
+            Ddl::Other => "OTHER",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Tok {
+    /// A word or a quoted identifier; `quoted` ones are never keywords.
+    Ident {
+        text: String,
+        quoted: bool,
+    },
+    Str,
+    Punct(char),
+}
+
+impl Tok {
+    fn is_kw(&self, kw: &str) -> bool {
+        matches!(self, Tok::Ident { text, quoted: false } if text.eq_ignore_ascii_case(kw))
+    }
+}
+
+fn tokenize(sql: &str) -> Vec<Tok> {
+    let b: Vec<char> = sql.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '#'
+            || (c == '-'
+                && b.get(i + 1) == Some(&'-')
+                && b.get(i + 2).is_none_or(|c| c.is_whitespace()))
+        {
+            while i < b.len() && b[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && b.get(i + 1) == Some(&'*') {
+            if b.get(i + 2) == Some(&'!')
+                || b.get(i + 2) == Some(&'M') && b.get(i + 3) == Some(&'!')
+            {
+                // Executable comment: skip the marker and version digits,
+                // keep the content; its closing */ is dropped below.
+                i += if b[i + 2] == 'M' { 4 } else { 3 };
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            } else {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == '*' && b[i + 1] == '/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+        } else if c == '*' && b.get(i + 1) == Some(&'/') {
+            i += 2;
+        } else if c == '`' {
+            let mut text = String::new();
+            i += 1;
+            while i < b.len() {
+                if b[i] == '`' {
+                    if b.get(i + 1) == Some(&'`') {
+                        text.push('`');
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                text.push(b[i]);
+                i += 1;
+            }
+            i += 1;
+            out.push(Tok::Ident { text, quoted: true });
+        } else if c == '\'' || c == '"' {
+            i += 1;
+            while i < b.len() {
+                if b[i] == '\\' {
+                    i += 2;
+                    continue;
+                }
+                if b[i] == c {
+                    if b.get(i + 1) == Some(&c) {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push(Tok::Str);
+        } else if c.is_alphanumeric() || c == '_' || c == '$' {
+            let start = i;
+            while i < b.len() && (b[i].is_alphanumeric() || b[i] == '_' || b[i] == '$') {
+                i += 1;
+            }
+            out.push(Tok::Ident {
+                text: b[start..i].iter().collect(),
+                quoted: false,
+            });
+        } else {
+            out.push(Tok::Punct(c));
+            i += 1;
+        }
+    }
+    out
+}
+
+struct Parser<'a> {
+    toks: &'a [Tok],
+    i: usize,
+    default_db: &'a str,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.i)
+    }
+
+    fn kw(&mut self, kw: &str) -> bool {
+        if self.peek().is_some_and(|t| t.is_kw(kw)) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn kws(&mut self, kws: &[&str]) -> bool {
+        let save = self.i;
+        for k in kws {
+            if !self.kw(k) {
+                self.i = save;
+                return false;
+            }
+        }
+        true
+    }
+
+    fn punct(&mut self, c: char) -> bool {
+        if self.peek() == Some(&Tok::Punct(c)) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn ident(&mut self) -> Option<String> {
+        match self.peek()? {
+            Tok::Ident { text, .. } => {
+                let t = text.clone();
+                self.i += 1;
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+
+    /// `name` or `db.name`.
+    fn qualified(&mut self) -> Option<TableId> {
+        let first = self.ident()?;
+        if self.punct('.') {
+            let second = self.ident()?;
+            Some(TableId::new(first, second))
+        } else {
+            Some(TableId::new(self.default_db, first))
+        }
+    }
+
+    fn if_exists(&mut self) {
+        self.kws(&["IF", "EXISTS"]);
+    }
+
+    fn if_not_exists(&mut self) {
+        self.kws(&["IF", "NOT", "EXISTS"]);
+    }
+
+    /// Skips `DEFINER = user`, `ALGORITHM = x`, `SQL SECURITY x`, `OR REPLACE`
+    /// and similar prefixes of CREATE.
+    fn skip_create_options(&mut self) {
+        loop {
+            if self.kws(&["OR", "REPLACE"]) || self.kw("TEMPORARY") || self.kw("AGGREGATE") {
+                continue;
+            }
+            if self.kw("DEFINER") || self.kw("ALGORITHM") {
+                self.punct('=');
+                // user@host or CURRENT_USER[()] or a word
+                self.ident();
+                if self.punct('@') {
+                    self.ident();
+                } else if let Some(Tok::Str) = self.peek() {
+                    self.i += 1;
+                }
+                if self.punct('(') {
+                    self.punct(')');
+                }
+                // 'user'@'host' forms
+                while matches!(self.peek(), Some(Tok::Str) | Some(Tok::Punct('@'))) {
+                    self.i += 1;
+                }
+                continue;
+            }
+            if self.kws(&["SQL", "SECURITY"]) {
+                self.ident();
+                continue;
+            }
+            break;
+        }
+    }
+}
+
+/// Classifies a DDL statement run with `default_db` as its current
+/// database.
+pub fn classify(sql: &str, default_db: &str) -> Ddl {
+    let toks = tokenize(sql);
+    let mut p = Parser {
+        toks: &toks,
+        i: 0,
+        default_db,
+    };
+    classify_tokens(&mut p).unwrap_or(Ddl::Other)
+}
+
+fn table_ddl(kind: &str, effects: Vec<TableEffect>) -> Option<Ddl> {
+    Some(Ddl::Table {
+        kind: kind.to_string(),
+        effects,
+    })
+}
+
+fn classify_tokens(p: &mut Parser<'_>) -> Option<Ddl> {
+    if p.kw("CREATE") {
+        p.skip_create_options();
+        if p.kw("TABLE") {
+            p.if_not_exists();
+            return table_ddl("CREATE TABLE", vec![TableEffect::Created(p.qualified()?)]);
+        }
+        if p.kw("UNIQUE") || p.kw("FULLTEXT") || p.kw("SPATIAL") {}
+        if p.kw("INDEX") {
+            p.if_not_exists();
+            p.ident()?;
+            // ON table
+            while p.peek().is_some() && !p.kw("ON") {
+                p.i += 1;
+            }
+            return table_ddl("CREATE INDEX", vec![TableEffect::Altered(p.qualified()?)]);
+        }
+        if p.kw("DATABASE") || p.kw("SCHEMA") {
+            p.if_not_exists();
+            return Some(Ddl::Database {
+                kind: "CREATE DATABASE".into(),
+                name: p.ident()?,
+            });
+        }
+        for (kw, kind) in [
+            ("VIEW", "CREATE VIEW"),
+            ("PROCEDURE", "CREATE PROCEDURE"),
+            ("FUNCTION", "CREATE FUNCTION"),
+            ("TRIGGER", "CREATE TRIGGER"),
+            ("EVENT", "CREATE EVENT"),
+            ("SEQUENCE", "CREATE SEQUENCE"),
+        ] {
+            if p.kw(kw) {
+                p.if_not_exists();
+                let id = p.qualified()?;
+                return Some(Ddl::Object {
+                    kind: kind.into(),
+                    database: id.database,
+                    name: id.table,
+                });
+            }
+        }
+        return None;
+    }
+    if p.kw("ALTER") {
+        p.kw("ONLINE");
+        p.kw("IGNORE");
+        if p.kw("TABLE") {
+            p.if_exists();
+            let id = p.qualified()?;
+            // ALTER TABLE a ..., RENAME [TO|AS] b
+            let mut effects = vec![TableEffect::Altered(id.clone())];
+            while p.peek().is_some() {
+                if p.kw("RENAME") {
+                    if p.kw("COLUMN") || p.kw("INDEX") || p.kw("KEY") {
+                        continue;
+                    }
+                    if p.kw("TO") || p.kw("AS") {}
+                    let to = p.qualified()?;
+                    effects.push(TableEffect::Renamed {
+                        from: id.clone(),
+                        to,
+                    });
+                    break;
+                }
+                p.i += 1;
+            }
+            return table_ddl("ALTER TABLE", effects);
+        }
+        if p.kw("DATABASE") || p.kw("SCHEMA") {
+            let name = match p.peek() {
+                Some(Tok::Ident { text, quoted })
+                    if *quoted
+                        || ![
+                            "CHARACTER",
+                            "DEFAULT",
+                            "COLLATE",
+                            "CHARSET",
+                            "COMMENT",
+                            "UPGRADE",
+                        ]
+                        .iter()
+                        .any(|k| text.eq_ignore_ascii_case(k)) =>
+                {
+                    let t = text.clone();
+                    p.i += 1;
+                    t
+                }
+                _ => p.default_db.to_string(),
+            };
+            return Some(Ddl::Database {
+                kind: "ALTER DATABASE".into(),
+                name,
+            });
+        }
+        p.skip_create_options();
+        for (kw, kind) in [
+            ("VIEW", "ALTER VIEW"),
+            ("PROCEDURE", "ALTER PROCEDURE"),
+            ("FUNCTION", "ALTER FUNCTION"),
+            ("EVENT", "ALTER EVENT"),
+            ("SEQUENCE", "ALTER SEQUENCE"),
+        ] {
+            if p.kw(kw) {
+                p.if_exists();
+                let id = p.qualified()?;
+                return Some(Ddl::Object {
+                    kind: kind.into(),
+                    database: id.database,
+                    name: id.table,
+                });
+            }
+        }
+        return None;
+    }
+    if p.kw("DROP") {
+        p.kw("TEMPORARY");
+        if p.kw("TABLE") || p.kw("TABLES") {
+            p.if_exists();
+            let mut effects = Vec::new();
+            loop {
+                effects.push(TableEffect::Dropped(p.qualified()?));
+                if !p.punct(',') {
+                    break;
+                }
+            }
+            return table_ddl("DROP TABLE", effects);
+        }
+        if p.kw("INDEX") {
+            p.if_exists();
+            p.ident()?;
+            p.kw("ON");
+            return table_ddl("DROP INDEX", vec![TableEffect::Altered(p.qualified()?)]);
+        }
+        if p.kw("DATABASE") || p.kw("SCHEMA") {
+            p.if_exists();
+            return Some(Ddl::Database {
+                kind: "DROP DATABASE".into(),
+                name: p.ident()?,
+            });
+        }
+        for (kw, kind) in [
+            ("VIEW", "DROP VIEW"),
+            ("PROCEDURE", "DROP PROCEDURE"),
+            ("FUNCTION", "DROP FUNCTION"),
+            ("TRIGGER", "DROP TRIGGER"),
+            ("EVENT", "DROP EVENT"),
+            ("SEQUENCE", "DROP SEQUENCE"),
+        ] {
+            if p.kw(kw) {
+                p.if_exists();
+                let id = p.qualified()?;
+                return Some(Ddl::Object {
+                    kind: kind.into(),
+                    database: id.database,
+                    name: id.table,
+                });
+            }
+        }
+        return None;
+    }
+    if p.kw("RENAME") {
+        if !(p.kw("TABLE") || p.kw("TABLES")) {
+            return None;
+        }
+        p.if_exists();
+        let mut effects = Vec::new();
+        loop {
+            let from = p.qualified()?;
+            p.kw("WAIT");
+            if !p.kw("TO") {
+                return None;
+            }
+            let to = p.qualified()?;
+            effects.push(TableEffect::Renamed { from, to });
+            if !p.punct(',') {
+                break;
+            }
+        }
+        return table_ddl("RENAME TABLE", effects);
+    }
+    if p.kw("TRUNCATE") {
+        p.kw("TABLE");
+        return table_ddl(
+            "TRUNCATE TABLE",
+            vec![TableEffect::Truncated(p.qualified()?)],
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(db: &str, name: &str) -> TableId {
+        TableId::new(db, name)
+    }
+
+    fn effects(sql: &str) -> Vec<TableEffect> {
+        match classify(sql, "shop") {
+            Ddl::Table { effects, .. } => effects,
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tables() {
+        assert_eq!(
+            effects("CREATE TABLE t (a int)"),
+            vec![TableEffect::Created(t("shop", "t"))]
+        );
+        assert_eq!(
+            effects("create table if not exists `my db`.`we``ird` like x"),
+            vec![TableEffect::Created(t("my db", "we`ird"))]
+        );
+        assert_eq!(
+            effects("CREATE OR REPLACE TABLE other.t2 AS SELECT 1"),
+            vec![TableEffect::Created(t("other", "t2"))]
+        );
+        assert_eq!(
+            effects("ALTER TABLE t ADD COLUMN c INT"),
+            vec![TableEffect::Altered(t("shop", "t"))]
+        );
+        assert_eq!(
+            effects("ALTER ONLINE TABLE t RENAME COLUMN a TO b, RENAME TO u"),
+            vec![
+                TableEffect::Altered(t("shop", "t")),
+                TableEffect::Renamed {
+                    from: t("shop", "t"),
+                    to: t("shop", "u")
+                }
+            ]
+        );
+        assert_eq!(
+            effects("DROP TABLE IF EXISTS a, `b`.c /* generated by server */"),
+            vec![
+                TableEffect::Dropped(t("shop", "a")),
+                TableEffect::Dropped(t("b", "c"))
+            ]
+        );
+        assert_eq!(
+            effects("RENAME TABLE a TO b, x.c TO y.d"),
+            vec![
+                TableEffect::Renamed {
+                    from: t("shop", "a"),
+                    to: t("shop", "b")
+                },
+                TableEffect::Renamed {
+                    from: t("x", "c"),
+                    to: t("y", "d")
+                }
+            ]
+        );
+        assert_eq!(
+            effects("TRUNCATE t"),
+            vec![TableEffect::Truncated(t("shop", "t"))]
+        );
+        assert_eq!(
+            effects("TRUNCATE TABLE s.t"),
+            vec![TableEffect::Truncated(t("s", "t"))]
+        );
+        assert_eq!(
+            effects("CREATE UNIQUE INDEX ix ON t (a)"),
+            vec![TableEffect::Altered(t("shop", "t"))]
+        );
+        assert_eq!(
+            effects("DROP INDEX ix ON s.t"),
+            vec![TableEffect::Altered(t("s", "t"))]
+        );
+        assert_eq!(
+            effects("/*!40101 CREATE TABLE q (a int) */"),
+            vec![TableEffect::Created(t("shop", "q"))]
+        );
+    }
+
+    #[test]
+    fn other_objects() {
+        assert_eq!(
+            classify(
+                "CREATE DEFINER=`root`@`localhost` SQL SECURITY INVOKER VIEW v AS SELECT 1",
+                "shop"
+            ),
+            Ddl::Object {
+                kind: "CREATE VIEW".into(),
+                database: "shop".into(),
+                name: "v".into()
+            }
+        );
+        assert_eq!(
+            classify(
+                "CREATE OR REPLACE ALGORITHM=MERGE DEFINER='u'@'%' VIEW x.v AS SELECT 1",
+                "shop"
+            ),
+            Ddl::Object {
+                kind: "CREATE VIEW".into(),
+                database: "x".into(),
+                name: "v".into()
+            }
+        );
+        assert_eq!(
+            classify("DROP PROCEDURE IF EXISTS p", "shop"),
+            Ddl::Object {
+                kind: "DROP PROCEDURE".into(),
+                database: "shop".into(),
+                name: "p".into()
+            }
+        );
+        assert_eq!(
+            classify("CREATE DEFINER=CURRENT_USER TRIGGER trg BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1", "shop"),
+            Ddl::Object { kind: "CREATE TRIGGER".into(), database: "shop".into(), name: "trg".into() }
+        );
+        assert_eq!(
+            classify("CREATE DATABASE IF NOT EXISTS d2", "shop"),
+            Ddl::Database {
+                kind: "CREATE DATABASE".into(),
+                name: "d2".into()
+            }
+        );
+        assert_eq!(
+            classify("ALTER DATABASE CHARACTER SET utf8mb4", "shop"),
+            Ddl::Database {
+                kind: "ALTER DATABASE".into(),
+                name: "shop".into()
+            }
+        );
+        assert_eq!(classify("GRANT ALL ON *.* TO x", "shop"), Ddl::Other);
+        assert_eq!(classify("ANALYZE TABLE t", "shop"), Ddl::Other);
+    }
+}
