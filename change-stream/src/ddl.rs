@@ -298,7 +298,7 @@ fn classify_tokens(p: &mut Parser<'_>) -> Option<Ddl> {
             p.if_not_exists();
             return table_ddl("CREATE TABLE", vec![TableEffect::Created(p.qualified()?)]);
         }
-        if p.kw("UNIQUE") || p.kw("FULLTEXT") || p.kw("SPATIAL") {}
+        let _kind = p.kw("UNIQUE") || p.kw("FULLTEXT") || p.kw("SPATIAL");
         if p.kw("INDEX") {
             p.if_not_exists();
             p.ident()?;
@@ -348,7 +348,7 @@ fn classify_tokens(p: &mut Parser<'_>) -> Option<Ddl> {
                     if p.kw("COLUMN") || p.kw("INDEX") || p.kw("KEY") {
                         continue;
                     }
-                    if p.kw("TO") || p.kw("AS") {}
+                    let _to = p.kw("TO") || p.kw("AS");
                     let to = p.qualified()?;
                     effects.push(TableEffect::Renamed {
                         from: id.clone(),
