@@ -16,7 +16,19 @@
 //!
 //! Each field of `Row` and `Key` carries `mariadb.name`,
 //! `mariadb.data_type` and `mariadb.type` attributes with the column's real
-//! name and types, so a decoder needs nothing but the writer schema.
+//! name and types, `mariadb.key` on key columns and `mariadb.generated`
+//! (`stored` or `virtual`) on generated ones, so a decoder needs nothing but
+//! the writer schema.
+//!
+//! The Parsing Canonical Form, and so the fingerprint, ignores logical types
+//! and attributes: a DECIMAL(10,2) column changed to DECIMAL(10,4) would
+//! keep its fingerprint while its values change meaning. The envelope's
+//! namespace therefore ends with `.v` and 8 hex digits of the fingerprint of
+//! the row record's full JSON text: every table shape has its own writer
+//! schema. (Schema resolution matches records by unqualified name, so a
+//! reader schema still resolves against every version.) The key schema has
+//! no such suffix, so that a key's bytes stay the same across versions and
+//! compaction keeps working.
 //!
 //! Encoding is written here rather than through apache-avro's generic
 //! `Value` writer, which builds a tree with a name string per field and a
@@ -34,7 +46,7 @@ use num_bigint::{BigInt, Sign};
 use serde_json::{json, Map, Value as Json};
 
 use crate::event::{ChangeRecord, Op, SourceInfo};
-use crate::table::{ColumnKind, KeyKind, TableSchema};
+use crate::table::{Column, ColumnKind, Generated, KeyKind, TableId, TableSchema};
 use crate::value::{format_time, parse_time, Cell, Date, DateTime};
 use crate::Error;
 
@@ -288,8 +300,15 @@ fn field_type_json(kind: &ColumnKind, nullable: bool, geometry_defined: &mut boo
 pub struct FieldLayout {
     /// The column's name at the source.
     pub column: String,
+    /// `DATA_TYPE` and `COLUMN_TYPE` at the source.
+    pub data_type: String,
+    pub column_type: String,
     pub kind: ColumnKind,
     pub nullable: bool,
+    /// Part of the key that identifies rows.
+    pub key: bool,
+    /// A generated column (its value is computed, never written).
+    pub generated: bool,
 }
 
 /// The fields of a `Row` or `Key` record, in order.
@@ -321,8 +340,12 @@ impl RowLayout {
             let nullable = matches!(&f.schema, Schema::Union(u) if matches!(u.variants().first(), Some(Schema::Null)));
             fields.push(FieldLayout {
                 column: name.to_string(),
+                data_type: data_type.to_string(),
+                column_type: column_type.to_string(),
                 kind: ColumnKind::parse(data_type, column_type)?,
                 nullable,
+                key: f.custom_attributes.get("mariadb.key") == Some(&Json::Bool(true)),
+                generated: f.custom_attributes.contains_key("mariadb.generated"),
             });
         }
         Ok(Self { fields })
@@ -374,6 +397,15 @@ impl TableCodec {
             f.insert("mariadb.name".into(), json!(c.name));
             f.insert("mariadb.data_type".into(), json!(c.data_type));
             f.insert("mariadb.type".into(), json!(c.column_type));
+            if table.key.contains(&i) {
+                f.insert("mariadb.key".into(), json!(true));
+            }
+            if let Some(g) = &c.generated {
+                f.insert(
+                    "mariadb.generated".into(),
+                    json!(if g.stored { "stored" } else { "virtual" }),
+                );
+            }
             Json::Object(f)
         };
         let mut defined = false;
@@ -385,11 +417,12 @@ impl TableCodec {
             "name": "Row",
             "fields": row_fields,
         });
+        let version = format!("{:08x}", fingerprint(&row.to_string()) >> 32);
         let source: Json = serde_json::from_str(SOURCE_SCHEMA).expect("source.avsc is JSON");
         let envelope = json!({
             "type": "record",
             "name": "Envelope",
-            "namespace": namespace,
+            "namespace": format!("{namespace}.v{version}"),
             "fields": [
                 {"name": "before", "type": ["null", row], "default": null},
                 {"name": "after", "type": ["null", "Row"], "default": null},
@@ -834,6 +867,42 @@ impl EnvelopeCodec {
         })
     }
 
+    /// The table's shape as this writer schema describes it: columns,
+    /// nullability, key and generated columns (not its CREATE TABLE text).
+    pub fn table_shape(&self, id: TableId) -> TableSchema {
+        let columns = self
+            .layout
+            .fields
+            .iter()
+            .map(|f| Column {
+                name: f.column.clone(),
+                data_type: f.data_type.clone(),
+                column_type: f.column_type.clone(),
+                kind: f.kind.clone(),
+                nullable: f.nullable,
+                charset: None,
+                generated: f.generated.then(|| Generated {
+                    expression: String::new(),
+                    stored: false,
+                }),
+            })
+            .collect();
+        let key: Vec<usize> = (0..self.layout.fields.len())
+            .filter(|&i| self.layout.fields[i].key)
+            .collect();
+        TableSchema {
+            id,
+            columns,
+            key_kind: if key.is_empty() {
+                KeyKind::None
+            } else {
+                KeyKind::Primary
+            },
+            key,
+            create_table: String::new(),
+        }
+    }
+
     /// Decodes an envelope datum (without the single-object header).
     pub fn decode(&self, mut datum: &[u8]) -> Result<ChangeRecord, Error> {
         let value = apache_avro::reader::datum::GenericDatumReader::builder(&self.schema)
@@ -935,7 +1004,7 @@ pub fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{Column, TableId};
+    use crate::table::Column;
     use proptest::prelude::*;
 
     #[test]
@@ -1039,6 +1108,30 @@ mod tests {
             key_kind: KeyKind::Primary,
             create_table: String::new(),
         }
+    }
+
+    #[test]
+    fn every_table_shape_has_its_own_value_schema() {
+        let a = sample_table();
+        let mut b = sample_table();
+        b.columns[2] = col("price", "decimal", "decimal(12,4)", true);
+        let (ca, cb) = (
+            TableCodec::new("shop", &a).unwrap(),
+            TableCodec::new("shop", &b).unwrap(),
+        );
+        assert_ne!(ca.value.fingerprint, cb.value.fingerprint);
+        assert_eq!(ca.key.unwrap().fingerprint, cb.key.unwrap().fingerprint);
+        let shape = EnvelopeCodec::new(&cb.value.json)
+            .unwrap()
+            .table_shape(b.id.clone());
+        assert_eq!(shape.key, vec![0]);
+        assert_eq!(
+            shape.columns[2].kind,
+            ColumnKind::Decimal {
+                precision: 12,
+                scale: 4
+            }
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Registry {
     codecs: HashMap<u64, Arc<EnvelopeCodec>>,
     schema_json: HashMap<u64, String>,
     definitions: HashMap<TableId, Arc<TableSchema>>,
+    /// Table shapes by writer schema and table.
+    shapes: HashMap<(u64, TableId), Arc<TableSchema>>,
 }
 
 impl Registry {
@@ -34,6 +36,7 @@ impl Registry {
             codecs: HashMap::new(),
             schema_json: HashMap::new(),
             definitions: HashMap::new(),
+            shapes: HashMap::new(),
         }
     }
 
@@ -104,10 +107,29 @@ impl Registry {
     }
 
     /// Decodes a record value.
-    pub async fn decode(&mut self, payload: &[u8]) -> Result<ChangeRecord, SinkError> {
+    /// Decodes a record value; returns it with the shape of its table as
+    /// the record's writer schema describes it (which is what its values
+    /// fit, whatever the table's latest definition).
+    pub async fn decode(
+        &mut self,
+        payload: &[u8],
+    ) -> Result<(ChangeRecord, Arc<TableSchema>), SinkError> {
         let (fp, datum) = split_single_object(payload)?;
         let codec = self.codec(fp).await?;
-        Ok(codec.decode(datum)?)
+        let record = codec.decode(datum)?;
+        let id = TableId::new(
+            record.source.db.clone(),
+            record.source.table.clone().unwrap_or_default(),
+        );
+        let shape = match self.shapes.get(&(fp, id.clone())) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(codec.table_shape(id.clone()));
+                self.shapes.insert((fp, id), s.clone());
+                s
+            }
+        };
+        Ok((record, shape))
     }
 
     /// Every table definition known.

@@ -206,7 +206,7 @@ async fn sync(
                 continue;
             }; // tombstone
             bytes += payload.len();
-            let record = registry.decode(payload).await.map_err(|e| {
+            let (record, table) = registry.decode(payload).await.map_err(|e| {
                 SinkError::Record(format!(
                     "{} partition {} offset {}: {e}",
                     key.0,
@@ -220,19 +220,14 @@ async fn sync(
                 }
                 st.last = Some(order);
             }
-            let id = TableId::new(
-                record.source.db.clone(),
-                record.source.table.clone().unwrap_or_default(),
-            );
-            if id.database == *state_db {
+            if table.id.database == *state_db {
                 return Err(SinkError::Config {
                     message: format!(
                         "records of database {} arrive, which is the sink's state database; set destination.state_database to another name",
-                        id.database
+                        table.id.database
                     ),
                 });
             }
-            let table = registry.definition(&id).await?;
             changes.push(Change { table, record });
         }
         if touched.is_empty() {
@@ -240,7 +235,8 @@ async fn sync(
         }
         for c in &changes {
             if !ready.contains(&c.table.id) {
-                ddl::ensure_table(applier.conn(), &c.table).await?;
+                let definition = registry.definition(&c.table.id).await?;
+                ddl::ensure_table(applier.conn(), &definition).await?;
                 ready.insert(c.table.id.clone());
             }
         }
