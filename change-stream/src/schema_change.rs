@@ -1,6 +1,7 @@
-//! Schema-change records (`schemas/schema_change.avsc`): a table's definition
-//! as the source read it, published on `<prefix>.schema-changes` before any
-//! row record that depends on it.
+//! Schema-change records (`schemas/schema_change.avsc`): a DDL statement
+//! from the binlog, or a table's definition as the source read it at start.
+//! Published on `<prefix>.schema-changes` in binlog order and, for
+//! statements on tables, written as markers into the tables' own topics.
 
 use std::sync::OnceLock;
 
@@ -14,16 +15,75 @@ use crate::event::SourceInfo;
 use crate::table::{Column, ColumnKind, Generated, KeyKind, TableId, TableSchema};
 use crate::Error;
 
+/// The kind of a definition read at start (rather than a DDL statement).
+pub const DEFINITION: &str = "DEFINITION";
+
 /// One schema change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchemaChange {
     pub source: SourceInfo,
+    /// The statement's default database.
     pub database: String,
-    pub table: Option<String>,
-    /// The statement; for a table read at start, its `SHOW CREATE TABLE`.
-    pub ddl: String,
-    /// The table's shape after the change; `None` when it no longer exists.
+    /// `CREATE TABLE`, `ALTER TABLE` ..., or [`DEFINITION`].
+    pub kind: String,
+    /// The statement; `None` for a definition.
+    pub ddl: Option<String>,
+    /// The tables it acts on, with their shapes afterwards.
+    pub tables: Vec<TableChange>,
+}
+
+/// What a schema change does to one table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableChange {
+    pub id: TableId,
+    pub effect: ChangeEffect,
+    /// The table's shape afterwards; `None` when it no longer exists under
+    /// this name.
     pub definition: Option<TableSchema>,
+}
+
+/// See `TableEffect` in `schemas/schema_change.avsc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeEffect {
+    Defined,
+    Created,
+    Altered,
+    Dropped,
+    RenamedFrom,
+    RenamedTo,
+    Truncated,
+}
+
+const EFFECTS: [(ChangeEffect, &str); 7] = [
+    (ChangeEffect::Defined, "DEFINED"),
+    (ChangeEffect::Created, "CREATED"),
+    (ChangeEffect::Altered, "ALTERED"),
+    (ChangeEffect::Dropped, "DROPPED"),
+    (ChangeEffect::RenamedFrom, "RENAMED_FROM"),
+    (ChangeEffect::RenamedTo, "RENAMED_TO"),
+    (ChangeEffect::Truncated, "TRUNCATED"),
+];
+
+impl SchemaChange {
+    /// A table's definition as read at start.
+    pub fn definition(source: SourceInfo, table: TableSchema) -> Self {
+        SchemaChange {
+            source,
+            database: table.id.database.clone(),
+            kind: DEFINITION.to_string(),
+            ddl: None,
+            tables: vec![TableChange {
+                id: table.id.clone(),
+                effect: ChangeEffect::Defined,
+                definition: Some(table),
+            }],
+        }
+    }
+
+    /// Identifies a statement: its binlog file and offset.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.source.file, self.source.pos)
+    }
 }
 
 /// The schema-change schema with `tributary.Source` inlined, so that it is
@@ -117,18 +177,34 @@ impl SchemaChange {
     /// Single-object encodes the record.
     pub fn encode(&self) -> Result<Vec<u8>, Error> {
         let s = schema();
+        let tables = self
+            .tables
+            .iter()
+            .map(|t| {
+                let i = EFFECTS
+                    .iter()
+                    .position(|(e, _)| *e == t.effect)
+                    .expect("every effect listed");
+                Value::Record(vec![
+                    ("database".into(), Value::String(t.id.database.clone())),
+                    ("table".into(), Value::String(t.id.table.clone())),
+                    ("effect".into(), Value::Enum(i as u32, EFFECTS[i].1.into())),
+                    (
+                        "definition".into(),
+                        match &t.definition {
+                            None => Value::Union(0, Box::new(Value::Null)),
+                            Some(d) => Value::Union(1, Box::new(definition_value(d))),
+                        },
+                    ),
+                ])
+            })
+            .collect();
         let value = Value::Record(vec![
             ("source".into(), source_value(&self.source)),
             ("database".into(), Value::String(self.database.clone())),
-            ("table".into(), opt_str(self.table.as_deref())),
-            ("ddl".into(), Value::String(self.ddl.clone())),
-            (
-                "definition".into(),
-                match &self.definition {
-                    None => Value::Union(0, Box::new(Value::Null)),
-                    Some(t) => Value::Union(1, Box::new(definition_value(t))),
-                },
-            ),
+            ("kind".into(), Value::String(self.kind.clone())),
+            ("ddl".into(), opt_str(self.ddl.as_deref())),
+            ("tables".into(), Value::Array(tables)),
         ]);
         let mut out = s.header().to_vec();
         apache_avro::writer::datum::GenericDatumWriter::builder(&s.schema)
@@ -162,33 +238,54 @@ impl SchemaChange {
         let mut change = SchemaChange {
             source: SourceInfo::default(),
             database: String::new(),
-            table: None,
-            ddl: String::new(),
-            definition: None,
+            kind: String::new(),
+            ddl: None,
+            tables: Vec::new(),
         };
-        let mut definition = None;
         for (name, v) in fields {
             match (name.as_str(), unwrap_union(v)) {
                 ("source", v) => change.source = decode_source(&v)?,
                 ("database", Value::String(s)) => change.database = s,
-                ("table", Value::String(s)) => change.table = Some(s),
-                ("ddl", Value::String(s)) => change.ddl = s,
-                ("definition", Value::Record(d)) => definition = Some(d),
+                ("kind", Value::String(s)) => change.kind = s,
+                ("ddl", Value::String(s)) => change.ddl = Some(s),
+                ("tables", Value::Array(items)) => {
+                    for item in items {
+                        change.tables.push(decode_table_change(item)?);
+                    }
+                }
                 _ => {}
             }
         }
-        if let Some(d) = definition {
-            let table = change
-                .table
-                .clone()
-                .ok_or_else(|| bad("definition without a table name"))?;
-            change.definition = Some(decode_definition(
-                TableId::new(change.database.clone(), table),
-                d,
-            )?);
-        }
         Ok(change)
     }
+}
+
+fn decode_table_change(value: Value) -> Result<TableChange, Error> {
+    let bad = |what: &str| Error::Decode(format!("schema change: bad {what}"));
+    let Value::Record(fields) = value else {
+        return Err(bad("table change"));
+    };
+    let (mut db, mut table, mut effect, mut definition) = (None, None, None, None);
+    for (name, v) in fields {
+        match (name.as_str(), unwrap_union(v)) {
+            ("database", Value::String(s)) => db = Some(s),
+            ("table", Value::String(s)) => table = Some(s),
+            ("effect", Value::Enum(i, _)) => effect = EFFECTS.get(i as usize).map(|(e, _)| *e),
+            ("definition", Value::Record(d)) => definition = Some(d),
+            _ => {}
+        }
+    }
+    let id = TableId::new(
+        db.ok_or_else(|| bad("database"))?,
+        table.ok_or_else(|| bad("table"))?,
+    );
+    Ok(TableChange {
+        definition: definition
+            .map(|d| decode_definition(id.clone(), d))
+            .transpose()?,
+        effect: effect.ok_or_else(|| bad("effect"))?,
+        id,
+    })
 }
 
 fn unwrap_union(v: Value) -> Value {
@@ -293,35 +390,56 @@ mod tests {
                 stored: true,
             }),
         };
-        let change = SchemaChange {
-            source: SourceInfo {
-                version: "0.1.0".into(),
-                name: "shop".into(),
-                server_id: 1,
-                gtid: Some("0-1-3".into()),
-                file: "mariadb-bin.000001".into(),
-                pos: 4,
-                row: 0,
-                db: "shop".into(),
-                table: Some("t".into()),
-                ts_ms: 5,
-                snapshot: true,
-            },
-            database: "shop".into(),
+        let source = SourceInfo {
+            version: "0.1.0".into(),
+            name: "shop".into(),
+            server_id: 1,
+            gtid: Some("0-1-3".into()),
+            file: "mariadb-bin.000001".into(),
+            pos: 4,
+            row: 0,
+            db: "shop".into(),
             table: Some("t".into()),
-            ddl: "CREATE TABLE t (...)".into(),
-            definition: Some(TableSchema {
-                id: TableId::new("shop", "t"),
-                columns: vec![
-                    col("id", "int", "int(11)"),
-                    col("name", "varchar", "varchar(10)"),
-                    col("g", "bigint", "bigint(20)"),
-                ],
-                key: vec![0],
-                key_kind: KeyKind::Primary,
-                create_table: "CREATE TABLE `t` (...)".into(),
-            }),
+            ts_ms: 5,
+            snapshot: true,
         };
+        let table = TableSchema {
+            id: TableId::new("shop", "t"),
+            columns: vec![
+                col("id", "int", "int(11)"),
+                col("name", "varchar", "varchar(10)"),
+                col("g", "bigint", "bigint(20)"),
+            ],
+            key: vec![0],
+            key_kind: KeyKind::Primary,
+            create_table: "CREATE TABLE `t` (...)".into(),
+        };
+        let definition = SchemaChange::definition(source.clone(), table.clone());
+        assert_eq!(
+            SchemaChange::decode(&definition.encode().unwrap()).unwrap(),
+            definition
+        );
+        let mut renamed = table.clone();
+        renamed.id = TableId::new("shop", "u");
+        let change = SchemaChange {
+            source,
+            database: "shop".into(),
+            kind: "RENAME TABLE".into(),
+            ddl: Some("RENAME TABLE t TO u".into()),
+            tables: vec![
+                TableChange {
+                    id: table.id.clone(),
+                    effect: ChangeEffect::RenamedFrom,
+                    definition: None,
+                },
+                TableChange {
+                    id: renamed.id.clone(),
+                    effect: ChangeEffect::RenamedTo,
+                    definition: Some(renamed),
+                },
+            ],
+        };
+        assert_eq!(change.id(), "mariadb-bin.000001:4");
         let bytes = change.encode().unwrap();
         assert_eq!(SchemaChange::decode(&bytes).unwrap(), change);
     }

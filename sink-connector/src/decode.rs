@@ -75,14 +75,12 @@ impl Registry {
         {
             let Some(value) = value else { continue };
             let change = SchemaChange::decode(&value)?;
-            let Some(table) = change.table.clone() else {
-                continue;
-            };
-            let id = TableId::new(change.database.clone(), table);
-            match change.definition {
-                Some(def) => self.definitions.insert(id, Arc::new(def)),
-                None => self.definitions.remove(&id),
-            };
+            for t in change.tables {
+                match t.definition {
+                    Some(def) => self.definitions.insert(t.id, Arc::new(def)),
+                    None => self.definitions.remove(&t.id),
+                };
+            }
         }
         Ok(())
     }

@@ -319,8 +319,8 @@ async fn publish_definitions(
             out.publish_schema(k).await?;
         }
         out.publish_schema(&t.codec.value).await?;
-        let change = SchemaChange {
-            source: SourceInfo {
+        let change = SchemaChange::definition(
+            SourceInfo {
                 version: change_stream::VERSION.to_string(),
                 name: out.prefix().to_string(),
                 server_id,
@@ -333,11 +333,8 @@ async fn publish_definitions(
                 ts_ms: binlog::now_ms(),
                 snapshot: true,
             },
-            database: t.schema.id.database.clone(),
-            table: Some(t.schema.id.table.clone()),
-            ddl: t.schema.create_table.clone(),
-            definition: Some(t.schema.clone()),
-        };
+            t.schema.clone(),
+        );
         let key = t.schema.id.to_string();
         let bytes = change.encode()?;
         out.send(&topic, Some(key.as_bytes()), Some(&bytes), None, || {

@@ -150,13 +150,24 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
 
     // The table's definition is on the schema-changes topic.
     let changes = read_topic(&format!("{prefix}.schema-changes"))?;
-    let def = changes
+    let definitions: Vec<Value> = changes
         .iter()
         .map(|(_, v)| decode(&schemas, v.as_ref().unwrap()))
-        .find(|c| field(c, "table") == &Value::String("items".into()))
-        .expect("a schema change for items");
-    assert!(
-        matches!(field(&def, "ddl"), Value::String(s) if s.starts_with("CREATE TABLE `items`"))
-    );
+        .filter(|c| field(c, "kind") == &Value::String("DEFINITION".into()))
+        .collect();
+    let items = definitions
+        .iter()
+        .find_map(|c| match field(c, "tables") {
+            Value::Array(tables) => tables
+                .iter()
+                .find(|t| field(t, "table") == &Value::String("items".into()))
+                .cloned(),
+            _ => None,
+        })
+        .expect("a definition of items");
+    assert!(matches!(
+        field(field(&items, "definition"), "create_table"),
+        Value::String(s) if s.starts_with("CREATE TABLE `items`")
+    ));
     Ok(())
 }
