@@ -86,6 +86,22 @@ impl SchemaChange {
     }
 }
 
+/// `schemas/schema_change_key.avsc`: the key of a marker in a table topic.
+pub fn key_schema() -> &'static AvroSchema {
+    static SCHEMA: OnceLock<AvroSchema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        AvroSchema::parse(include_str!("../../schemas/schema_change_key.avsc"))
+            .expect("schema_change_key.avsc parses")
+    })
+}
+
+/// The single-object encoded key of a marker.
+pub fn encode_key(id: &str) -> Vec<u8> {
+    let mut out = key_schema().header().to_vec();
+    crate::avro::put_str(&mut out, id);
+    out
+}
+
 /// The schema-change schema with `tributary.Source` inlined, so that it is
 /// self-contained on the schemas topic.
 pub fn schema() -> &'static AvroSchema {
@@ -440,6 +456,18 @@ mod tests {
             ],
         };
         assert_eq!(change.id(), "mariadb-bin.000001:4");
+        let key = encode_key(&change.id());
+        let (fp, mut datum) = split_single_object(&key).unwrap();
+        assert_eq!(fp, key_schema().fingerprint);
+        let v = apache_avro::reader::datum::GenericDatumReader::builder(&key_schema().schema)
+            .build()
+            .unwrap()
+            .read_value(&mut datum)
+            .unwrap();
+        assert_eq!(
+            v,
+            Value::Record(vec![("id".into(), Value::String(change.id()))])
+        );
         let bytes = change.encode().unwrap();
         assert_eq!(SchemaChange::decode(&bytes).unwrap(), change);
     }

@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use crate::checkpoint::StoredPosition;
 use crate::convert::{to_cell, Origin};
+use crate::ddl::DdlContext;
 use crate::encode::{Encoder, TableCtx};
 use crate::error::{describe_mysql, SourceError};
 use crate::produce::Output;
@@ -76,6 +77,9 @@ pub struct BinlogReader {
     /// (artificial) rotate event, which can carry trailing checksum bytes.
     known_files: Vec<String>,
     warned_ddl: HashSet<String>,
+    /// Turns DDL into schema changes; `None` while replaying inside a
+    /// snapshot, where DDL is only reported.
+    ddl: Option<DdlContext>,
 }
 
 impl BinlogReader {
@@ -86,6 +90,7 @@ impl BinlogReader {
         gtid: &GtidPosition,
         tables: HashMap<TableId, Arc<TableCtx>>,
         prefix: &str,
+        ddl: Option<DdlContext>,
     ) -> Result<Self, SourceError> {
         let err = |e: mysql_async::Error| SourceError::Binlog(describe_mysql(&e));
         let mut conn = Conn::new(opts).await.map_err(err)?;
@@ -127,6 +132,7 @@ impl BinlogReader {
             prefix: prefix.to_string(),
             known_files: files,
             warned_ddl: HashSet::new(),
+            ddl,
         })
     }
 
@@ -137,7 +143,7 @@ impl BinlogReader {
     #[allow(clippy::too_many_arguments)]
     pub async fn read(
         &mut self,
-        out: &Output,
+        out: &mut Output,
         enc: &mut Encoder,
         source_server_id: u32,
         stop: Option<&BinlogCoordinates>,
@@ -177,6 +183,8 @@ impl BinlogReader {
             let end = header.log_pos() as u64;
             let start = end.saturating_sub(header.event_size() as u64);
             let mut committed = false;
+            let mut statement = None;
+            let mut schema_changed = false;
             if header.event_type_raw() == GTID_EVENT {
                 let d = event.data();
                 if d.len() < 13 {
@@ -214,12 +222,38 @@ impl BinlogReader {
                         if trimmed.eq_ignore_ascii_case("COMMIT") {
                             committed = true;
                         } else if !trimmed.eq_ignore_ascii_case("BEGIN") {
-                            let schema = q.schema().to_string();
-                            self.note_statement(&schema, trimmed);
+                            statement = Some((q.schema().to_string(), trimmed.to_string()));
                             committed = self.txn.as_ref().is_some_and(|t| t.standalone);
                         }
                     }
                     _ => {}
+                }
+            }
+            if let Some((schema, sql)) = statement {
+                match self.ddl.as_mut() {
+                    Some(ddl) => {
+                        let txn = self.txn.as_ref();
+                        let source = SourceInfo {
+                            version: change_stream::VERSION.to_string(),
+                            name: self.prefix.clone(),
+                            server_id: txn.map_or(0, |t| t.gtid.server_id),
+                            gtid: txn.map(|t| t.gtid.to_string()),
+                            file: self.file.clone(),
+                            pos: start,
+                            row: 0,
+                            db: schema.clone(),
+                            table: None,
+                            ts_ms: txn.map_or(0, |t| t.ts_ms),
+                            snapshot: false,
+                        };
+                        ddl.handle(out, &mut self.tables, &sql, &schema, source)
+                            .await?;
+                        // Store the position after the statement at once: a
+                        // restart must not read rows from before it with the
+                        // shapes from after it.
+                        schema_changed = true;
+                    }
+                    None => self.note_statement(&schema, &sql),
                 }
             }
             if committed {
@@ -231,7 +265,10 @@ impl BinlogReader {
             }
             // Checkpoints are coalesced: at most one per 50 ms, and one at
             // the latest on the next heartbeat of an idle binlog.
-            if checkpoints && self.dirty && last_checkpoint.elapsed() >= Duration::from_millis(50) {
+            if checkpoints
+                && self.dirty
+                && (schema_changed || last_checkpoint.elapsed() >= Duration::from_millis(50))
+            {
                 self.send_checkpoint(out, source_server_id).await?;
                 last_checkpoint = std::time::Instant::now();
             }
@@ -260,27 +297,17 @@ impl BinlogReader {
         name
     }
 
-    /// Logs, once per statement kind and database, DDL that this version does
-    /// not replicate.
+    /// While replaying inside a snapshot, DDL is only reported: the
+    /// snapshot that follows reads the tables as they are after it.
     fn note_statement(&mut self, schema: &str, sql: &str) {
-        let first = sql
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        let is_ddl = matches!(
-            first.as_str(),
-            "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE"
-        );
-        let touches = self
-            .tables
-            .keys()
-            .any(|t| t.database == schema || sql.contains(&t.database));
-        if is_ddl && touches && self.warned_ddl.insert(format!("{schema}:{first}")) {
+        let kind = change_stream::ddl::classify(sql, schema);
+        if kind != change_stream::ddl::Ddl::Other
+            && self.warned_ddl.insert(format!("{schema}:{}", kind.kind()))
+        {
             tracing::warn!(
                 database = schema,
                 statement = %sql.chars().take(200).collect::<String>(),
-                "DDL seen in the binlog; schema changes are not replicated by this version, so the destination keeps the old shape"
+                "DDL while resuming a snapshot: the resumed snapshot reads the tables in their new shape"
             );
         }
     }
@@ -381,9 +408,11 @@ impl BinlogReader {
         Ok(())
     }
 
-    /// Closes the replica connection cleanly.
-    pub async fn close(self) {
+    /// Closes the replica connection cleanly; gives back the tables as the
+    /// schema changes read so far left them.
+    pub async fn close(self) -> HashMap<TableId, Arc<TableCtx>> {
         let _ = self.stream.close().await;
+        self.tables
     }
 }
 

@@ -12,6 +12,7 @@ mod binlog;
 mod checkpoint;
 mod config;
 mod convert;
+mod ddl;
 mod encode;
 mod error;
 mod produce;
@@ -37,6 +38,7 @@ use tokio::sync::watch;
 use crate::binlog::BinlogReader;
 use crate::checkpoint::{SnapshotProgress, StoredPosition};
 use crate::config::Config;
+use crate::ddl::DdlContext;
 use crate::encode::{Encoder, TableCtx};
 use crate::error::{describe_mysql, SourceError};
 use crate::produce::Output;
@@ -235,6 +237,11 @@ async fn run(config: Config) -> Result<(), SourceError> {
         let _ = shutdown_tx.send(true);
     });
 
+    // The tables as the stream knows them; schema changes update it.
+    let mut tables: HashMap<TableId, Arc<TableCtx>> = tables
+        .into_iter()
+        .map(|t| (t.schema.id.clone(), t))
+        .collect();
     let mut position = stored;
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -244,7 +251,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
             &config,
             &opts,
             &mut out,
-            &tables,
+            &mut tables,
             position.clone(),
             source_server_id,
             &mut shutdown,
@@ -351,15 +358,11 @@ async fn sync(
     config: &Config,
     opts: &Opts,
     out: &mut Output,
-    tables: &[Arc<TableCtx>],
+    tables: &mut HashMap<TableId, Arc<TableCtx>>,
     position: Option<StoredPosition>,
     source_server_id: u32,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
-    let by_id: HashMap<TableId, Arc<TableCtx>> = tables
-        .iter()
-        .map(|t| (t.schema.id.clone(), t.clone()))
-        .collect();
     let mut enc = Encoder::default();
     let gtid = match position {
         Some(p) if p.snapshot.is_none() => p.gtid,
@@ -384,8 +387,9 @@ async fn sync(
                             opts.clone(),
                             config.source.server_id,
                             &p.gtid,
-                            by_id.clone(),
+                            tables.clone(),
                             out.prefix(),
+                            None,
                         )
                         .await?;
                         let ended = reader
@@ -409,11 +413,13 @@ async fn sync(
             };
             out.checkpoint(snapshot::position(&point, &progress, source_server_id))
                 .await?;
+            let mut ordered: Vec<Arc<TableCtx>> = tables.values().cloned().collect();
+            ordered.sort_by(|a, b| a.schema.id.cmp(&b.schema.id));
             let finished = snapshot::read_tables(
                 &mut conn,
                 out,
                 &mut enc,
-                tables,
+                &ordered,
                 &point,
                 progress,
                 config.source.snapshot_chunk_rows,
@@ -443,13 +449,18 @@ async fn sync(
         opts.clone(),
         config.source.server_id,
         &gtid,
-        by_id,
+        tables.clone(),
         out.prefix(),
+        Some(DdlContext::new(
+            opts.clone(),
+            config.source.databases.clone(),
+        )),
     )
     .await?;
     let result = reader
         .read(out, &mut enc, source_server_id, None, None, true, shutdown)
         .await;
-    reader.close().await;
+    // Whatever ended the stream, keep the shapes its schema changes left.
+    *tables = reader.close().await;
     result.map(|_| ())
 }

@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use change_stream::avro::AvroSchema;
-use change_stream::kafka::describe;
+use change_stream::kafka::{describe, TopicSpec};
 use change_stream::topics;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -38,9 +38,20 @@ enum Pending {
     Flush(oneshot::Sender<Option<StoredPosition>>),
 }
 
+/// Settings of created table topics.
+#[derive(Clone, Debug)]
+struct TopicDefaults {
+    partitions: i32,
+    replication_factor: i32,
+    config: std::collections::BTreeMap<String, String>,
+}
+
 /// The Kafka side of the source connector.
 pub struct Output {
     producer: FutureProducer,
+    client_config: ClientConfig,
+    /// Settings of the table topics the connector creates.
+    table_topics: TopicDefaults,
     pending: mpsc::Sender<Pending>,
     tracker: Option<JoinHandle<Result<(), SourceError>>>,
     prefix: String,
@@ -55,7 +66,7 @@ impl Output {
         kafka: &KafkaSection,
         initial: Option<StoredPosition>,
     ) -> Result<Self, SourceError> {
-        let mut pc = client_config;
+        let mut pc = client_config.clone();
         pc.set("enable.idempotence", "true")
             .set("acks", "all")
             // Never give up on a record while the broker is away: the
@@ -92,6 +103,12 @@ impl Output {
         ));
         Ok(Self {
             producer,
+            client_config,
+            table_topics: TopicDefaults {
+                partitions: kafka.partitions,
+                replication_factor: kafka.replication_factor,
+                config: kafka.table_topic_config.clone(),
+            },
             pending: tx,
             tracker: Some(tracker),
             prefix: kafka.topic_prefix.clone(),
@@ -103,6 +120,41 @@ impl Output {
 
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Creates the table topics that do not exist yet.
+    pub async fn ensure_table_topics(&self, names: &[String]) -> Result<(), SourceError> {
+        let specs: Vec<TopicSpec> = names
+            .iter()
+            .map(|name| TopicSpec {
+                name: name.clone(),
+                partitions: self.table_topics.partitions,
+                replication_factor: self.table_topics.replication_factor,
+                config: self.table_topics.config.clone(),
+            })
+            .collect();
+        change_stream::kafka::ensure_topics(&self.client_config, &specs)
+            .await
+            .map_err(|e| SourceError::Kafka(e.to_string()))
+    }
+
+    /// The number of partitions of a topic.
+    pub fn partitions(&self, topic: &str) -> Result<i32, SourceError> {
+        let metadata = tokio::task::block_in_place(|| {
+            self.producer
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(30))
+        })
+        .map_err(|e| {
+            SourceError::Kafka(format!(
+                "cannot read the metadata of {topic}: {}",
+                describe(&e)
+            ))
+        })?;
+        Ok(metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len() as i32))
     }
 
     /// Sends one record. `what` names it in errors (table and key).

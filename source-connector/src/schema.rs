@@ -43,15 +43,49 @@ pub async fn read_tables(
     conn: &mut Conn,
     databases: &[String],
 ) -> Result<Vec<TableSchema>, SourceError> {
+    read(conn, databases, None).await
+}
+
+/// Reads the definition of one table; `None` when it does not exist (any
+/// more).
+pub async fn read_table(conn: &mut Conn, id: &TableId) -> Result<Option<TableSchema>, SourceError> {
+    Ok(
+        read(conn, std::slice::from_ref(&id.database), Some(&id.table))
+            .await?
+            .into_iter()
+            .next(),
+    )
+}
+
+async fn read(
+    conn: &mut Conn,
+    databases: &[String],
+    only_table: Option<&str>,
+) -> Result<Vec<TableSchema>, SourceError> {
     let sql_err = |e: mysql_async::Error| SourceError::Source(describe_mysql(&e));
-    let dbs = databases.to_vec();
+    let mut dbs = databases.to_vec();
+    // `TABLE_SCHEMA IN (?, ...)`, and `AND TABLE_NAME = ?` for one table.
+    let filter = |dbs: &[String]| {
+        format!(
+            "TABLE_SCHEMA IN ({}){}",
+            placeholders(dbs.len()),
+            if only_table.is_some() {
+                " AND TABLE_NAME = ?"
+            } else {
+                ""
+            }
+        )
+    };
+    let where_dbs = filter(databases);
+    if let Some(t) = only_table {
+        dbs.push(t.to_string());
+    }
     let tables: Vec<(String, String)> = conn
         .exec(
             format!(
                 "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
-                 WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND TABLE_SCHEMA IN ({}) \
-                 ORDER BY TABLE_SCHEMA, TABLE_NAME",
-                placeholders(dbs.len())
+                 WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') AND {where_dbs} \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME"
             ),
             dbs.clone(),
         )
@@ -73,9 +107,8 @@ pub async fn read_tables(
             format!(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
                  CHARACTER_SET_NAME, EXTRA, GENERATION_EXPRESSION \
-                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({}) \
-                 ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION",
-                placeholders(dbs.len())
+                 FROM information_schema.COLUMNS WHERE {where_dbs} \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
             ),
             dbs.clone(),
         )
@@ -85,9 +118,8 @@ pub async fn read_tables(
         .exec(
             format!(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, NULLABLE \
-                 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA IN ({}) \
-                 ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
-                placeholders(dbs.len())
+                 FROM information_schema.STATISTICS WHERE {where_dbs} \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
             ),
             dbs,
         )

@@ -1,0 +1,240 @@
+//! DDL from the binlog: schema changes, and markers that put them in order
+//! with the rows.
+//!
+//! A DDL statement on a selected database becomes a [`SchemaChange`]
+//! record: the statement as executed, and each table it acts on with the
+//! table's definition afterwards, read again from `information_schema`.
+//! The record goes on `<prefix>.schema-changes` (the schema history) and,
+//! for every table it acts on that has a topic, into *every partition* of
+//! that topic as a marker. The producer keeps each partition in order, so a
+//! marker sits after every row written before the statement and before
+//! every row written after it: the sink applies the statement when each of
+//! those partitions has reached its marker, and not before.
+//!
+//! Before any later row is written, the new shapes' Avro schemas are
+//! published and everything sent so far is flushed, so a consumer never
+//! meets a record whose schema is not yet on the schemas topic. New table
+//! topics (CREATE TABLE, RENAME TABLE) are created before their marker.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use change_stream::ddl::{classify, Ddl, TableEffect};
+use change_stream::event::SourceInfo;
+use change_stream::schema_change::{encode_key, ChangeEffect, SchemaChange, TableChange};
+use change_stream::table::TableId;
+use change_stream::topics;
+use mysql_async::{Conn, Opts};
+
+use crate::encode::TableCtx;
+use crate::error::{describe_mysql, SourceError};
+use crate::produce::Output;
+use crate::schema;
+
+/// What the source needs to turn DDL into schema changes.
+pub struct DdlContext {
+    opts: Opts,
+    /// A connection for reading definitions, opened on first use.
+    conn: Option<Conn>,
+    /// The selected databases.
+    databases: Vec<String>,
+}
+
+impl DdlContext {
+    pub fn new(opts: Opts, databases: Vec<String>) -> Self {
+        Self {
+            opts,
+            conn: None,
+            databases,
+        }
+    }
+
+    fn selected(&self, database: &str) -> bool {
+        self.databases.iter().any(|d| d == database)
+    }
+
+    async fn definition(
+        &mut self,
+        id: &TableId,
+    ) -> Result<Option<change_stream::table::TableSchema>, SourceError> {
+        if self.conn.is_none() {
+            self.conn = Some(
+                Conn::new(self.opts.clone())
+                    .await
+                    .map_err(|e| SourceError::Source(describe_mysql(&e)))?,
+            );
+        }
+        let conn = self.conn.as_mut().expect("connected");
+        match schema::read_table(conn, id).await {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Turns one statement into a schema change, its markers and the new
+    /// table shapes. Statements on other databases, and those that change
+    /// no schema, are ignored.
+    pub async fn handle(
+        &mut self,
+        out: &mut Output,
+        tables: &mut HashMap<TableId, Arc<TableCtx>>,
+        sql: &str,
+        default_db: &str,
+        source: SourceInfo,
+    ) -> Result<(), SourceError> {
+        let ddl = classify(sql, default_db);
+        let mut changes = Vec::new();
+        match &ddl {
+            Ddl::Other => return Ok(()),
+            Ddl::Database { name, .. } | Ddl::Object { database: name, .. } => {
+                if !self.selected(name) {
+                    return Ok(());
+                }
+            }
+            Ddl::Table { effects, .. } => {
+                for effect in effects {
+                    self.table_changes(effect, tables, &mut changes).await?;
+                }
+                if changes.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        if let Ddl::Database { kind, name } = &ddl {
+            if kind == "DROP DATABASE" {
+                for id in tables.keys().filter(|t| &t.database == name) {
+                    changes.push(TableChange {
+                        id: id.clone(),
+                        effect: ChangeEffect::Dropped,
+                        definition: None,
+                    });
+                }
+            }
+        }
+        let change = SchemaChange {
+            source,
+            database: default_db.to_string(),
+            kind: ddl.kind().to_string(),
+            ddl: Some(sql.to_string()),
+            tables: changes,
+        };
+        tracing::info!(kind = %change.kind, id = %change.id(), tables = change.tables.len(), "schema change");
+
+        // New shapes: their schemas, and topics for new names.
+        let prefix = out.prefix().to_string();
+        let mut new_topics = Vec::new();
+        let mut new_ctx = Vec::new();
+        for t in &change.tables {
+            if let Some(def) = &t.definition {
+                let ctx = TableCtx::new(&prefix, def.clone())?;
+                if let Some(k) = &ctx.codec.key {
+                    out.publish_schema(k).await?;
+                }
+                out.publish_schema(&ctx.codec.value).await?;
+                if !tables.contains_key(&t.id) {
+                    new_topics.push(ctx.topic.clone());
+                }
+                new_ctx.push(ctx);
+            }
+        }
+        out.ensure_table_topics(&new_topics).await?;
+
+        // The markers, then the history.
+        let id = change.id();
+        let key = encode_key(&id);
+        let value = change.encode()?;
+        for t in &change.tables {
+            let topic = topics::table_topic(&prefix, &t.id.database, &t.id.table);
+            let partitions = out.partitions(&topic)?;
+            for p in 0..partitions {
+                out.send(&topic, Some(&key), Some(&value), Some(p), || {
+                    format!("schema change {id} marker for {}", t.id)
+                })
+                .await?;
+            }
+        }
+        out.send(
+            &topics::schema_changes_topic(&prefix),
+            Some(id.as_bytes()),
+            Some(&value),
+            None,
+            || format!("schema change {id}"),
+        )
+        .await?;
+        out.flush().await?;
+
+        // From here on, rows use the new shapes.
+        for t in &change.tables {
+            if t.definition.is_none() {
+                tables.remove(&t.id);
+            }
+        }
+        for ctx in new_ctx {
+            tables.insert(ctx.schema.id.clone(), ctx);
+        }
+        Ok(())
+    }
+
+    async fn table_changes(
+        &mut self,
+        effect: &TableEffect,
+        tables: &HashMap<TableId, Arc<TableCtx>>,
+        out: &mut Vec<TableChange>,
+    ) -> Result<(), SourceError> {
+        let mut push = |id: &TableId, effect, definition| {
+            out.push(TableChange {
+                id: id.clone(),
+                effect,
+                definition,
+            })
+        };
+        match effect {
+            TableEffect::Created(id) | TableEffect::Altered(id) | TableEffect::Truncated(id) => {
+                if !self.selected(&id.database) {
+                    return Ok(());
+                }
+                let kind = match effect {
+                    TableEffect::Created(_) => ChangeEffect::Created,
+                    TableEffect::Altered(_) => ChangeEffect::Altered,
+                    _ => ChangeEffect::Truncated,
+                };
+                let def = self.definition(id).await?;
+                if def.is_none() {
+                    tracing::warn!(table = %id, "a table named by a schema change no longer exists at the source; it is treated as dropped");
+                }
+                let kind = if def.is_none() {
+                    ChangeEffect::Dropped
+                } else {
+                    kind
+                };
+                push(id, kind, def);
+            }
+            TableEffect::Dropped(id) => {
+                if tables.contains_key(id) {
+                    push(id, ChangeEffect::Dropped, None);
+                }
+            }
+            TableEffect::Renamed { from, to } => {
+                let (from_selected, to_selected) =
+                    (tables.contains_key(from), self.selected(&to.database));
+                if from_selected {
+                    push(from, ChangeEffect::RenamedFrom, None);
+                    if !to_selected {
+                        tracing::warn!(from = %from, to = %to, "a table was renamed out of the selected databases: it is no longer synchronized");
+                    }
+                }
+                if to_selected {
+                    if !from_selected {
+                        tracing::warn!(from = %from, to = %to, "a table was renamed into a selected database: its rows from before the rename are not at the destination; only later changes will be");
+                    }
+                    let def = self.definition(to).await?;
+                    push(to, ChangeEffect::RenamedTo, def);
+                }
+            }
+        }
+        Ok(())
+    }
+}
