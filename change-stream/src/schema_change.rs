@@ -80,9 +80,19 @@ impl SchemaChange {
         }
     }
 
-    /// Identifies a statement: its binlog file and offset.
+    /// Identifies a statement by its binlog file and offset, a definition by
+    /// when it was read and its table.
     pub fn id(&self) -> String {
-        format!("{}:{}", self.source.file, self.source.pos)
+        if self.kind == DEFINITION {
+            let table = self
+                .tables
+                .first()
+                .map(|t| t.id.to_string())
+                .unwrap_or_default();
+            format!("definition:{}:{table}", self.source.ts_ms)
+        } else {
+            format!("{}:{}", self.source.file, self.source.pos)
+        }
     }
 }
 

@@ -77,6 +77,19 @@ pub struct ApplySection {
     /// sent alone.
     #[serde(default = "defaults::statement_max_bytes")]
     pub statement_max_bytes: usize,
+    /// A schema change that fails at the destination: `continue` (log it,
+    /// record it in `<state_database>.ddl_failures`, go on) or `stop`.
+    #[serde(default)]
+    pub on_ddl_error: DdlErrorPolicy,
+}
+
+/// See [`ApplySection::on_ddl_error`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DdlErrorPolicy {
+    #[default]
+    Continue,
+    Stop,
 }
 
 impl Default for ApplySection {
@@ -86,6 +99,7 @@ impl Default for ApplySection {
             batch_max_bytes: defaults::batch_max_bytes(),
             batch_linger_ms: defaults::batch_linger_ms(),
             statement_max_bytes: defaults::statement_max_bytes(),
+            on_ddl_error: DdlErrorPolicy::default(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Input {
     pub consumer: StreamConsumer,
     prefix: String,
     assigned: HashSet<Partition>,
+    /// Partitions per topic, as last listed.
+    partition_counts: HashMap<String, i32>,
 }
 
 impl Input {
@@ -56,6 +58,7 @@ impl Input {
             consumer,
             prefix: kafka.topic_prefix.clone(),
             assigned: HashSet::new(),
+            partition_counts: HashMap::new(),
         })
     }
 
@@ -71,10 +74,14 @@ impl Input {
             .map_err(|e| SinkError::Kafka(format!("cannot list topics: {}", describe(&e))))?;
         let mut tpl = TopicPartitionList::new();
         let mut added = Vec::new();
+        let schema_changes = topics::schema_changes_topic(&self.prefix);
         for t in metadata.topics() {
-            if !topics::is_table_topic(&self.prefix, t.name()) || t.error().is_some() {
+            let ours = topics::is_table_topic(&self.prefix, t.name()) || t.name() == schema_changes;
+            if !ours || t.error().is_some() {
                 continue;
             }
+            self.partition_counts
+                .insert(t.name().to_string(), t.partitions().len() as i32);
             for p in t.partitions() {
                 let key = (t.name().to_string(), p.id());
                 if self.assigned.contains(&key) {
@@ -100,6 +107,48 @@ impl Input {
             self.assigned.insert(key);
         }
         Ok(n)
+    }
+
+    /// The number of partitions of a topic, if it has been listed.
+    pub fn partitions(&self, topic: &str) -> Option<i32> {
+        self.partition_counts.get(topic).copied()
+    }
+
+    /// Stops fetching a partition (held at a schema-change marker).
+    pub fn pause(&self, (topic, partition): &Partition) -> Result<(), SinkError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, *partition);
+        self.consumer.pause(&tpl).map_err(|e| {
+            SinkError::Kafka(format!(
+                "cannot pause {topic} [{partition}]: {}",
+                describe(&e)
+            ))
+        })
+    }
+
+    /// Fetches a partition again from `offset`.
+    pub fn resume_at(&self, (topic, partition): &Partition, offset: i64) -> Result<(), SinkError> {
+        self.consumer
+            .seek(
+                topic,
+                *partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            )
+            .map_err(|e| {
+                SinkError::Kafka(format!(
+                    "cannot seek {topic} [{partition}]: {}",
+                    describe(&e)
+                ))
+            })?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, *partition);
+        self.consumer.resume(&tpl).map_err(|e| {
+            SinkError::Kafka(format!(
+                "cannot resume {topic} [{partition}]: {}",
+                describe(&e)
+            ))
+        })
     }
 
     /// Commits offsets to the consumer group, for lag monitoring only.

@@ -1,15 +1,39 @@
-//! Creating tables at the destination from the source's definitions.
+//! Schema at the destination: tables created from the source's definitions,
+//! and DDL statements applied in order with the rows.
 //!
-//! A table missing at the destination is created from the source's own
-//! `SHOW CREATE TABLE`, carried on the schema-changes topic, before its first
-//! rows are applied; its database is created too. Existing tables are left
-//! as they are. (Replicating later DDL is a separate stage.)
+//! ## Order
+//! The source writes each DDL statement on tables as a marker into every
+//! partition of those tables' topics, and once on the schema-changes topic.
+//! The sink consumes all of them. A partition that reaches a marker is
+//! *held*: paused, and whatever it delivers past the marker is dropped (it is
+//! fetched again later). The statement at the head of the schema-changes
+//! queue is applied once every partition it names is held at its marker;
+//! then those partitions resume just past it. So a statement runs after
+//! every row written before it and before every row written after it, for
+//! every table it touches, and statements run in the source's order.
+//!
+//! ## Restarts
+//! The positions reached (the schema-changes offset, and each held
+//! partition's offset past its marker) are stored after the statement runs.
+//! DDL commits on its own in MariaDB, so a crash in between runs the
+//! statement again on restart; errors that only say it is already done
+//! (table exists, unknown column ...) are then taken as success.
+//!
+//! A table's definition as the source read it at start is a schema change
+//! too, with markers before the table's rows: the sink creates the table
+//! (and its database) from the source's own `SHOW CREATE TABLE` if it is
+//! missing, before applying them.
 
+use std::collections::{HashMap, VecDeque};
+
+use change_stream::schema_change::SchemaChange;
 use change_stream::table::{quote_ident, TableSchema};
+use change_stream::topics;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 use crate::error::{from_mysql, SinkError};
+use crate::state::{Partition, RecordOrder};
 
 /// Whether the table exists at the destination.
 pub async fn table_exists(conn: &mut Conn, table: &TableSchema) -> Result<bool, SinkError> {
@@ -47,4 +71,131 @@ pub async fn ensure_table(conn: &mut Conn, table: &TableSchema) -> Result<bool, 
         .map_err(|e| from_mysql(&format!("cannot create table {}", table.id), e))?;
     tracing::info!(table = %table.id, "created table at the destination");
     Ok(true)
+}
+
+/// A schema change waiting on the schema-changes topic.
+pub struct Pending {
+    /// Its offset on the schema-changes topic.
+    pub offset: i64,
+    pub order: Option<RecordOrder>,
+    pub change: SchemaChange,
+}
+
+/// Where a held partition stopped.
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub offset: i64,
+    pub id: String,
+    pub order: Option<RecordOrder>,
+}
+
+/// Schema changes read, and partitions held at their markers.
+#[derive(Default)]
+pub struct DdlQueue {
+    pending: VecDeque<Pending>,
+    held: HashMap<Partition, Held>,
+}
+
+impl DdlQueue {
+    pub fn push(&mut self, pending: Pending) {
+        self.pending.push_back(pending);
+    }
+
+    pub fn hold(&mut self, partition: Partition, held: Held) {
+        self.held.insert(partition, held);
+    }
+
+    /// Whether the schema change at `offset` is already queued.
+    pub fn queued(&self, offset: i64) -> bool {
+        self.pending.iter().any(|p| p.offset == offset)
+    }
+
+    pub fn is_held(&self, partition: &Partition) -> bool {
+        self.held.contains_key(partition)
+    }
+
+    /// The topics the head statement waits on, whose partitions are not all
+    /// known yet (a table created by it).
+    pub fn head(&self) -> Option<&Pending> {
+        self.pending.front()
+    }
+
+    /// If the head statement can run: every partition of every table topic
+    /// it names is held at its marker. `partitions` gives a topic's
+    /// partition count, `None` when the topic is not known yet.
+    pub fn ready(
+        &self,
+        prefix: &str,
+        partitions: impl Fn(&str) -> Option<i32>,
+    ) -> Option<Vec<(Partition, Held)>> {
+        let head = self.pending.front()?;
+        let id = head.change.id();
+        let mut held = Vec::new();
+        for t in &head.change.tables {
+            let topic = topics::table_topic(prefix, &t.id.database, &t.id.table);
+            for p in 0..partitions(&topic)? {
+                let key = (topic.clone(), p);
+                match self.held.get(&key) {
+                    Some(h) if h.id == id => held.push((key, h.clone())),
+                    _ => return None,
+                }
+            }
+        }
+        Some(held)
+    }
+
+    /// Removes the head statement and releases its partitions.
+    pub fn pop(&mut self, released: &[(Partition, Held)]) -> Option<Pending> {
+        for (p, _) in released {
+            self.held.remove(p);
+        }
+        self.pending.pop_front()
+    }
+}
+
+/// What running a statement at the destination came to.
+pub enum Outcome {
+    Applied,
+    /// It had already been applied (a restart after it ran).
+    AlreadyApplied(String),
+    Failed(String),
+}
+
+/// Errors that mean the statement's effect is already there.
+const ALREADY_DONE: [u16; 12] = [
+    1007, // database exists
+    1008, // database does not exist (DROP)
+    1050, // table exists
+    1051, // unknown table (DROP)
+    1060, // duplicate column
+    1061, // duplicate key name
+    1091, // cannot drop: does not exist
+    1146, // table does not exist
+    1304, // routine exists
+    1305, // routine does not exist
+    1359, // trigger exists
+    1360, // trigger does not exist
+];
+
+/// Runs a statement at the destination in its default database.
+pub async fn execute(conn: &mut Conn, change: &SchemaChange) -> Result<Outcome, SinkError> {
+    let Some(ddl) = &change.ddl else {
+        return Ok(Outcome::Applied);
+    };
+    let db = quote_ident(&change.database);
+    if !change.database.is_empty() {
+        // The database may not exist (yet) at the destination; the statement
+        // itself then fails or creates it.
+        let _ = conn.query_drop(format!("USE {db}")).await;
+    }
+    match conn.query_drop(ddl.as_str()).await {
+        Ok(()) => Ok(Outcome::Applied),
+        Err(mysql_async::Error::Server(e)) if ALREADY_DONE.contains(&e.code) => Ok(
+            Outcome::AlreadyApplied(format!("{} (error {})", e.message, e.code)),
+        ),
+        Err(mysql_async::Error::Server(e)) => {
+            Ok(Outcome::Failed(format!("{} (error {})", e.message, e.code)))
+        }
+        Err(e) => Err(from_mysql("cannot run a schema change", e)),
+    }
 }

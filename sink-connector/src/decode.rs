@@ -130,9 +130,14 @@ impl Registry {
         Ok((record, shape))
     }
 
-    /// Every table definition known.
-    pub fn definitions(&self) -> impl Iterator<Item = &TableSchema> {
-        self.definitions.values().map(|d| d.as_ref())
+    /// Takes the tables' shapes after a schema change as their definitions.
+    pub fn apply_change(&mut self, change: &SchemaChange) {
+        for t in &change.tables {
+            match &t.definition {
+                Some(def) => self.definitions.insert(t.id.clone(), Arc::new(def.clone())),
+                None => self.definitions.remove(&t.id),
+            };
+        }
     }
 
     /// The definition of a table, reading the schema-changes topic again if

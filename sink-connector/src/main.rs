@@ -20,14 +20,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use change_stream::schema_change::{SchemaChange, DEFINITION};
 use change_stream::table::TableId;
+use change_stream::topics;
 use clap::{Parser, Subcommand};
 use rdkafka::Message;
 use tokio::sync::watch;
 
 use crate::apply::{Applier, Change};
-use crate::config::Config;
+use crate::config::{Config, DdlErrorPolicy};
 use crate::consume::Input;
+use crate::ddl::{DdlQueue, Held, Pending};
 use crate::decode::Registry;
 use crate::error::SinkError;
 use crate::state::{record_order, Partition, PartitionState};
@@ -51,6 +54,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// List the schema changes that failed at the destination.
+    FailedDdl {
+        /// Path of the TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +67,7 @@ fn main() -> ExitCode {
     change_stream::process::run_main("sink-connector", async {
         match cli.command {
             Command::Run { config } => run(Config::load(&config)?).await,
+            Command::FailedDdl { config } => failed_ddl(Config::load(&config)?).await,
         }
     })
 }
@@ -142,10 +152,13 @@ async fn sync(
     let mut input = Input::new(client_config, &config.kafka)?;
     let mut ready: HashSet<TableId> = HashSet::new();
     input.discover(&applied)?;
-    create_tables(&mut applier, registry, &mut ready).await?;
     let mut last_discovery = Instant::now();
     let linger = Duration::from_millis(config.apply.batch_linger_ms);
     let refresh = Duration::from_secs(config.kafka.topic_refresh_secs);
+    let prefix = config.kafka.topic_prefix.as_str();
+    let schema_changes = topics::schema_changes_topic(prefix);
+    let marker_fingerprint = change_stream::schema_change::schema().fingerprint;
+    let mut ddl_queue = DdlQueue::default();
     tracing::info!(partitions = applied.len(), "sink connector started");
 
     loop {
@@ -153,12 +166,7 @@ async fn sync(
             return Ok(());
         }
         if last_discovery.elapsed() >= refresh {
-            if input.discover(&applied)? > 0 {
-                // New table topics: their tables exist at the destination
-                // even before (or without) any row.
-                registry.refresh_definitions().await?;
-                create_tables(&mut applier, registry, &mut ready).await?;
-            }
+            input.discover(&applied)?;
             last_discovery = Instant::now();
         }
         // Collect a batch: up to the limits, or what arrives within the
@@ -195,16 +203,59 @@ async fn sync(
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
             count += 1;
             let key: Partition = (msg.topic().to_string(), msg.partition());
+            if key.0 == schema_changes {
+                // Schema changes queue up; they run in order, below.
+                let st = applied.get(&key).cloned().unwrap_or_default();
+                if msg.offset() < st.next_offset || ddl_queue.queued(msg.offset()) {
+                    continue;
+                }
+                let Some(payload) = msg.payload() else {
+                    continue;
+                };
+                let change = SchemaChange::decode(payload)?;
+                let order = change.source.event_order().map(|o| (o, 0));
+                ddl_queue.push(Pending {
+                    offset: msg.offset(),
+                    order,
+                    change,
+                });
+                continue;
+            }
+            if ddl_queue.is_held(&key) {
+                continue; // past a marker: fetched again once it is applied
+            }
             let st = touched
                 .entry(key.clone())
                 .or_insert_with(|| applied.get(&key).cloned().unwrap_or_default());
             if msg.offset() < st.next_offset {
                 continue; // already applied
             }
-            st.next_offset = msg.offset() + 1;
             let Some(payload) = msg.payload() else {
+                st.next_offset = msg.offset() + 1;
+                continue; // tombstone
+            };
+            if change_stream::avro::split_single_object(payload)
+                .is_ok_and(|(fp, _)| fp == marker_fingerprint)
+            {
+                // A schema-change marker: this partition waits for it.
+                let change = SchemaChange::decode(payload)?;
+                let order = change.source.event_order().map(|o| (o, 0));
+                if order.is_some_and(|o| st.last.is_some_and(|last| o <= last)) {
+                    st.next_offset = msg.offset() + 1; // sent again by the source
+                    continue;
+                }
+                ddl_queue.hold(
+                    key.clone(),
+                    Held {
+                        offset: msg.offset(),
+                        id: change.id(),
+                        order,
+                    },
+                );
+                input.pause(&key)?;
                 continue;
-            }; // tombstone
+            }
+            st.next_offset = msg.offset() + 1;
             bytes += payload.len();
             let (record, table) = registry.decode(payload).await.map_err(|e| {
                 SinkError::Record(format!(
@@ -230,17 +281,88 @@ async fn sync(
             }
             changes.push(Change { table, record });
         }
-        if touched.is_empty() {
-            continue;
+        if !touched.is_empty() {
+            apply_batch(
+                config,
+                &mut applier,
+                registry,
+                &mut input,
+                &mut ready,
+                &changes,
+                &touched,
+            )
+            .await?;
+            applied.extend(touched);
         }
-        for c in &changes {
+        // Schema changes whose partitions have all reached their markers.
+        while let Some(head) = ddl_queue.head() {
+            let Some(released) = ddl_queue.ready(prefix, |t| input.partitions(t)) else {
+                // A topic it names may be new: look for it soon.
+                if head.change.tables.iter().any(|t| {
+                    input
+                        .partitions(&topics::table_topic(prefix, &t.id.database, &t.id.table))
+                        .is_none()
+                }) {
+                    last_discovery = Instant::now() - refresh;
+                }
+                break;
+            };
+            let pending = ddl_queue.pop(&released).expect("a head");
+            apply_schema_change(config, &mut applier, registry, &mut ready, &pending).await?;
+            let mut positions: Vec<(Partition, PartitionState)> = vec![(
+                (schema_changes.clone(), 0),
+                PartitionState {
+                    next_offset: pending.offset + 1,
+                    last: pending.order.or(applied
+                        .get(&(schema_changes.clone(), 0))
+                        .and_then(|s| s.last)),
+                },
+            )];
+            for (p, held) in &released {
+                positions.push((
+                    p.clone(),
+                    PartitionState {
+                        next_offset: held.offset + 1,
+                        last: held.order.or(applied.get(p).and_then(|s| s.last)),
+                    },
+                ));
+            }
+            let refs: Vec<(&Partition, &PartitionState)> =
+                positions.iter().map(|(p, s)| (p, s)).collect();
+            applier
+                .apply(
+                    &[],
+                    &state::save_sql(state_db, &config.kafka.group_id, &refs),
+                )
+                .await?;
+            for (p, held) in &released {
+                input.resume_at(p, held.offset + 1)?;
+            }
+            applied.extend(positions);
+        }
+    }
+}
+
+/// Applies one batch of row changes with the positions they reach.
+async fn apply_batch(
+    config: &Config,
+    applier: &mut Applier,
+    registry: &mut Registry,
+    input: &mut Input,
+    ready: &mut HashSet<TableId>,
+    changes: &[Change],
+    touched: &HashMap<Partition, PartitionState>,
+) -> Result<(), SinkError> {
+    let state_db = &config.destination.state_database;
+    {
+        for c in changes {
             if !ready.contains(&c.table.id) {
                 let definition = registry.definition(&c.table.id).await?;
                 ddl::ensure_table(applier.conn(), &definition).await?;
                 ready.insert(c.table.id.clone());
             }
         }
-        let statements = apply::plan(&changes, applier.max_statement_bytes)?;
+        let statements = apply::plan(changes, applier.max_statement_bytes)?;
         let mut positions: Vec<(&Partition, &PartitionState)> = touched.iter().collect();
         positions.sort_by(|a, b| a.0.cmp(b.0));
         let state_sql = state::save_sql(state_db, &config.kafka.group_id, &positions);
@@ -251,22 +373,92 @@ async fn sync(
             statements = statements.len(),
             "batch applied"
         );
-        applied.extend(touched);
     }
+    Ok(())
 }
 
-/// Creates, at the destination, every table the source has published a
-/// definition of and that does not exist yet.
-async fn create_tables(
+/// Runs one schema change at the destination (or, for a definition,
+/// creates the table if it is missing).
+async fn apply_schema_change(
+    config: &Config,
     applier: &mut Applier,
-    registry: &Registry,
+    registry: &mut Registry,
     ready: &mut HashSet<TableId>,
+    pending: &Pending,
 ) -> Result<(), SinkError> {
-    for table in registry.definitions() {
-        if !ready.contains(&table.id) {
-            ddl::ensure_table(applier.conn(), table).await?;
-            ready.insert(table.id.clone());
+    let change = &pending.change;
+    registry.apply_change(change);
+    if change.kind == DEFINITION {
+        for t in &change.tables {
+            if let Some(def) = &t.definition {
+                if !ready.contains(&t.id) {
+                    ddl::ensure_table(applier.conn(), def).await?;
+                    ready.insert(t.id.clone());
+                }
+            }
+        }
+        return Ok(());
+    }
+    match ddl::execute(applier.conn(), change).await? {
+        ddl::Outcome::Applied => {
+            tracing::info!(kind = %change.kind, id = %change.id(), "schema change applied")
+        }
+        ddl::Outcome::AlreadyApplied(why) => {
+            tracing::info!(kind = %change.kind, id = %change.id(), reason = %why, "schema change already applied")
+        }
+        ddl::Outcome::Failed(error) => {
+            let statement: String = change
+                .ddl
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect();
+            if config.apply.on_ddl_error == DdlErrorPolicy::Stop {
+                return Err(SinkError::Destination(format!(
+                    "schema change {} failed: {error}: {statement} (apply.on_ddl_error = stop)",
+                    change.id()
+                )));
+            }
+            tracing::error!(id = %change.id(), %error, statement = %statement, "schema change failed at the destination; recorded in ddl_failures, going on (apply.on_ddl_error = continue)");
+            state::record_failure(
+                applier.conn(),
+                &config.destination.state_database,
+                &config.kafka.topic_prefix,
+                change,
+                &error,
+            )
+            .await?;
         }
     }
+    for t in &change.tables {
+        if t.definition.is_some() {
+            ready.insert(t.id.clone());
+        } else {
+            ready.remove(&t.id);
+        }
+    }
+    Ok(())
+}
+
+/// Prints the failed schema changes, one block each.
+async fn failed_ddl(config: Config) -> Result<(), SinkError> {
+    let mut applier = Applier::connect(
+        &config.destination.url,
+        config.destination.connect_timeout_secs,
+        config.apply.statement_max_bytes,
+    )
+    .await?;
+    state::ensure_table(applier.conn(), &config.destination.state_database).await?;
+    let failures = state::failures(
+        applier.conn(),
+        &config.destination.state_database,
+        &config.kafka.topic_prefix,
+    )
+    .await?;
+    for (at, position, database, statement, error) in &failures {
+        println!("{at}  {position}  database {database}\n  error: {error}\n  {statement}\n");
+    }
+    println!("{} failed schema change(s)", failures.len());
     Ok(())
 }

@@ -78,7 +78,64 @@ pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkErr
     ))
     .await
     .map_err(|e| from_mysql("cannot create the state table", e))?;
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {db}.`ddl_failures` (\
+           `id` BIGINT AUTO_INCREMENT PRIMARY KEY, \
+           `failed_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+           `topic_prefix` VARCHAR(255) NOT NULL, \
+           `source_position` VARCHAR(255) NOT NULL, \
+           `default_database` VARCHAR(64) NOT NULL, \
+           `statement` LONGTEXT NOT NULL, \
+           `error` TEXT NOT NULL\
+         ) ENGINE=InnoDB COMMENT='schema changes that failed at the destination'"
+    ))
+    .await
+    .map_err(|e| from_mysql("cannot create the ddl_failures table", e))?;
     Ok(())
+}
+
+/// Records a schema change that failed at the destination.
+pub async fn record_failure(
+    conn: &mut Conn,
+    database: &str,
+    prefix: &str,
+    change: &change_stream::schema_change::SchemaChange,
+    error: &str,
+) -> Result<(), SinkError> {
+    conn.exec_drop(
+        format!(
+            "INSERT INTO {}.`ddl_failures` (`topic_prefix`, `source_position`, `default_database`, `statement`, `error`) VALUES (?, ?, ?, ?, ?)",
+            quote_ident(database)
+        ),
+        (
+            prefix,
+            format!("{} ({})", change.id(), change.source.gtid.as_deref().unwrap_or("")),
+            change.database.as_str(),
+            change.ddl.as_deref().unwrap_or(""),
+            error,
+        ),
+    )
+    .await
+    .map_err(|e| from_mysql("cannot record a failed schema change", e))
+}
+
+/// The failed schema changes of a prefix, oldest first: (when, position,
+/// database, statement, error).
+pub async fn failures(
+    conn: &mut Conn,
+    database: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String, String, String, String)>, SinkError> {
+    conn.exec(
+        format!(
+            "SELECT CAST(`failed_at` AS CHAR), `source_position`, `default_database`, `statement`, `error` \
+             FROM {}.`ddl_failures` WHERE `topic_prefix` = ? ORDER BY `id`",
+            quote_ident(database)
+        ),
+        (prefix,),
+    )
+    .await
+    .map_err(|e| from_mysql("cannot read the failed schema changes", e))
 }
 
 pub async fn load(

@@ -271,6 +271,9 @@ impl BinlogReader {
             {
                 self.send_checkpoint(out, source_server_id).await?;
                 last_checkpoint = std::time::Instant::now();
+                if schema_changed {
+                    out.flush().await?;
+                }
             }
             if let Some(stop) = stop {
                 let reached = end != 0

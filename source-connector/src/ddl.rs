@@ -142,28 +142,7 @@ impl DdlContext {
         }
         out.ensure_table_topics(&new_topics).await?;
 
-        // The markers, then the history.
-        let id = change.id();
-        let key = encode_key(&id);
-        let value = change.encode()?;
-        for t in &change.tables {
-            let topic = topics::table_topic(&prefix, &t.id.database, &t.id.table);
-            let partitions = out.partitions(&topic)?;
-            for p in 0..partitions {
-                out.send(&topic, Some(&key), Some(&value), Some(p), || {
-                    format!("schema change {id} marker for {}", t.id)
-                })
-                .await?;
-            }
-        }
-        out.send(
-            &topics::schema_changes_topic(&prefix),
-            Some(id.as_bytes()),
-            Some(&value),
-            None,
-            || format!("schema change {id}"),
-        )
-        .await?;
+        publish(out, &change).await?;
         out.flush().await?;
 
         // From here on, rows use the new shapes.
@@ -237,4 +216,31 @@ impl DdlContext {
         }
         Ok(())
     }
+}
+
+/// Writes a schema change as a marker into every partition of the topics of
+/// the tables it acts on, then on the schema-changes topic.
+pub async fn publish(out: &mut Output, change: &SchemaChange) -> Result<(), SourceError> {
+    let prefix = out.prefix().to_string();
+    let id = change.id();
+    let key = encode_key(&id);
+    let value = change.encode()?;
+    for t in &change.tables {
+        let topic = topics::table_topic(&prefix, &t.id.database, &t.id.table);
+        let partitions = out.partitions(&topic)?;
+        for p in 0..partitions {
+            out.send(&topic, Some(&key), Some(&value), Some(p), || {
+                format!("schema change {id} marker for {}", t.id)
+            })
+            .await?;
+        }
+    }
+    out.send(
+        &topics::schema_changes_topic(&prefix),
+        Some(id.as_bytes()),
+        Some(&value),
+        None,
+        || format!("schema change {id}"),
+    )
+    .await
 }

@@ -220,14 +220,12 @@ async fn run(config: Config) -> Result<(), SourceError> {
         })
         .collect();
     check_topic_names(&tables)?;
-    // Definitions first, then the table topics: a sink that finds a table
-    // topic finds its definition too.
-    let mut out = Output::new(client_config.clone(), kafka, stored.clone())?;
-    publish_definitions(&mut out, &tables, source_server_id).await?;
-    out.flush().await?;
     change_stream::kafka::ensure_topics(&client_config, &table_topics)
         .await
         .map_err(|e| SourceError::Kafka(e.to_string()))?;
+    let mut out = Output::new(client_config.clone(), kafka, stored.clone())?;
+    publish_definitions(&mut out, &tables, source_server_id).await?;
+    out.flush().await?;
     tracing::info!(tables = tables.len(), position = ?stored.as_ref().map(|p| p.gtid.to_string()), "source connector started");
 
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -312,7 +310,9 @@ fn check_topic_names(tables: &[Arc<TableCtx>]) -> Result<(), SourceError> {
     Ok(())
 }
 
-/// Publishes every table's schemas and definition before any of its rows.
+/// Publishes every table's schemas, and its definition as a schema change
+/// (with a marker at the head of its topic, before any row written from
+/// now on, so that the sink creates the table before applying them).
 async fn publish_definitions(
     out: &mut Output,
     tables: &[Arc<TableCtx>],
@@ -320,7 +320,9 @@ async fn publish_definitions(
 ) -> Result<(), SourceError> {
     out.publish_schema(change_stream::schema_change::schema())
         .await?;
-    let topic = topics::schema_changes_topic(out.prefix());
+    out.publish_schema(change_stream::schema_change::key_schema())
+        .await?;
+    let now = binlog::now_ms();
     for t in tables {
         if let Some(k) = &t.codec.key {
             out.publish_schema(k).await?;
@@ -337,17 +339,12 @@ async fn publish_definitions(
                 row: 0,
                 db: t.schema.id.database.clone(),
                 table: Some(t.schema.id.table.clone()),
-                ts_ms: binlog::now_ms(),
+                ts_ms: now,
                 snapshot: true,
             },
             t.schema.clone(),
         );
-        let key = t.schema.id.to_string();
-        let bytes = change.encode()?;
-        out.send(&topic, Some(key.as_bytes()), Some(&bytes), None, || {
-            format!("definition of {}", t.schema.id)
-        })
-        .await?;
+        ddl::publish(out, &change).await?;
     }
     Ok(())
 }

@@ -78,12 +78,12 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
             let topic = topic.clone();
             async move {
                 let n = read_topic(&topic)?.len();
-                Ok((n < 6).then(|| format!("{n} records")))
+                Ok((n < 7).then(|| format!("{n} records")))
             }
         },
     )
     .await?;
-    let messages = read_topic(&topic)?;
+    let mut messages = read_topic(&topic)?;
     source.stop()?;
 
     let mut schemas = HashMap::new();
@@ -94,6 +94,14 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
         );
         schemas.insert(k, apache_avro::Schema::parse_str(&v)?);
     }
+
+    // The topic starts with the table's definition, a schema-change marker
+    // (its key a tributary.SchemaChangeKey), before any row.
+    let (marker_key, marker) = messages.remove(0);
+    let marker = decode(&schemas, marker.as_ref().unwrap());
+    assert_eq!(field(&marker, "kind"), &Value::String("DEFINITION".into()));
+    let marker_key = decode(&schemas, marker_key.as_ref().unwrap());
+    assert!(matches!(field(&marker_key, "id"), Value::String(id) if id.starts_with("definition:")));
 
     let ops: Vec<String> = messages
         .iter()
