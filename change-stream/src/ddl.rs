@@ -82,10 +82,17 @@ impl Tok {
 }
 
 fn tokenize(sql: &str) -> Vec<Tok> {
+    tokenize_spans(sql).0
+}
+
+/// The tokens, and where each starts (a char index into `sql`).
+fn tokenize_spans(sql: &str) -> (Vec<Tok>, Vec<usize>) {
     let b: Vec<char> = sql.chars().collect();
     let mut out = Vec::new();
+    let mut starts = Vec::new();
     let mut i = 0;
     while i < b.len() {
+        let (tok_start, before) = (i, out.len());
         let c = b[i];
         if c.is_whitespace() {
             i += 1;
@@ -164,8 +171,11 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             out.push(Tok::Punct(c));
             i += 1;
         }
+        if out.len() > before {
+            starts.push(tok_start);
+        }
     }
-    out
+    (out, starts)
 }
 
 struct Parser<'a> {
@@ -482,6 +492,116 @@ fn classify_tokens(p: &mut Parser<'_>) -> Option<Ddl> {
     None
 }
 
+/// The session variable the sink sets on its connections: a guarded
+/// trigger does nothing in a session where it is set.
+pub const APPLY_VARIABLE: &str = "@tributary_apply";
+const GUARD_OPEN: &str = "IF @tributary_apply IS NULL THEN ";
+const GUARD_CLOSE: &str = "; END IF";
+
+/// Rewrites `CREATE ... TRIGGER ... FOR EACH ROW <body>` so that the body
+/// runs only in sessions without [`APPLY_VARIABLE`]: rows the sink applies
+/// do not fire it again. `None` when `sql` is not a CREATE TRIGGER or is
+/// guarded already.
+pub fn guard_trigger(sql: &str) -> Option<String> {
+    if !matches!(classify(sql, ""), Ddl::Object { kind, .. } if kind == "CREATE TRIGGER") {
+        return None;
+    }
+    let (toks, starts) = tokenize_spans(sql);
+    let each_row = (0..toks.len().saturating_sub(2)).find(|&i| {
+        toks[i].is_kw("FOR") && toks[i + 1].is_kw("EACH") && toks[i + 2].is_kw("ROW")
+    })?;
+    let mut body = each_row + 3;
+    if toks
+        .get(body)
+        .is_some_and(|t| t.is_kw("FOLLOWS") || t.is_kw("PRECEDES"))
+    {
+        body += 2;
+    }
+    let chars: Vec<char> = sql.chars().collect();
+    let at = *starts.get(body)?;
+    let head: String = chars[..at].iter().collect();
+    let rest: String = chars[at..].iter().collect();
+    let rest = rest.trim_end().trim_end_matches(';').trim_end();
+    if rest.starts_with(GUARD_OPEN) {
+        return None;
+    }
+    Some(format!("{head}{GUARD_OPEN}{rest}{GUARD_CLOSE}"))
+}
+
+/// The trigger statement without the guard [`guard_trigger`] added.
+pub fn unguard_trigger(sql: &str) -> String {
+    match sql.find(GUARD_OPEN) {
+        Some(at) if sql.trim_end().ends_with(GUARD_CLOSE) => {
+            let body = sql.trim_end().strip_suffix(GUARD_CLOSE).unwrap_or(sql);
+            format!("{}{}", &body[..at], &body[at + GUARD_OPEN.len()..])
+        }
+        _ => sql.to_string(),
+    }
+}
+
+/// The `DEFINER = user@host` clause of a CREATE or ALTER statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Definer {
+    pub user: String,
+    pub host: String,
+    /// Where the clause is, as char indexes into the statement.
+    range: (usize, usize),
+}
+
+impl Definer {
+    /// The statement with the clause replaced by `DEFINER=CURRENT_USER`.
+    pub fn replace_with_current_user(&self, sql: &str) -> String {
+        let chars: Vec<char> = sql.chars().collect();
+        let head: String = chars[..self.range.0].iter().collect();
+        let tail: String = chars[self.range.1..].iter().collect();
+        format!("{head}DEFINER=CURRENT_USER {tail}")
+    }
+}
+
+/// Finds the DEFINER clause naming an account (not `CURRENT_USER`).
+pub fn definer(sql: &str) -> Option<Definer> {
+    let (toks, starts) = tokenize_spans(sql);
+    let chars: Vec<char> = sql.chars().collect();
+    // Only in the statement's head, before the object keyword.
+    let d = toks
+        .iter()
+        .take(12)
+        .position(|t| t.is_kw("DEFINER"))?;
+    let mut i = d + 1;
+    if toks.get(i) == Some(&Tok::Punct('=')) {
+        i += 1;
+    }
+    // The text of token `k`: an identifier's name, or a string's content.
+    let text = |k: usize| -> Option<String> {
+        match toks.get(k)? {
+            Tok::Ident { text, .. } => Some(text.clone()),
+            Tok::Str => {
+                let end = starts.get(k + 1).copied().unwrap_or(chars.len());
+                let raw: String = chars[starts[k]..end].iter().collect();
+                let raw = raw.trim_end();
+                let q = raw.chars().next()?;
+                let inner = raw.strip_prefix(q)?.strip_suffix(q)?;
+                Some(inner.replace(&format!("{q}{q}"), &q.to_string()))
+            }
+            Tok::Punct(_) => None,
+        }
+    };
+    let user = text(i)?;
+    if user.eq_ignore_ascii_case("CURRENT_USER") && !matches!(toks.get(i), Some(Tok::Str)) {
+        return None;
+    }
+    if toks.get(i + 1) != Some(&Tok::Punct('@')) {
+        return None; // a role
+    }
+    let host = text(i + 2)?;
+    let end = starts.get(i + 3).copied().unwrap_or(chars.len());
+    Some(Definer {
+        user,
+        host,
+        range: (starts[d], end),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,5 +739,35 @@ mod tests {
         );
         assert_eq!(classify("GRANT ALL ON *.* TO x", "shop"), Ddl::Other);
         assert_eq!(classify("ANALYZE TABLE t", "shop"), Ddl::Other);
+    }
+    #[test]
+    fn trigger_guard() {
+        let sql = "CREATE DEFINER=`root`@`localhost` TRIGGER t1 AFTER INSERT ON o FOR EACH ROW INSERT INTO a VALUES (NEW.id)";
+        let g = guard_trigger(sql).unwrap();
+        assert_eq!(
+            g,
+            "CREATE DEFINER=`root`@`localhost` TRIGGER t1 AFTER INSERT ON o FOR EACH ROW IF @tributary_apply IS NULL THEN INSERT INTO a VALUES (NEW.id); END IF"
+        );
+        assert_eq!(guard_trigger(&g), None);
+        assert_eq!(unguard_trigger(&g), sql);
+        let sql = "create trigger t2 before update on o for each row follows t1 begin set new.v = 1; end;";
+        let g = guard_trigger(sql).unwrap();
+        assert!(g.ends_with("follows t1 IF @tributary_apply IS NULL THEN begin set new.v = 1; end; END IF"), "{g}");
+        assert_eq!(guard_trigger("CREATE VIEW v AS SELECT 1"), None);
+    }
+
+    #[test]
+    fn definers() {
+        let sql = "CREATE DEFINER=`gh``ost`@`%` SQL SECURITY DEFINER VIEW v AS SELECT 1";
+        let d = definer(sql).unwrap();
+        assert_eq!((d.user.as_str(), d.host.as_str()), ("gh`ost", "%"));
+        assert_eq!(
+            d.replace_with_current_user(sql),
+            "CREATE DEFINER=CURRENT_USER SQL SECURITY DEFINER VIEW v AS SELECT 1"
+        );
+        let d = definer("CREATE DEFINER = 'it''s'@'10.0.0.%' PROCEDURE p() SELECT 1").unwrap();
+        assert_eq!((d.user.as_str(), d.host.as_str()), ("it's", "10.0.0.%"));
+        assert_eq!(definer("CREATE DEFINER=CURRENT_USER VIEW v AS SELECT 1"), None);
+        assert_eq!(definer("CREATE VIEW v AS SELECT 1"), None);
     }
 }

@@ -80,16 +80,52 @@ impl SchemaChange {
         }
     }
 
+    /// The definition of a view, routine or trigger as read at start: its
+    /// CREATE statement, run in `database`. A trigger names its table
+    /// (with the table's definition), so that it is created after the rows
+    /// written to the table before it.
+    pub fn object_definition(
+        source: SourceInfo,
+        database: &str,
+        create: String,
+        table: Option<TableSchema>,
+    ) -> Self {
+        SchemaChange {
+            source,
+            database: database.to_string(),
+            kind: DEFINITION.to_string(),
+            ddl: Some(create),
+            tables: table
+                .into_iter()
+                .map(|t| TableChange {
+                    id: t.id.clone(),
+                    effect: ChangeEffect::Defined,
+                    definition: Some(t),
+                })
+                .collect(),
+        }
+    }
+
     /// Identifies a statement by its binlog file and offset, a definition by
-    /// when it was read and its table.
+    /// when it was read and its table (or its statement, for an object).
     pub fn id(&self) -> String {
         if self.kind == DEFINITION {
-            let table = self
-                .tables
-                .first()
-                .map(|t| t.id.to_string())
-                .unwrap_or_default();
-            format!("definition:{}:{table}", self.source.ts_ms)
+            match &self.ddl {
+                Some(ddl) => format!(
+                    "definition:{}:{}:{:016x}",
+                    self.source.ts_ms,
+                    self.database,
+                    crate::avro::fingerprint(ddl)
+                ),
+                None => {
+                    let table = self
+                        .tables
+                        .first()
+                        .map(|t| t.id.to_string())
+                        .unwrap_or_default();
+                    format!("definition:{}:{table}", self.source.ts_ms)
+                }
+            }
         } else {
             format!("{}:{}", self.source.file, self.source.pos)
         }

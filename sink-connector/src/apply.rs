@@ -338,6 +338,8 @@ impl Applier {
             "SET time_zone = '+00:00'",
             "SET NAMES utf8mb4",
             "SET SESSION foreign_key_checks = 0",
+            // Guarded triggers do nothing for rows the sink applies.
+            "SET @tributary_apply = 1",
             "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
         ]);
         let mut conn = match tokio::time::timeout(std::time::Duration::from_secs(timeout_secs), Conn::new(opts)).await {

@@ -15,6 +15,42 @@ pub struct Config {
     pub destination: DestinationSection,
     #[serde(default)]
     pub apply: ApplySection,
+    #[serde(default)]
+    pub schema: SchemaSection,
+}
+
+/// `[schema]`: how the source's schema is created at the destination.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSection {
+    /// How triggers are created: `guard` (they do nothing for the rows the
+    /// sink applies) or `after_full_sync` (as they are, once their table's
+    /// full synchronization is applied).
+    #[serde(default)]
+    pub triggers: TriggerMethod,
+    /// A replicated table that already exists at the destination at first
+    /// start: `fail`, or `ignore` (keep its rows; full synchronization
+    /// keeps existing rows with the same key, incremental overwrites them).
+    #[serde(default)]
+    pub on_conflict: ConflictMode,
+}
+
+/// See [`SchemaSection::triggers`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerMethod {
+    #[default]
+    Guard,
+    AfterFullSync,
+}
+
+/// See [`SchemaSection::on_conflict`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictMode {
+    #[default]
+    Fail,
+    Ignore,
 }
 
 /// `[kafka]`: where the records are.

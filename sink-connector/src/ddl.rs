@@ -177,18 +177,45 @@ const ALREADY_DONE: [u16; 12] = [
     1360, // trigger does not exist
 ];
 
-/// Runs a statement at the destination in its default database.
-pub async fn execute(conn: &mut Conn, change: &SchemaChange) -> Result<Outcome, SinkError> {
-    let Some(ddl) = &change.ddl else {
-        return Ok(Outcome::Applied);
-    };
-    let db = quote_ident(&change.database);
-    if !change.database.is_empty() {
+/// The statement as it is run at the destination: a DEFINER naming an
+/// account the destination does not have becomes `DEFINER=CURRENT_USER`
+/// (with a warning), and a trigger gets the guard when `guard` is set.
+pub async fn prepare(conn: &mut Conn, sql: &str, guard: bool) -> String {
+    let mut sql = sql.to_string();
+    if let Some(d) = change_stream::ddl::definer(&sql) {
+        let exists: Result<Option<i64>, _> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM mysql.user WHERE User = ? AND Host = ?",
+                (d.user.as_str(), d.host.as_str()),
+            )
+            .await;
+        match exists {
+            Ok(Some(n)) if n > 0 => {}
+            Ok(_) => {
+                tracing::warn!(user = %d.user, host = %d.host, "the DEFINER of a statement does not exist at the destination: created with DEFINER=CURRENT_USER (the sink's account) instead");
+                sql = d.replace_with_current_user(&sql);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look up DEFINER accounts at the destination (grant SELECT on mysql.user); the statement keeps its DEFINER");
+            }
+        }
+    }
+    if guard {
+        if let Some(g) = change_stream::ddl::guard_trigger(&sql) {
+            sql = g;
+        }
+    }
+    sql
+}
+
+/// Runs a statement at the destination in `database` (none if empty).
+pub async fn execute(conn: &mut Conn, database: &str, sql: &str) -> Result<Outcome, SinkError> {
+    if !database.is_empty() {
         // The database may not exist (yet) at the destination; the statement
         // itself then fails or creates it.
-        let _ = conn.query_drop(format!("USE {db}")).await;
+        let _ = conn.query_drop(format!("USE {}", quote_ident(database))).await;
     }
-    match conn.query_drop(ddl.as_str()).await {
+    match conn.query_drop(sql).await {
         Ok(()) => Ok(Outcome::Applied),
         Err(mysql_async::Error::Server(e)) if ALREADY_DONE.contains(&e.code) => Ok(
             Outcome::AlreadyApplied(format!("{} (error {})", e.message, e.code)),

@@ -28,7 +28,7 @@ use rdkafka::Message;
 use tokio::sync::watch;
 
 use crate::apply::{Applier, Change};
-use crate::config::{Config, DdlErrorPolicy};
+use crate::config::{Config, DdlErrorPolicy, TriggerMethod};
 use crate::consume::Input;
 use crate::ddl::{DdlQueue, Held, Pending};
 use crate::decode::Registry;
@@ -389,6 +389,7 @@ async fn apply_schema_change(
     let change = &pending.change;
     registry.apply_change(change);
     if change.kind == DEFINITION {
+        // A table (and a trigger's table) is created if it is missing.
         for t in &change.tables {
             if let Some(def) = &t.definition {
                 if !ready.contains(&t.id) {
@@ -397,9 +398,13 @@ async fn apply_schema_change(
                 }
             }
         }
-        return Ok(());
     }
-    match ddl::execute(applier.conn(), change).await? {
+    let Some(statement) = &change.ddl else {
+        return Ok(());
+    };
+    let guard = config.schema.triggers == TriggerMethod::Guard;
+    let sql = ddl::prepare(applier.conn(), statement, guard).await;
+    match ddl::execute(applier.conn(), &change.database, &sql).await? {
         ddl::Outcome::Applied => {
             tracing::info!(kind = %change.kind, id = %change.id(), "schema change applied")
         }
@@ -407,20 +412,14 @@ async fn apply_schema_change(
             tracing::info!(kind = %change.kind, id = %change.id(), reason = %why, "schema change already applied")
         }
         ddl::Outcome::Failed(error) => {
-            let statement: String = change
-                .ddl
-                .as_deref()
-                .unwrap_or("")
-                .chars()
-                .take(300)
-                .collect();
+            let shown: String = sql.chars().take(300).collect();
             if config.apply.on_ddl_error == DdlErrorPolicy::Stop {
                 return Err(SinkError::Destination(format!(
-                    "schema change {} failed: {error}: {statement} (apply.on_ddl_error = stop)",
+                    "schema change {} failed: {error}: {shown} (apply.on_ddl_error = stop)",
                     change.id()
                 )));
             }
-            tracing::error!(id = %change.id(), %error, statement = %statement, "schema change failed at the destination; recorded in ddl_failures, going on (apply.on_ddl_error = continue)");
+            tracing::error!(id = %change.id(), %error, statement = %shown, "schema change failed at the destination; recorded in ddl_failures, going on (apply.on_ddl_error = continue)");
             state::record_failure(
                 applier.conn(),
                 &config.destination.state_database,
@@ -430,6 +429,9 @@ async fn apply_schema_change(
             )
             .await?;
         }
+    }
+    if change.kind == DEFINITION {
+        return Ok(());
     }
     for t in &change.tables {
         if t.definition.is_some() {

@@ -77,6 +77,8 @@ pub struct BinlogReader {
     /// (artificial) rotate event, which can carry trailing checksum bytes.
     known_files: Vec<String>,
     warned_ddl: HashSet<String>,
+    /// Table map ids whose row shape was compared with the definition.
+    checked_maps: HashSet<u64>,
     /// Turns DDL into schema changes; `None` while replaying inside a
     /// snapshot, where DDL is only reported.
     ddl: Option<DdlContext>,
@@ -132,6 +134,7 @@ impl BinlogReader {
             prefix: prefix.to_string(),
             known_files: files,
             warned_ddl: HashSet::new(),
+            checked_maps: HashSet::new(),
             ddl,
         })
     }
@@ -248,6 +251,8 @@ impl BinlogReader {
                         };
                         ddl.handle(out, &mut self.tables, &sql, &schema, source)
                             .await?;
+                        // Shapes are compared again after any schema change.
+                        self.checked_maps.clear();
                         // Store the position after the statement at once: a
                         // restart must not read rows from before it with the
                         // shapes from after it.
@@ -337,8 +342,8 @@ impl BinlogReader {
     }
 
     async fn rows_event(
-        &self,
-        out: &Output,
+        &mut self,
+        out: &mut Output,
         enc: &mut Encoder,
         rows: &RowsEventData<'_>,
         start: u64,
@@ -351,12 +356,17 @@ impl BinlogReader {
             ))
         })?;
         let id = TableId::new(tme.database_name(), tme.table_name());
+        if !self.tables.contains_key(&id) || only.is_some_and(|only| !only.contains(&id)) {
+            return Ok(());
+        }
+        if !self.checked_maps.contains(&rows.table_id()) {
+            self.check_shape(out, &id, rows, start).await?;
+            self.checked_maps.insert(rows.table_id());
+        }
+        let tme = self.stream.get_tme(rows.table_id()).expect("looked up above");
         let Some(ctx) = self.tables.get(&id) else {
             return Ok(());
         };
-        if only.is_some_and(|only| !only.contains(&id)) {
-            return Ok(());
-        }
         let op = match rows {
             RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Create,
             RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => Op::Update,
@@ -408,6 +418,66 @@ impl BinlogReader {
             enc.emit(out, ctx, op, before.as_deref(), after.as_deref(), &source)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Compares the shape of the rows of a table map with the table's
+    /// definition; when they differ (the reader is behind a later DDL, or
+    /// restarted across one), the rows are encoded by the binlog's shape
+    /// from here on, with its schemas published first.
+    async fn check_shape(
+        &mut self,
+        out: &mut Output,
+        id: &TableId,
+        rows: &RowsEventData<'_>,
+        start: u64,
+    ) -> Result<(), SourceError> {
+        let Some(tme) = self.stream.get_tme(rows.table_id()) else {
+            return Ok(());
+        };
+        let tme = tme.clone().into_owned();
+        let Some(ctx) = self.tables.get(id).cloned() else {
+            return Ok(());
+        };
+        let columns: Vec<mysql_async::Column> = match rows.rows(&tme).next() {
+            Some(Ok((before, after))) => match after.as_ref().or(before.as_ref()) {
+                Some(r) => r.columns_ref().to_vec(),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        let names_match = columns
+            .iter()
+            .map(|c| c.name_str().to_string())
+            .eq(ctx.schema.columns.iter().map(|c| c.name.clone()));
+        let (charsets, fresh) = match self.ddl.as_mut() {
+            Some(ddl) => (ddl.charsets().await?, ddl.definition(id).await?),
+            None => (HashMap::new(), None),
+        };
+        let mut hints: Vec<&change_stream::table::TableSchema> = Vec::new();
+        hints.extend(fresh.as_ref());
+        hints.push(&ctx.schema);
+        let charset = |c: u16| charsets.get(&c).cloned();
+        let shape = crate::tablemap::shape(id, &tme, &columns, &charset, &hints)?;
+        if names_match && (charsets.is_empty() || crate::tablemap::same_encoding(&shape, &ctx.schema)) {
+            return Ok(());
+        }
+        if !names_match && charsets.is_empty() {
+            return Err(SourceError::Binlog(format!(
+                "table {id} has columns ({}) in the binlog at {}:{start} but ({}) in its definition",
+                columns.iter().map(|c| c.name_str().to_string()).collect::<Vec<_>>().join(", "),
+                self.file,
+                ctx.schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        tracing::info!(table = %id, position = %format!("{}:{start}", self.file), "rows in the binlog have another shape than the table's definition (a schema change the reader is behind or restarted across): encoding them by the binlog's shape");
+        let new = TableCtx::new(&self.prefix, shape)?;
+        if let Some(k) = &new.codec.key {
+            out.publish_schema(k).await?;
+        }
+        out.publish_schema(&new.codec.value).await?;
+        out.flush().await?;
+        self.tables.insert(id.clone(), new);
         Ok(())
     }
 

@@ -38,6 +38,8 @@ pub struct DdlContext {
     conn: Option<Conn>,
     /// The selected databases.
     databases: Vec<String>,
+    /// Collation id to character set name, read on first use.
+    charsets: HashMap<u16, String>,
 }
 
 impl DdlContext {
@@ -46,6 +48,7 @@ impl DdlContext {
             opts,
             conn: None,
             databases,
+            charsets: HashMap::new(),
         }
     }
 
@@ -53,7 +56,7 @@ impl DdlContext {
         self.databases.iter().any(|d| d == database)
     }
 
-    async fn definition(
+    pub async fn definition(
         &mut self,
         id: &TableId,
     ) -> Result<Option<change_stream::table::TableSchema>, SourceError> {
@@ -72,6 +75,31 @@ impl DdlContext {
                 Err(e)
             }
         }
+    }
+
+    /// The character set of each collation id the server knows.
+    pub async fn charsets(&mut self) -> Result<HashMap<u16, String>, SourceError> {
+        if self.charsets.is_empty() {
+            if self.conn.is_none() {
+                self.conn = Some(
+                    Conn::new(self.opts.clone())
+                        .await
+                        .map_err(|e| SourceError::Source(describe_mysql(&e)))?,
+                );
+            }
+            let conn = self.conn.as_mut().expect("connected");
+            let rows: Vec<(Option<u16>, Option<String>)> = mysql_async::prelude::Queryable::query(
+                conn,
+                "SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS",
+            )
+            .await
+            .map_err(|e| SourceError::Source(describe_mysql(&e)))?;
+            self.charsets = rows
+                .into_iter()
+                .filter_map(|(id, name)| Some((id?, name?)))
+                .collect();
+        }
+        Ok(self.charsets.clone())
     }
 
     /// Turns one statement into a schema change, its markers and the new
@@ -95,9 +123,7 @@ impl DdlContext {
                 }
             }
             Ddl::Table { effects, .. } => {
-                for effect in effects {
-                    self.table_changes(effect, tables, &mut changes).await?;
-                }
+                changes = self.table_changes(effects, tables).await?;
                 if changes.is_empty() {
                     return Ok(());
                 }
@@ -157,64 +183,90 @@ impl DdlContext {
         Ok(())
     }
 
+    /// The tables a statement acts on, each once, with its effect and
+    /// its definition afterwards. Effects are followed in order (`RENAME
+    /// TABLE a TO tmp, b TO a, tmp TO b` swaps two tables), and a name that
+    /// has no topic and no table afterwards (`tmp`) is left out.
     async fn table_changes(
         &mut self,
-        effect: &TableEffect,
+        effects: &[TableEffect],
         tables: &HashMap<TableId, Arc<TableCtx>>,
-        out: &mut Vec<TableChange>,
-    ) -> Result<(), SourceError> {
-        let mut push = |id: &TableId, effect, definition| {
-            out.push(TableChange {
-                id: id.clone(),
-                effect,
-                definition,
-            })
+    ) -> Result<Vec<TableChange>, SourceError> {
+        // The selected tables as the statement goes along.
+        let mut known: std::collections::HashSet<TableId> = tables.keys().cloned().collect();
+        let mut touched: Vec<(TableId, ChangeEffect)> = Vec::new();
+        let mut touch = |id: &TableId, effect: ChangeEffect| {
+            match touched.iter_mut().find(|(t, _)| t == id) {
+                Some(e) => e.1 = effect,
+                None => touched.push((id.clone(), effect)),
+            }
         };
-        match effect {
-            TableEffect::Created(id) | TableEffect::Altered(id) | TableEffect::Truncated(id) => {
-                if !self.selected(&id.database) {
-                    return Ok(());
+        for effect in effects {
+            match effect {
+                TableEffect::Created(id) | TableEffect::Altered(id) | TableEffect::Truncated(id) => {
+                    if !self.selected(&id.database) {
+                        continue;
+                    }
+                    known.insert(id.clone());
+                    touch(
+                        id,
+                        match effect {
+                            TableEffect::Created(_) => ChangeEffect::Created,
+                            TableEffect::Altered(_) => ChangeEffect::Altered,
+                            _ => ChangeEffect::Truncated,
+                        },
+                    );
                 }
-                let kind = match effect {
-                    TableEffect::Created(_) => ChangeEffect::Created,
-                    TableEffect::Altered(_) => ChangeEffect::Altered,
-                    _ => ChangeEffect::Truncated,
-                };
-                let def = self.definition(id).await?;
-                if def.is_none() {
-                    tracing::warn!(table = %id, "a table named by a schema change no longer exists at the source; it is treated as dropped");
-                }
-                let kind = if def.is_none() {
-                    ChangeEffect::Dropped
-                } else {
-                    kind
-                };
-                push(id, kind, def);
-            }
-            TableEffect::Dropped(id) => {
-                if tables.contains_key(id) {
-                    push(id, ChangeEffect::Dropped, None);
-                }
-            }
-            TableEffect::Renamed { from, to } => {
-                let (from_selected, to_selected) =
-                    (tables.contains_key(from), self.selected(&to.database));
-                if from_selected {
-                    push(from, ChangeEffect::RenamedFrom, None);
-                    if !to_selected {
-                        tracing::warn!(from = %from, to = %to, "a table was renamed out of the selected databases: it is no longer synchronized");
+                TableEffect::Dropped(id) => {
+                    if known.remove(id) {
+                        touch(id, ChangeEffect::Dropped);
                     }
                 }
-                if to_selected {
-                    if !from_selected {
-                        tracing::warn!(from = %from, to = %to, "a table was renamed into a selected database: its rows from before the rename are not at the destination; only later changes will be");
+                TableEffect::Renamed { from, to } => {
+                    let from_known = known.remove(from);
+                    let to_selected = self.selected(&to.database);
+                    if from_known {
+                        touch(from, ChangeEffect::RenamedFrom);
+                        if !to_selected {
+                            tracing::warn!(from = %from, to = %to, "a table was renamed out of the selected databases: it is no longer synchronized (the destination keeps it under its old name if the rename fails there)");
+                        }
                     }
-                    let def = self.definition(to).await?;
-                    push(to, ChangeEffect::RenamedTo, def);
+                    if to_selected {
+                        if !from_known {
+                            tracing::warn!(from = %from, to = %to, "a table was renamed into a selected database: its rows from before the rename are not at the destination; only later changes will be");
+                        }
+                        known.insert(to.clone());
+                        touch(to, ChangeEffect::RenamedTo);
+                    }
                 }
             }
         }
-        Ok(())
+        let mut out = Vec::new();
+        for (id, effect) in touched {
+            let definition = if known.contains(&id) {
+                let def = self.definition(&id).await?;
+                if def.is_none() {
+                    tracing::warn!(table = %id, "a table named by a schema change no longer exists at the source; it is treated as dropped");
+                }
+                def
+            } else {
+                None
+            };
+            if definition.is_none() && !tables.contains_key(&id) {
+                continue; // never had a topic, and has no table now
+            }
+            let effect = match (&definition, effect) {
+                (None, ChangeEffect::RenamedFrom) => ChangeEffect::RenamedFrom,
+                (None, _) => ChangeEffect::Dropped,
+                (Some(_), e) => e,
+            };
+            out.push(TableChange {
+                id,
+                effect,
+                definition,
+            });
+        }
+        Ok(out)
     }
 }
 

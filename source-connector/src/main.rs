@@ -18,6 +18,7 @@ mod error;
 mod produce;
 mod schema;
 mod snapshot;
+mod tablemap;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -202,6 +203,11 @@ async fn run(config: Config) -> Result<(), SourceError> {
     }
 
     let definitions = schema::read_tables(&mut conn, &config.source.databases).await?;
+    let (mut triggers, objects): (Vec<_>, Vec<_>) =
+        schema::read_objects(&mut conn, &config.source.databases)
+            .await?
+            .into_iter()
+            .partition(|o| o.kind == "TRIGGER");
     drop(conn);
     let mut tables = Vec::with_capacity(definitions.len());
     for def in definitions {
@@ -224,7 +230,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
         .await
         .map_err(|e| SourceError::Kafka(e.to_string()))?;
     let mut out = Output::new(client_config.clone(), kafka, stored.clone())?;
-    publish_definitions(&mut out, &tables, source_server_id).await?;
+    publish_definitions(&mut out, &tables, &objects, source_server_id).await?;
     out.flush().await?;
     tracing::info!(tables = tables.len(), position = ?stored.as_ref().map(|p| p.gtid.to_string()), "source connector started");
 
@@ -250,6 +256,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
             &opts,
             &mut out,
             &mut tables,
+            &mut triggers,
             position.clone(),
             source_server_id,
             &mut shutdown,
@@ -316,6 +323,7 @@ fn check_topic_names(tables: &[Arc<TableCtx>]) -> Result<(), SourceError> {
 async fn publish_definitions(
     out: &mut Output,
     tables: &[Arc<TableCtx>],
+    objects: &[schema::ObjectDef],
     server_id: u32,
 ) -> Result<(), SourceError> {
     out.publish_schema(change_stream::schema_change::schema())
@@ -346,16 +354,49 @@ async fn publish_definitions(
         );
         ddl::publish(out, &change).await?;
     }
+    for o in objects {
+        publish_object(out, o, None, server_id).await?;
+    }
     Ok(())
+}
+
+/// Publishes the definition of a view, routine or trigger read at start.
+async fn publish_object(
+    out: &mut Output,
+    object: &schema::ObjectDef,
+    table: Option<&TableCtx>,
+    server_id: u32,
+) -> Result<(), SourceError> {
+    let change = SchemaChange::object_definition(
+        SourceInfo {
+            version: change_stream::VERSION.to_string(),
+            name: out.prefix().to_string(),
+            server_id,
+            gtid: None,
+            file: String::new(),
+            pos: 0,
+            row: 0,
+            db: object.database.clone(),
+            table: Some(object.name.clone()),
+            ts_ms: binlog::now_ms(),
+            snapshot: true,
+        },
+        &object.database,
+        object.create.clone(),
+        table.map(|t| t.schema.clone()),
+    );
+    ddl::publish(out, &change).await
 }
 
 /// One attempt: snapshot (fresh or resumed) if needed, then stream.
 /// Returns `Ok` only on shutdown.
+#[allow(clippy::too_many_arguments)] // the state one attempt carries over to the next
 async fn sync(
     config: &Config,
     opts: &Opts,
     out: &mut Output,
     tables: &mut HashMap<TableId, Arc<TableCtx>>,
+    triggers: &mut Vec<schema::ObjectDef>,
     position: Option<StoredPosition>,
     source_server_id: u32,
     shutdown: &mut watch::Receiver<bool>,
@@ -442,6 +483,16 @@ async fn sync(
             point.gtid
         }
     };
+    // Triggers come after the full synchronization: each behind the rows
+    // of its table read so far.
+    if !triggers.is_empty() {
+        for t in triggers.iter() {
+            let table = t.table.as_ref().and_then(|id| tables.get(id));
+            publish_object(out, t, table.map(|t| t.as_ref()), source_server_id).await?;
+        }
+        out.flush().await?;
+        triggers.clear();
+    }
     let mut reader = BinlogReader::connect(
         opts.clone(),
         config.source.server_id,

@@ -194,3 +194,134 @@ async fn read(
     }
     Ok(out)
 }
+
+/// A view, routine or trigger, as `SHOW CREATE` prints it.
+#[derive(Clone, Debug)]
+pub struct ObjectDef {
+    /// `FUNCTION`, `PROCEDURE`, `VIEW` or `TRIGGER`.
+    pub kind: &'static str,
+    pub database: String,
+    pub name: String,
+    /// The statement that creates it, run in its database.
+    pub create: String,
+    /// A trigger's table.
+    pub table: Option<TableId>,
+}
+
+/// Reads the views, stored functions and procedures, and triggers of
+/// `databases`, in an order in which they can be created: functions, then
+/// procedures, then views (a view after the views it reads), then triggers.
+pub async fn read_objects(
+    conn: &mut Conn,
+    databases: &[String],
+) -> Result<Vec<ObjectDef>, SourceError> {
+    let sql_err = |e: mysql_async::Error| SourceError::Source(describe_mysql(&e));
+    let dbs = placeholders(databases.len());
+    let mut out = Vec::new();
+    // SHOW CREATE ... column `col` of the one row, or a clear error.
+    async fn show_create(
+        conn: &mut Conn,
+        kind: &str,
+        db: &str,
+        name: &str,
+        col: usize,
+    ) -> Result<String, SourceError> {
+        let id = TableId::new(db, name);
+        let row: Option<mysql_async::Row> = conn
+            .query_first(format!("SHOW CREATE {kind} {}", id.quoted()))
+            .await
+            .map_err(|e| {
+                SourceError::Source(format!(
+                    "cannot read the definition of {kind} {id}: {}",
+                    describe_mysql(&e)
+                ))
+            })?;
+        row.and_then(|r| r.get_opt::<Option<String>, usize>(col).and_then(Result::ok).flatten())
+            .ok_or_else(|| {
+                SourceError::Source(format!(
+                    "cannot read the definition of {kind} {id}: the source account may not see it; grant it SELECT on mysql.proc (routines) or SHOW VIEW and TRIGGER on the database"
+                ))
+            })
+    }
+
+    let routines: Vec<(String, String, String)> = conn
+        .exec(
+            format!(
+                "SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES \
+                 WHERE ROUTINE_SCHEMA IN ({dbs}) AND ROUTINE_TYPE IN ('FUNCTION', 'PROCEDURE') \
+                 ORDER BY ROUTINE_TYPE, ROUTINE_SCHEMA, ROUTINE_NAME"
+            ),
+            databases.to_vec(),
+        )
+        .await
+        .map_err(sql_err)?;
+    for (db, name, kind) in routines {
+        let kind = if kind == "FUNCTION" { "FUNCTION" } else { "PROCEDURE" };
+        let create = show_create(conn, kind, &db, &name, 2).await?;
+        out.push(ObjectDef {
+            kind,
+            database: db,
+            name,
+            create,
+            table: None,
+        });
+    }
+
+    let mut views: Vec<(String, String, String)> = conn
+        .exec(
+            format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS \
+                 WHERE TABLE_SCHEMA IN ({dbs}) ORDER BY TABLE_SCHEMA, TABLE_NAME"
+            ),
+            databases.to_vec(),
+        )
+        .await
+        .map_err(sql_err)?;
+    // A view goes after every other remaining view its definition names.
+    while !views.is_empty() {
+        let names: Vec<String> = views
+            .iter()
+            .map(|(db, v, _)| TableId::new(db.as_str(), v.as_str()).quoted())
+            .collect();
+        let next = (0..views.len())
+            .find(|&i| {
+                names
+                    .iter()
+                    .enumerate()
+                    .all(|(j, n)| i == j || !views[i].2.contains(n.as_str()))
+            })
+            .unwrap_or(0);
+        let (db, name, _) = views.remove(next);
+        let create = show_create(conn, "VIEW", &db, &name, 1).await?;
+        out.push(ObjectDef {
+            kind: "VIEW",
+            database: db,
+            name,
+            create,
+            table: None,
+        });
+    }
+
+    let triggers: Vec<(String, String, String)> = conn
+        .exec(
+            format!(
+                "SELECT TRIGGER_SCHEMA, TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS \
+                 WHERE TRIGGER_SCHEMA IN ({dbs}) \
+                 ORDER BY TRIGGER_SCHEMA, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER"
+            ),
+            databases.to_vec(),
+        )
+        .await
+        .map_err(sql_err)?;
+    for (db, name, table) in triggers {
+        let create = show_create(conn, "TRIGGER", &db, &name, 2).await?;
+        out.push(ObjectDef {
+            kind: "TRIGGER",
+            table: Some(TableId::new(db.as_str(), table.as_str())),
+            database: db,
+            name,
+            create,
+        });
+    }
+    Ok(out)
+}

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
 
+pub mod ddl;
+
 pub type Result<T> = anyhow::Result<T>;
 
 fn port(var: &str, default: u16) -> u16 {
@@ -556,7 +558,7 @@ pub async fn run_scenario(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn fingerprint_of(s: &str) -> u64 {
+pub(crate) fn fingerprint_of(s: &str) -> u64 {
     s.bytes().fold(1469598103934665603u64, |h, b| {
         (h ^ b as u64).wrapping_mul(1099511628211)
     })
@@ -564,7 +566,7 @@ fn fingerprint_of(s: &str) -> u64 {
 
 /// The base tables of `db`, each with an ORDER BY: its primary key, or
 /// every column.
-async fn scenario_tables(db_conn: &mut Db, db: &str) -> Result<Vec<(String, String)>> {
+pub(crate) async fn scenario_tables(db_conn: &mut Db, db: &str) -> Result<Vec<(String, String)>> {
     let tables: Vec<String> = db_conn
         .conn
         .exec(
