@@ -42,8 +42,9 @@ pub struct Change {
 struct Folded {
     /// Rendered key -> index in `finals`.
     index: HashMap<Vec<u8>, usize>,
-    /// (key column literals, final row or None when deleted).
-    finals: Vec<(Vec<Sql>, Option<Vec<Cell>>)>,
+    /// (key column literals, final row or None when deleted, whether a row
+    /// already at the destination wins).
+    finals: Vec<(Vec<Sql>, Option<Vec<Cell>>, bool)>,
 }
 
 /// SQL text, as bytes (binary literals hold raw bytes).
@@ -103,8 +104,15 @@ fn pack(head: &str, sep: &str, tail: &str, items: &[Sql], max_bytes: usize, out:
     }
 }
 
-/// The statements that apply `changes`, in order.
-pub fn plan(changes: &[Change], max_bytes: usize) -> Result<Vec<Sql>, SinkError> {
+/// The statements that apply `changes`, in order. With `keep_existing`,
+/// a row read by the full synchronization does not replace a row with the
+/// same key already at the destination (`INSERT IGNORE`); later changes
+/// do.
+pub fn plan(
+    changes: &[Change],
+    max_bytes: usize,
+    keep_existing: bool,
+) -> Result<Vec<Sql>, SinkError> {
     let mut keyed: Vec<(TableId, Arc<TableSchema>, Folded)> = Vec::new();
     let mut keyed_index: HashMap<TableId, usize> = HashMap::new();
     let mut statements = Vec::new();
@@ -133,13 +141,14 @@ pub fn plan(changes: &[Change], max_bytes: usize) -> Result<Vec<Sql>, SinkError>
             keyed.len() - 1
         });
         let folded = &mut keyed[slot].2;
+        let keep = keep_existing && r.op == Op::Read;
         let mut set = |key: Vec<Sql>, row: Option<Vec<Cell>>| {
             let joined = key.join(&0u8);
             match folded.index.get(&joined) {
-                Some(&i) => folded.finals[i].1 = row,
+                Some(&i) => folded.finals[i] = (key, row, keep),
                 None => {
                     folded.index.insert(joined, folded.finals.len());
-                    folded.finals.push((key, row));
+                    folded.finals.push((key, row, keep));
                 }
             }
         };
@@ -181,8 +190,8 @@ fn keyed_statements(
         let gone = folded
             .finals
             .iter()
-            .filter(|(_, row)| row.is_none())
-            .map(|(k, _)| k);
+            .filter(|(_, row, _)| row.is_none())
+            .map(|(k, _, _)| k);
         if key_cols.len() == 1 {
             let items: Vec<Sql> = gone.map(|k| k[0].clone()).collect();
             if !items.is_empty() {
@@ -218,23 +227,26 @@ fn keyed_statements(
             }
         }
         let cols = written_columns(&table);
-        let present: Vec<Sql> = folded
-            .finals
+        let names: Vec<String> = cols
             .iter()
-            .filter_map(|(_, row)| row.as_ref())
-            .map(|row| {
-                let mut s = Vec::new();
-                row_literal(&table, &cols, row, &mut s);
-                s
-            })
+            .map(|&i| quote_ident(&table.columns[i].name))
             .collect();
-        if !present.is_empty() {
-            let names: Vec<String> = cols
+        for (verb, keep) in [("REPLACE", false), ("INSERT IGNORE", true)] {
+            let present: Vec<Sql> = folded
+                .finals
                 .iter()
-                .map(|&i| quote_ident(&table.columns[i].name))
+                .filter(|(_, _, k)| *k == keep)
+                .filter_map(|(_, row, _)| row.as_ref())
+                .map(|row| {
+                    let mut s = Vec::new();
+                    row_literal(&table, &cols, row, &mut s);
+                    s
+                })
                 .collect();
-            let head = format!("REPLACE INTO {name} ({}) VALUES ", names.join(", "));
-            pack(&head, ", ", "", &present, max_bytes, out);
+            if !present.is_empty() {
+                let head = format!("{verb} INTO {name} ({}) VALUES ", names.join(", "));
+                pack(&head, ", ", "", &present, max_bytes, out);
+            }
         }
     }
     keyed_index.clear();
@@ -470,7 +482,7 @@ mod tests {
             change(&t, Op::Delete, Some((2, "x")), None),
             change(&t, Op::Update, Some((3, "k")), Some((4, "k"))),
         ];
-        let s = texts(plan(&changes, 1 << 20).unwrap());
+        let s = texts(plan(&changes, 1 << 20, false).unwrap());
         assert_eq!(
             s,
             vec![
@@ -486,7 +498,7 @@ mod tests {
         let changes: Vec<Change> = (0..100)
             .map(|i| change(&t, Op::Read, None, Some((i, "v"))))
             .collect();
-        let s = texts(plan(&changes, 200).unwrap());
+        let s = texts(plan(&changes, 200, false).unwrap());
         assert!(s.len() > 1);
         assert!(s.iter().all(|x| x.len() <= 200));
         let rows: usize = s.iter().map(|x| x.matches("'v'").count()).sum();
@@ -501,7 +513,7 @@ mod tests {
             change(&t, Op::Update, Some((1, "a")), Some((1, "b"))),
             change(&t, Op::Delete, Some((1, "b")), None),
         ];
-        let s = texts(plan(&changes, 1 << 20).unwrap());
+        let s = texts(plan(&changes, 1 << 20, false).unwrap());
         assert_eq!(s.len(), 3);
         assert!(s[0].starts_with("INSERT INTO"));
         assert_eq!(

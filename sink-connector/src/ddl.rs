@@ -27,7 +27,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use change_stream::schema_change::SchemaChange;
-use change_stream::table::{quote_ident, TableSchema};
+use change_stream::table::{quote_ident, TableId, TableSchema};
 use change_stream::topics;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -36,11 +36,11 @@ use crate::error::{from_mysql, SinkError};
 use crate::state::{Partition, RecordOrder};
 
 /// Whether the table exists at the destination.
-pub async fn table_exists(conn: &mut Conn, table: &TableSchema) -> Result<bool, SinkError> {
+pub async fn table_exists(conn: &mut Conn, table: &TableId) -> Result<bool, SinkError> {
     let n: Option<i64> = conn
         .exec_first(
             "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (table.id.database.as_str(), table.id.table.as_str()),
+            (table.database.as_str(), table.table.as_str()),
         )
         .await
         .map_err(|e| from_mysql("cannot look up tables", e))?;
@@ -49,7 +49,7 @@ pub async fn table_exists(conn: &mut Conn, table: &TableSchema) -> Result<bool, 
 
 /// Creates the table (and its database) if it does not exist.
 pub async fn ensure_table(conn: &mut Conn, table: &TableSchema) -> Result<bool, SinkError> {
-    if table_exists(conn, table).await? {
+    if table_exists(conn, &table.id).await? {
         return Ok(false);
     }
     if table.create_table.trim().is_empty() {
@@ -71,6 +71,67 @@ pub async fn ensure_table(conn: &mut Conn, table: &TableSchema) -> Result<bool, 
         .map_err(|e| from_mysql(&format!("cannot create table {}", table.id), e))?;
     tracing::info!(table = %table.id, "created table at the destination");
     Ok(true)
+}
+
+/// Why an existing destination table conflicts with a replicated one
+/// (it has rows, or another definition), or `None`.
+pub async fn conflict(conn: &mut Conn, table: &TableSchema) -> Result<Option<String>, SinkError> {
+    if !table_exists(conn, &table.id).await? {
+        return Ok(None);
+    }
+    let name = table.id.quoted();
+    let has_rows: Option<i64> = conn
+        .query_first(format!("SELECT 1 FROM {name} LIMIT 1"))
+        .await
+        .map_err(|e| from_mysql(&format!("cannot read {}", table.id), e))?;
+    if has_rows.is_some() {
+        return Ok(Some(format!("{} (has rows)", table.id)));
+    }
+    let create: Option<(String, String)> = conn
+        .query_first(format!("SHOW CREATE TABLE {name}"))
+        .await
+        .map_err(|e| from_mysql(&format!("cannot read the definition of {}", table.id), e))?;
+    let strip = |s: &str| -> String {
+        match s.find(" AUTO_INCREMENT=") {
+            Some(at) => {
+                let rest = &s[at + 16..];
+                let n = rest.chars().take_while(char::is_ascii_digit).count();
+                format!("{}{}", &s[..at], &rest[n..])
+            }
+            None => s.to_string(),
+        }
+    };
+    match create {
+        Some((_, c)) if strip(&c) == strip(&table.create_table) => Ok(None),
+        _ => Ok(Some(format!("{} (another definition)", table.id))),
+    }
+}
+
+/// Fails, listing every table that conflicts, unless `on_conflict` is
+/// `ignore`.
+pub async fn check_conflicts(
+    conn: &mut Conn,
+    tables: &[std::sync::Arc<TableSchema>],
+    mode: crate::config::ConflictMode,
+) -> Result<(), SinkError> {
+    if mode == crate::config::ConflictMode::Ignore {
+        return Ok(());
+    }
+    let mut found = Vec::new();
+    for t in tables {
+        if let Some(why) = conflict(conn, t).await? {
+            found.push(why);
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    found.sort();
+    Err(SinkError::Destination(format!(
+        "{} table(s) already exist at the destination: {}; drop or rename them, or set [schema] on_conflict = \"ignore\" to write into them",
+        found.len(),
+        found.join(", ")
+    )))
 }
 
 /// A schema change waiting on the schema-changes topic.

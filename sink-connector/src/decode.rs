@@ -130,6 +130,11 @@ impl Registry {
         Ok((record, shape))
     }
 
+    /// Every table definition known so far.
+    pub fn definitions(&self) -> Vec<Arc<TableSchema>> {
+        self.definitions.values().cloned().collect()
+    }
+
     /// Takes the tables' shapes after a schema change as their definitions.
     pub fn apply_change(&mut self, change: &SchemaChange) {
         for t in &change.tables {

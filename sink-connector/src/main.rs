@@ -28,7 +28,7 @@ use rdkafka::Message;
 use tokio::sync::watch;
 
 use crate::apply::{Applier, Change};
-use crate::config::{Config, DdlErrorPolicy, TriggerMethod};
+use crate::config::{Config, ConflictMode, DdlErrorPolicy, TriggerMethod};
 use crate::consume::Input;
 use crate::ddl::{DdlQueue, Held, Pending};
 use crate::decode::Registry;
@@ -149,6 +149,12 @@ async fn sync(
     let mut applied = state::load(applier.conn(), state_db, &config.kafka.topic_prefix).await?;
     registry.refresh_schemas().await?;
     registry.refresh_definitions().await?;
+    if applied.is_empty() {
+        // First start: every conflicting table is reported before anything
+        // is written.
+        ddl::check_conflicts(applier.conn(), &registry.definitions(), config.schema.on_conflict)
+            .await?;
+    }
     let mut input = Input::new(client_config, &config.kafka)?;
     let mut ready: HashSet<TableId> = HashSet::new();
     input.discover(&applied)?;
@@ -357,12 +363,25 @@ async fn apply_batch(
     {
         for c in changes {
             if !ready.contains(&c.table.id) {
-                let definition = registry.definition(&c.table.id).await?;
-                ddl::ensure_table(applier.conn(), &definition).await?;
+                match registry.definition(&c.table.id).await {
+                    Ok(definition) => {
+                        ddl::ensure_table(applier.conn(), &definition).await?;
+                    }
+                    // A table the source took up from the binlog alone
+                    // (renamed or dropped since): it is here already.
+                    Err(e) if !ddl::table_exists(applier.conn(), &c.table.id).await? => {
+                        return Err(e)
+                    }
+                    Err(_) => {}
+                }
                 ready.insert(c.table.id.clone());
             }
         }
-        let statements = apply::plan(changes, applier.max_statement_bytes)?;
+        let statements = apply::plan(
+            changes,
+            applier.max_statement_bytes,
+            config.schema.on_conflict == ConflictMode::Ignore,
+        )?;
         let mut positions: Vec<(&Partition, &PartitionState)> = touched.iter().collect();
         positions.sort_by(|a, b| a.0.cmp(b.0));
         let state_sql = state::save_sql(state_db, &config.kafka.group_id, &positions);
@@ -393,6 +412,14 @@ async fn apply_schema_change(
         for t in &change.tables {
             if let Some(def) = &t.definition {
                 if !ready.contains(&t.id) {
+                    if change.ddl.is_none() {
+                        ddl::check_conflicts(
+                            applier.conn(),
+                            &[std::sync::Arc::new(def.clone())],
+                            config.schema.on_conflict,
+                        )
+                        .await?;
+                    }
                     ddl::ensure_table(applier.conn(), def).await?;
                     ready.insert(t.id.clone());
                 }

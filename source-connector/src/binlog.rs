@@ -356,8 +356,18 @@ impl BinlogReader {
             ))
         })?;
         let id = TableId::new(tme.database_name(), tme.table_name());
-        if !self.tables.contains_key(&id) || only.is_some_and(|only| !only.contains(&id)) {
+        if only.is_some_and(|only| !only.contains(&id)) {
             return Ok(());
+        }
+        if !self.tables.contains_key(&id) {
+            // A table of a selected database that the reader does not know:
+            // it was dropped or renamed after the position the reader
+            // started from. Its rows are taken with the binlog's shape.
+            if !self.ddl.as_ref().is_some_and(|d| d.selected(&id.database)) {
+                return Ok(());
+            }
+            self.adopt(out, &id, rows, start).await?;
+            self.checked_maps.insert(rows.table_id());
         }
         if !self.checked_maps.contains(&rows.table_id()) {
             self.check_shape(out, &id, rows, start).await?;
@@ -478,6 +488,44 @@ impl BinlogReader {
         out.publish_schema(&new.codec.value).await?;
         out.flush().await?;
         self.tables.insert(id.clone(), new);
+        Ok(())
+    }
+
+    /// Starts encoding the rows of a table the reader did not know, by the
+    /// shape of its table map: schemas published, topic created.
+    async fn adopt(
+        &mut self,
+        out: &mut Output,
+        id: &TableId,
+        rows: &RowsEventData<'_>,
+        start: u64,
+    ) -> Result<(), SourceError> {
+        let Some(tme) = self.stream.get_tme(rows.table_id()) else {
+            return Ok(());
+        };
+        let tme = tme.clone().into_owned();
+        let columns: Vec<mysql_async::Column> = match rows.rows(&tme).next() {
+            Some(Ok((before, after))) => match after.as_ref().or(before.as_ref()) {
+                Some(r) => r.columns_ref().to_vec(),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        let Some(ddl) = self.ddl.as_mut() else {
+            return Ok(());
+        };
+        let charsets = ddl.charsets().await?;
+        let charset = |c: u16| charsets.get(&c).cloned();
+        let shape = crate::tablemap::shape(id, &tme, &columns, &charset, &[])?;
+        tracing::warn!(table = %id, position = %format!("{}:{start}", self.file), "rows of a table that no longer exists under this name at the source (dropped or renamed since the stored position): synchronized with the binlog's shape");
+        let ctx = TableCtx::new(&self.prefix, shape)?;
+        if let Some(k) = &ctx.codec.key {
+            out.publish_schema(k).await?;
+        }
+        out.publish_schema(&ctx.codec.value).await?;
+        out.ensure_table_topics(std::slice::from_ref(&ctx.topic)).await?;
+        out.flush().await?;
+        self.tables.insert(id.clone(), ctx);
         Ok(())
     }
 

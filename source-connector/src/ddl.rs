@@ -52,7 +52,7 @@ impl DdlContext {
         }
     }
 
-    fn selected(&self, database: &str) -> bool {
+    pub fn selected(&self, database: &str) -> bool {
         self.databases.iter().any(|d| d == database)
     }
 
@@ -154,15 +154,16 @@ impl DdlContext {
         let mut new_topics = Vec::new();
         let mut new_ctx = Vec::new();
         for t in &change.tables {
+            let gone = matches!(t.effect, ChangeEffect::Dropped | ChangeEffect::RenamedFrom);
+            if !gone && !tables.contains_key(&t.id) {
+                new_topics.push(topics::table_topic(&prefix, &t.id.database, &t.id.table));
+            }
             if let Some(def) = &t.definition {
                 let ctx = TableCtx::new(&prefix, def.clone())?;
                 if let Some(k) = &ctx.codec.key {
                     out.publish_schema(k).await?;
                 }
                 out.publish_schema(&ctx.codec.value).await?;
-                if !tables.contains_key(&t.id) {
-                    new_topics.push(ctx.topic.clone());
-                }
                 new_ctx.push(ctx);
             }
         }
@@ -173,7 +174,7 @@ impl DdlContext {
 
         // From here on, rows use the new shapes.
         for t in &change.tables {
-            if t.definition.is_none() {
+            if matches!(t.effect, ChangeEffect::Dropped | ChangeEffect::RenamedFrom) {
                 tables.remove(&t.id);
             }
         }
@@ -243,22 +244,20 @@ impl DdlContext {
         }
         let mut out = Vec::new();
         for (id, effect) in touched {
-            let definition = if known.contains(&id) {
+            let exists_after = known.contains(&id);
+            if !exists_after && !tables.contains_key(&id) {
+                continue; // never had a topic, and has no table now
+            }
+            let definition = if exists_after {
                 let def = self.definition(&id).await?;
                 if def.is_none() {
-                    tracing::warn!(table = %id, "a table named by a schema change no longer exists at the source; it is treated as dropped");
+                    // Renamed or dropped by a later statement: the rows in
+                    // between are encoded by the binlog's shape.
+                    tracing::info!(table = %id, "a table named by a schema change is gone from the source by now (a later statement renamed or dropped it)");
                 }
                 def
             } else {
                 None
-            };
-            if definition.is_none() && !tables.contains_key(&id) {
-                continue; // never had a topic, and has no table now
-            }
-            let effect = match (&definition, effect) {
-                (None, ChangeEffect::RenamedFrom) => ChangeEffect::RenamedFrom,
-                (None, _) => ChangeEffect::Dropped,
-                (Some(_), e) => e,
             };
             out.push(TableChange {
                 id,

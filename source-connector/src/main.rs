@@ -230,7 +230,14 @@ async fn run(config: Config) -> Result<(), SourceError> {
         .await
         .map_err(|e| SourceError::Kafka(e.to_string()))?;
     let mut out = Output::new(client_config.clone(), kafka, stored.clone())?;
-    publish_definitions(&mut out, &tables, &objects, source_server_id).await?;
+    // Definitions describe the schema at the start of the synchronization.
+    // On a restart the binlog from the stored position carries every
+    // schema change since, in order; the shapes of now would be too new.
+    let first_start = stored.is_none();
+    if stored.as_ref().is_some_and(|p| p.snapshot.is_none()) {
+        triggers.clear(); // published after the snapshot, which is done
+    }
+    publish_definitions(&mut out, &tables, &objects, source_server_id, first_start).await?;
     out.flush().await?;
     tracing::info!(tables = tables.len(), position = ?stored.as_ref().map(|p| p.gtid.to_string()), "source connector started");
 
@@ -317,14 +324,16 @@ fn check_topic_names(tables: &[Arc<TableCtx>]) -> Result<(), SourceError> {
     Ok(())
 }
 
-/// Publishes every table's schemas, and its definition as a schema change
-/// (with a marker at the head of its topic, before any row written from
-/// now on, so that the sink creates the table before applying them).
+/// Publishes every table's schemas; at the first start also its
+/// definition as a schema change (with a marker at the head of its topic,
+/// before any row, so that the sink creates the table before applying
+/// them), and the views and routines.
 async fn publish_definitions(
     out: &mut Output,
     tables: &[Arc<TableCtx>],
     objects: &[schema::ObjectDef],
     server_id: u32,
+    first_start: bool,
 ) -> Result<(), SourceError> {
     out.publish_schema(change_stream::schema_change::schema())
         .await?;
@@ -336,6 +345,9 @@ async fn publish_definitions(
             out.publish_schema(k).await?;
         }
         out.publish_schema(&t.codec.value).await?;
+        if !first_start {
+            continue;
+        }
         let change = SchemaChange::definition(
             SourceInfo {
                 version: change_stream::VERSION.to_string(),
@@ -354,7 +366,7 @@ async fn publish_definitions(
         );
         ddl::publish(out, &change).await?;
     }
-    for o in objects {
+    for o in objects.iter().filter(|_| first_start) {
         publish_object(out, o, None, server_id).await?;
     }
     Ok(())

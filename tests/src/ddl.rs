@@ -167,34 +167,40 @@ fn log_count(connector: &Connector, needle: &str) -> usize {
         .count()
 }
 
+/// How a DDL scenario is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    /// Both connectors up throughout.
+    Live,
+    /// The sink is down during the steps, then started and killed
+    /// (`kill -9`) right after each of its first three schema changes.
+    SinkKilled,
+    /// The source is killed before the steps and started after them: it
+    /// reads the binlog across schema changes it did not see happen.
+    SourceDown,
+}
+
 /// Runs `tests/scenarios/ddl_<name>/`: `prepare.sql` before the
 /// connectors start, `steps.sql` (DML and DDL) once the snapshot is at the
-/// destination. `${DB}` stands for the scenario's database.
-///
-/// Twice: with the sink running through the steps; and with the sink
-/// stopped during them, then started and killed (`kill -9`) right after
-/// each of its first three schema changes, and started again.
+/// destination. `${DB}` stands for the scenario's database. Each
+/// [`Variant`] in turn, each on its own database and topics.
 pub async fn run_ddl_scenario(name: &str, sink_extra: &str) -> Result<()> {
-    for restarts in [false, true] {
-        run_ddl_variant(name, sink_extra, restarts)
+    for variant in [Variant::Live, Variant::SinkKilled, Variant::SourceDown] {
+        run_ddl_variant(name, sink_extra, variant)
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "ddl scenario {name} ({}): {e:#}",
-                    if restarts {
-                        "sink killed between schema changes"
-                    } else {
-                        "sink running"
-                    }
-                )
-            })?;
+            .map_err(|e| anyhow::anyhow!("ddl scenario {name} ({variant:?}): {e:#}"))?;
     }
     Ok(())
 }
 
-async fn run_ddl_variant(name: &str, sink_extra: &str, restarts: bool) -> Result<()> {
+async fn run_ddl_variant(name: &str, sink_extra: &str, variant: Variant) -> Result<()> {
+    let tag = match variant {
+        Variant::Live => "",
+        Variant::SinkKilled => "_k",
+        Variant::SourceDown => "_s",
+    };
     let dir = workspace().join("tests/scenarios").join(format!("ddl_{name}"));
-    let db = unique(&format!("d_{name}{}", if restarts { "_r" } else { "" }));
+    let db = unique(&format!("d_{name}{tag}"));
     let read = |file: &str| -> Result<String> {
         Ok(std::fs::read_to_string(dir.join(file))
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(file).display()))?
@@ -208,13 +214,11 @@ async fn run_ddl_variant(name: &str, sink_extra: &str, restarts: bool) -> Result
     src.exec(&format!("USE `{db}`")).await?;
     src.exec(&prepare).await?;
 
-    let prefix = unique(&format!("ddl-{}", name.replace('_', "-")));
+    let prefix = unique(&format!("ddl-{}{}", name.replace('_', "-"), tag.replace('_', "-")));
     let server_id = 7000 + (crate::fingerprint_of(&prefix) % 1000) as u32;
-    let mut source = Connector::start(
-        "source-connector",
-        &format!("{prefix}-source"),
-        &source_config(&prefix, &[&db], server_id, ""),
-    )?;
+    let source_text = source_config(&prefix, &[&db], server_id, "");
+    let source_label = format!("{prefix}-source");
+    let mut source = Connector::start("source-connector", &source_label, &source_text)?;
     let sink_text = sink_config(&prefix, &prefix, dest, sink_extra);
     let sink_label = format!("{prefix}-sink");
     let mut sink = Connector::start("sink-connector", &sink_label, &sink_text)?;
@@ -223,11 +227,16 @@ async fn run_ddl_variant(name: &str, sink_extra: &str, restarts: bool) -> Result
         .await
         .map_err(|e| anyhow::anyhow!("after the snapshot: {e:#}\nsink: {}", sink.log_tail()))?;
 
-    if restarts {
-        sink.kill9();
+    match variant {
+        Variant::Live => {}
+        Variant::SinkKilled => sink.kill9(),
+        Variant::SourceDown => source.kill9(),
     }
     src.exec(&steps).await?;
-    if restarts {
+    if variant == Variant::SourceDown {
+        source = Connector::start("source-connector", &source_label, &source_text)?;
+    }
+    if variant == Variant::SinkKilled {
         let needle = "schema change applied";
         for _ in 0..3 {
             let before = log_count(&sink, needle);

@@ -1,0 +1,252 @@
+//! Schema settings end to end: conflicting tables (`schema.on_conflict`),
+//! DDL that fails at the destination (`apply.on_ddl_error`, the
+//! `failed-ddl` command) and DEFINER accounts missing at the destination.
+
+use std::process::Command;
+use std::time::Duration;
+
+use e2e_tests::ddl::wait_same_database;
+use e2e_tests::{
+    binary, dest2_port, dest_port, drop_database, sink_config, source_config, source_port,
+    unique, wait_until, workspace, Connector, Db, Result,
+};
+use mysql_async::prelude::*;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+async fn values(db: &mut Db, sql: &str) -> Result<Vec<(i64, String)>> {
+    Ok(db.conn.query(sql).await?)
+}
+
+/// Starts the source on `db` and waits until it has published its
+/// definitions.
+async fn start_source(prefix: &str, db: &str, server_id: u32) -> Result<Connector> {
+    let source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config(prefix, &[db], server_id, ""),
+    )?;
+    source
+        .wait_log("source connector started", Duration::from_secs(60))
+        .await?;
+    Ok(source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_tables_fail_or_are_written_into() -> Result<()> {
+    let db = unique("conflicts");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    let mut dst = Db::connect(dest_port()).await?;
+    for (conn, rows_a, rows_c) in [
+        (&mut src, "(1, 'src1'), (2, 'src2')", "(1, 'c')"),
+        (&mut dst, "(1, 'dest1'), (3, 'dest3')", "(9, 'other')"),
+    ] {
+        conn.exec(&format!(
+            "CREATE DATABASE `{db}`; USE `{db}`; \
+             CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO a VALUES {rows_a}; \
+             CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(10)); \
+             CREATE TABLE c (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO c VALUES {rows_c};"
+        ))
+        .await?;
+    }
+    src.exec("INSERT INTO b VALUES (1, 'b')").await?;
+
+    let prefix = unique("conflicts");
+    let mut source = start_source(&prefix, &db, 7801).await?;
+    // Default mode: the sink stops, naming both conflicting tables, and
+    // writes nothing.
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink-fail"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
+    wait_until("the sink to stop on the conflicts", WAIT, || {
+        let done = sink.assert_running().is_err();
+        async move { Ok((!done).then(|| "still running".to_string())) }
+    })
+    .await?;
+    let log = sink.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("already exist at the destination"))
+        .ok_or_else(|| anyhow::anyhow!("no conflict error in: {log}"))?;
+    assert!(
+        line.contains(&format!("{db}.a")) || line.contains(&format!("`{db}`.`a`")),
+        "{line}"
+    );
+    assert!(line.contains("2 table(s)"), "{line}");
+    assert!(line.contains("on_conflict"), "{line}");
+    assert_eq!(dst.count(&format!("`{db}`.b")).await?, 0, "b was written to");
+
+    // `ignore`: the full synchronization keeps the destination's rows with
+    // the same key; incremental changes overwrite them.
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink-ignore"),
+        &sink_config(&prefix, &prefix, dest_port(), "\n[schema]\non_conflict = \"ignore\"\n"),
+    )?;
+    let q = format!("SELECT id, v FROM `{db}`.a ORDER BY id");
+    wait_until("the snapshot in a", WAIT, || {
+        let q = q.clone();
+        let mut sink_ok = sink.assert_running();
+        async move {
+            sink_ok.as_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut dst = Db::connect(dest_port()).await?;
+            let got = values(&mut dst, &q).await?;
+            let want = vec![(1, "dest1".into()), (2, "src2".into()), (3, "dest3".into())];
+            Ok((got != want).then(|| format!("{got:?}")))
+        }
+    })
+    .await?;
+    src.exec("UPDATE a SET v = 'new1' WHERE id = 1").await?;
+    wait_until("the update over the kept row", WAIT, || {
+        let q = q.clone();
+        async move {
+            let mut dst = Db::connect(dest_port()).await?;
+            let got = values(&mut dst, &q).await?;
+            let want = vec![(1, "new1".into()), (2, "src2".into()), (3, "dest3".into())];
+            Ok((got != want).then(|| format!("{got:?}")))
+        }
+    })
+    .await?;
+    assert_eq!(
+        values(&mut dst, &format!("SELECT id, v FROM `{db}`.b")).await?,
+        vec![(1, "b".to_string())]
+    );
+    source.assert_running()?;
+    sink.assert_running()?;
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_ddl_is_recorded_and_listed_or_stops_the_sink() -> Result<()> {
+    let db = unique("ddlfail");
+    drop_database(&[source_port(), dest_port(), dest2_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY, a INT); INSERT INTO t VALUES (1, 1);"
+    ))
+    .await?;
+    let prefix = unique("ddlfail");
+    let mut source = start_source(&prefix, &db, 7802).await?;
+    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    wait_same_database(source_port(), dest_port(), &db, WAIT, &mut [&mut source, &mut sink]).await?;
+
+    // A row only the destination has makes the CHECK constraint fail there.
+    let mut dst = Db::connect(dest_port()).await?;
+    dst.exec(&format!("INSERT INTO `{db}`.t VALUES (100, -1)")).await?;
+    src.exec("ALTER TABLE t ADD CONSTRAINT chk_a CHECK (a >= 0); INSERT INTO t VALUES (2, 2);")
+        .await?;
+    let q = format!("SELECT COUNT(*) FROM `{db}`.t WHERE id = 2");
+    wait_until("the row after the failed statement", WAIT, || {
+        let q = q.clone();
+        async move {
+            let mut dst = Db::connect(dest_port()).await?;
+            let n: Option<i64> = dst.conn.query_first(q).await?;
+            Ok((n != Some(1)).then(|| "not yet".to_string()))
+        }
+    })
+    .await?;
+    sink.assert_running()?;
+    assert!(sink.log_text().contains("schema change failed at the destination"));
+
+    let config = workspace().join(format!("target/e2e/{prefix}-sink.toml"));
+    let out = Command::new(binary("sink-connector"))
+        .args(["failed-ddl", "--config"])
+        .arg(&config)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("CHECK (a >= 0)"), "{text}");
+    assert!(text.contains("chk_a"), "{text}");
+    assert!(text.contains("1 failed schema change(s)"), "{text}");
+
+    // `stop`: a sink on another destination, holding the same kind of row,
+    // ends with the statement's error.
+    let mut dst2 = Db::connect(dest2_port()).await?;
+    dst2.exec(&format!(
+        "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, a INT); INSERT INTO `{db}`.t VALUES (100, -1);"
+    ))
+    .await?;
+    let mut stopping = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink-stop"),
+        &sink_config(
+            &prefix,
+            &format!("{prefix}-2"),
+            dest2_port(),
+            "\n[apply]\non_ddl_error = \"stop\"\n\n[schema]\non_conflict = \"ignore\"\n",
+        ),
+    )?;
+    wait_until("the stopping sink to exit", WAIT, || {
+        let done = stopping.assert_running().is_err();
+        async move { Ok((!done).then(|| "still running".to_string())) }
+    })
+    .await?;
+    let log = stopping.log_text();
+    assert!(
+        log.contains("on_ddl_error = stop") && log.contains("chk_a"),
+        "{log}"
+    );
+    // It stopped before the statement and the rows after it.
+    let n: Option<i64> = dst2
+        .conn
+        .query_first(format!("SELECT COUNT(*) FROM `{db}`.t WHERE id = 2"))
+        .await?;
+    assert_eq!(n, Some(0));
+    source.assert_running()?;
+    drop_database(&[source_port(), dest_port(), dest2_port()], &db).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_definer_is_replaced_by_the_sinks_account() -> Result<()> {
+    let db = unique("definer");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    let mut dst = Db::connect(dest_port()).await?;
+    src.exec("CREATE USER IF NOT EXISTS 'tributary_ghost'@'%'").await?;
+    dst.exec("DROP USER IF EXISTS 'tributary_ghost'@'%'").await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1); \
+         CREATE DEFINER = 'tributary_ghost'@'%' SQL SECURITY INVOKER VIEW v1 AS SELECT id FROM t;"
+    ))
+    .await?;
+    let prefix = unique("definer");
+    let _source = start_source(&prefix, &db, 7803).await?;
+    let sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
+    src.exec("CREATE DEFINER = `tributary_ghost`@`%` SQL SECURITY INVOKER VIEW v2 AS SELECT id + 1 AS n FROM t")
+        .await?;
+    let q = format!(
+        "SELECT COUNT(*), SUM(DEFINER = 'tributary_ghost@%') FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{db}'"
+    );
+    wait_until("both views at the destination", WAIT, || {
+        let q = q.clone();
+        async move {
+            let mut dst = Db::connect(dest_port()).await?;
+            let r: Option<(i64, Option<i64>)> = dst.conn.query_first(q).await?;
+            Ok((r.map(|r| r.0) != Some(2)).then(|| format!("{r:?}")))
+        }
+    })
+    .await?;
+    let r: Option<(i64, Option<i64>)> = dst.conn.query_first(&q).await?;
+    assert_eq!(r, Some((2, Some(0))), "a view kept the missing DEFINER");
+    let rows: Vec<i64> = dst
+        .conn
+        .query(format!("SELECT n FROM `{db}`.v2"))
+        .await?;
+    assert_eq!(rows, vec![2]);
+    assert!(sink
+        .log_text()
+        .contains("does not exist at the destination: created with DEFINER=CURRENT_USER"));
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    src.exec("DROP USER IF EXISTS 'tributary_ghost'@'%'").await?;
+    Ok(())
+}
