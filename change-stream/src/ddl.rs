@@ -81,12 +81,13 @@ impl Tok {
     }
 }
 
-fn tokenize(sql: &str) -> Vec<Tok> {
-    tokenize_spans(sql).0
+fn tokenize(sql: &str, ansi_quotes: bool) -> Vec<Tok> {
+    tokenize_spans(sql, ansi_quotes).0
 }
 
 /// The tokens, and where each starts (a char index into `sql`).
-fn tokenize_spans(sql: &str) -> (Vec<Tok>, Vec<usize>) {
+/// With `ansi_quotes` (the `ANSI_QUOTES` sql_mode), `"x"` is an identifier.
+fn tokenize_spans(sql: &str, ansi_quotes: bool) -> (Vec<Tok>, Vec<usize>) {
     let b: Vec<char> = sql.chars().collect();
     let mut out = Vec::new();
     let mut starts = Vec::new();
@@ -123,13 +124,13 @@ fn tokenize_spans(sql: &str) -> (Vec<Tok>, Vec<usize>) {
             }
         } else if c == '*' && b.get(i + 1) == Some(&'/') {
             i += 2;
-        } else if c == '`' {
+        } else if c == '`' || (ansi_quotes && c == '"') {
             let mut text = String::new();
             i += 1;
             while i < b.len() {
-                if b[i] == '`' {
-                    if b.get(i + 1) == Some(&'`') {
-                        text.push('`');
+                if b[i] == c {
+                    if b.get(i + 1) == Some(&c) {
+                        text.push(c);
                         i += 2;
                         continue;
                     }
@@ -285,7 +286,12 @@ impl Parser<'_> {
 /// Classifies a DDL statement run with `default_db` as its current
 /// database.
 pub fn classify(sql: &str, default_db: &str) -> Ddl {
-    let toks = tokenize(sql);
+    classify_in(sql, default_db, false)
+}
+
+/// [`classify`], for a statement run with or without `ANSI_QUOTES`.
+pub fn classify_in(sql: &str, default_db: &str, ansi_quotes: bool) -> Ddl {
+    let toks = tokenize(sql, ansi_quotes);
     let mut p = Parser {
         toks: &toks,
         i: 0,
@@ -492,6 +498,20 @@ fn classify_tokens(p: &mut Parser<'_>) -> Option<Ddl> {
     None
 }
 
+/// Whether an `sql_mode` (a number, as the binlog gives it, or names)
+/// includes `ANSI_QUOTES`.
+pub fn ansi_quotes(sql_mode: Option<&str>) -> bool {
+    match sql_mode {
+        None => false,
+        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) => {
+            m.parse::<u64>().is_ok_and(|n| n & 4 != 0)
+        }
+        Some(m) => m
+            .split(',')
+            .any(|w| w.trim().eq_ignore_ascii_case("ANSI_QUOTES") || w.trim().eq_ignore_ascii_case("ANSI")),
+    }
+}
+
 /// The session variable the sink sets on its connections: a guarded
 /// trigger does nothing in a session where it is set.
 pub const APPLY_VARIABLE: &str = "@tributary_apply";
@@ -502,11 +522,12 @@ const GUARD_CLOSE: &str = "; END IF";
 /// runs only in sessions without [`APPLY_VARIABLE`]: rows the sink applies
 /// do not fire it again. `None` when `sql` is not a CREATE TRIGGER or is
 /// guarded already.
-pub fn guard_trigger(sql: &str) -> Option<String> {
-    if !matches!(classify(sql, ""), Ddl::Object { kind, .. } if kind == "CREATE TRIGGER") {
+pub fn guard_trigger(sql: &str, ansi_quotes: bool) -> Option<String> {
+    if !matches!(classify_in(sql, "", ansi_quotes), Ddl::Object { kind, .. } if kind == "CREATE TRIGGER")
+    {
         return None;
     }
-    let (toks, starts) = tokenize_spans(sql);
+    let (toks, starts) = tokenize_spans(sql, ansi_quotes);
     let each_row = (0..toks.len().saturating_sub(2)).find(|&i| {
         toks[i].is_kw("FOR") && toks[i + 1].is_kw("EACH") && toks[i + 2].is_kw("ROW")
     })?;
@@ -560,7 +581,7 @@ impl Definer {
 
 /// Finds the DEFINER clause naming an account (not `CURRENT_USER`).
 pub fn definer(sql: &str) -> Option<Definer> {
-    let (toks, starts) = tokenize_spans(sql);
+    let (toks, starts) = tokenize_spans(sql, false);
     let chars: Vec<char> = sql.chars().collect();
     // Only in the statement's head, before the object keyword.
     let d = toks
@@ -743,17 +764,22 @@ mod tests {
     #[test]
     fn trigger_guard() {
         let sql = "CREATE DEFINER=`root`@`localhost` TRIGGER t1 AFTER INSERT ON o FOR EACH ROW INSERT INTO a VALUES (NEW.id)";
-        let g = guard_trigger(sql).unwrap();
+        let g = guard_trigger(sql, false).unwrap();
         assert_eq!(
             g,
             "CREATE DEFINER=`root`@`localhost` TRIGGER t1 AFTER INSERT ON o FOR EACH ROW IF @tributary_apply IS NULL THEN INSERT INTO a VALUES (NEW.id); END IF"
         );
-        assert_eq!(guard_trigger(&g), None);
+        assert_eq!(guard_trigger(&g, false), None);
         assert_eq!(unguard_trigger(&g), sql);
         let sql = "create trigger t2 before update on o for each row follows t1 begin set new.v = 1; end;";
-        let g = guard_trigger(sql).unwrap();
+        let g = guard_trigger(sql, false).unwrap();
         assert!(g.ends_with("follows t1 IF @tributary_apply IS NULL THEN begin set new.v = 1; end; END IF"), "{g}");
-        assert_eq!(guard_trigger("CREATE VIEW v AS SELECT 1"), None);
+        assert_eq!(guard_trigger("CREATE VIEW v AS SELECT 1", false), None);
+        let ansi = r#"CREATE DEFINER="root"@"%" TRIGGER "t3" BEFORE INSERT ON "a" FOR EACH ROW SET NEW.w = 'x' || ''"#;
+        assert_eq!(guard_trigger(ansi, false), None);
+        assert!(guard_trigger(ansi, true).is_some());
+        assert!(ansi_quotes(Some("4")) && ansi_quotes(Some("PIPES_AS_CONCAT,ANSI_QUOTES")));
+        assert!(!ansi_quotes(Some("1411383296")) && !ansi_quotes(None));
     }
 
     #[test]

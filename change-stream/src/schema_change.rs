@@ -26,8 +26,11 @@ pub struct SchemaChange {
     pub database: String,
     /// `CREATE TABLE`, `ALTER TABLE` ..., or [`DEFINITION`].
     pub kind: String,
-    /// The statement; `None` for a definition.
+    /// The statement; `None` for a table's definition.
     pub ddl: Option<String>,
+    /// The `sql_mode` it ran in at the source: a number (the binlog's bit
+    /// set) or a list of names; `None` when unknown.
+    pub sql_mode: Option<String>,
     /// The tables it acts on, with their shapes afterwards.
     pub tables: Vec<TableChange>,
 }
@@ -72,6 +75,7 @@ impl SchemaChange {
             database: table.id.database.clone(),
             kind: DEFINITION.to_string(),
             ddl: None,
+            sql_mode: None,
             tables: vec![TableChange {
                 id: table.id.clone(),
                 effect: ChangeEffect::Defined,
@@ -88,6 +92,7 @@ impl SchemaChange {
         source: SourceInfo,
         database: &str,
         create: String,
+        sql_mode: Option<String>,
         table: Option<TableSchema>,
     ) -> Self {
         SchemaChange {
@@ -95,6 +100,7 @@ impl SchemaChange {
             database: database.to_string(),
             kind: DEFINITION.to_string(),
             ddl: Some(create),
+            sql_mode,
             tables: table
                 .into_iter()
                 .map(|t| TableChange {
@@ -266,6 +272,7 @@ impl SchemaChange {
             ("database".into(), Value::String(self.database.clone())),
             ("kind".into(), Value::String(self.kind.clone())),
             ("ddl".into(), opt_str(self.ddl.as_deref())),
+            ("sql_mode".into(), opt_str(self.sql_mode.as_deref())),
             ("tables".into(), Value::Array(tables)),
         ]);
         let mut out = s.header().to_vec();
@@ -302,6 +309,7 @@ impl SchemaChange {
             database: String::new(),
             kind: String::new(),
             ddl: None,
+            sql_mode: None,
             tables: Vec::new(),
         };
         for (name, v) in fields {
@@ -310,6 +318,7 @@ impl SchemaChange {
                 ("database", Value::String(s)) => change.database = s,
                 ("kind", Value::String(s)) => change.kind = s,
                 ("ddl", Value::String(s)) => change.ddl = Some(s),
+                ("sql_mode", Value::String(s)) => change.sql_mode = Some(s),
                 ("tables", Value::Array(items)) => {
                     for item in items {
                         change.tables.push(decode_table_change(item)?);
@@ -488,6 +497,7 @@ mod tests {
             database: "shop".into(),
             kind: "RENAME TABLE".into(),
             ddl: Some("RENAME TABLE t TO u".into()),
+            sql_mode: Some("1411383296".into()),
             tables: vec![
                 TableChange {
                     id: table.id.clone(),

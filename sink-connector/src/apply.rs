@@ -31,6 +31,10 @@ use mysql_async::{Conn, Opts};
 use crate::error::{from_mysql, SinkError};
 use crate::sql::push_literal;
 
+/// The sink's own session sql_mode for rows.
+pub const SESSION_SQL_MODE: &str =
+    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'";
+
 /// One change to apply, with its table's definition.
 pub struct Change {
     pub table: Arc<TableSchema>,
@@ -352,7 +356,7 @@ impl Applier {
             "SET SESSION foreign_key_checks = 0",
             // Guarded triggers do nothing for rows the sink applies.
             "SET @tributary_apply = 1",
-            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+            SESSION_SQL_MODE,
         ]);
         let mut conn = match tokio::time::timeout(std::time::Duration::from_secs(timeout_secs), Conn::new(opts)).await {
             Err(_) => {

@@ -241,7 +241,7 @@ const ALREADY_DONE: [u16; 12] = [
 /// The statement as it is run at the destination: a DEFINER naming an
 /// account the destination does not have becomes `DEFINER=CURRENT_USER`
 /// (with a warning), and a trigger gets the guard when `guard` is set.
-pub async fn prepare(conn: &mut Conn, sql: &str, guard: bool) -> String {
+pub async fn prepare(conn: &mut Conn, sql: &str, sql_mode: Option<&str>, guard: bool) -> String {
     let mut sql = sql.to_string();
     if let Some(d) = change_stream::ddl::definer(&sql) {
         let exists: Result<Option<i64>, _> = conn
@@ -262,21 +262,44 @@ pub async fn prepare(conn: &mut Conn, sql: &str, guard: bool) -> String {
         }
     }
     if guard {
-        if let Some(g) = change_stream::ddl::guard_trigger(&sql) {
+        let ansi = change_stream::ddl::ansi_quotes(sql_mode);
+        if let Some(g) = change_stream::ddl::guard_trigger(&sql, ansi) {
             sql = g;
         }
     }
     sql
 }
 
-/// Runs a statement at the destination in `database` (none if empty).
-pub async fn execute(conn: &mut Conn, database: &str, sql: &str) -> Result<Outcome, SinkError> {
+/// Runs a statement at the destination in `database` (none if empty),
+/// in the source's `sql_mode` when it is known.
+pub async fn execute(
+    conn: &mut Conn,
+    database: &str,
+    sql_mode: Option<&str>,
+    sql: &str,
+) -> Result<Outcome, SinkError> {
     if !database.is_empty() {
         // The database may not exist (yet) at the destination; the statement
         // itself then fails or creates it.
         let _ = conn.query_drop(format!("USE {}", quote_ident(database))).await;
     }
-    match conn.query_drop(sql).await {
+    if let Some(mode) = sql_mode {
+        let set = if !mode.is_empty() && mode.bytes().all(|b| b.is_ascii_digit()) {
+            format!("SET SESSION sql_mode = {mode}")
+        } else {
+            format!("SET SESSION sql_mode = '{}'", mode.replace('\'', "''"))
+        };
+        if let Err(e) = conn.query_drop(set).await {
+            tracing::warn!(error = %e, sql_mode = mode, "cannot take the source's sql_mode for a schema change; it runs in the sink's");
+        }
+    }
+    let result = conn.query_drop(sql).await;
+    if sql_mode.is_some() {
+        conn.query_drop(crate::apply::SESSION_SQL_MODE)
+            .await
+            .map_err(|e| from_mysql("cannot restore the session's sql_mode", e))?;
+    }
+    match result {
         Ok(()) => Ok(Outcome::Applied),
         Err(mysql_async::Error::Server(e)) if ALREADY_DONE.contains(&e.code) => Ok(
             Outcome::AlreadyApplied(format!("{} (error {})", e.message, e.code)),

@@ -430,8 +430,15 @@ async fn apply_schema_change(
         return Ok(());
     };
     let guard = config.schema.triggers == TriggerMethod::Guard;
-    let sql = ddl::prepare(applier.conn(), statement, guard).await;
-    match ddl::execute(applier.conn(), &change.database, &sql).await? {
+    let sql = ddl::prepare(applier.conn(), statement, change.sql_mode.as_deref(), guard).await;
+    match ddl::execute(
+        applier.conn(),
+        &change.database,
+        change.sql_mode.as_deref(),
+        &sql,
+    )
+    .await?
+    {
         ddl::Outcome::Applied => {
             tracing::info!(kind = %change.kind, id = %change.id(), "schema change applied")
         }

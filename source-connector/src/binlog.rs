@@ -26,7 +26,8 @@ use change_stream::position::{file_seq, BinlogCoordinates, Gtid, GtidPosition};
 use change_stream::table::TableId;
 use change_stream::value::Cell;
 use futures::StreamExt;
-use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::StatusVarKey;
+use mysql_async::binlog::events::{EventData, RowsEventData, StatusVarVal};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::*;
@@ -225,14 +226,22 @@ impl BinlogReader {
                         if trimmed.eq_ignore_ascii_case("COMMIT") {
                             committed = true;
                         } else if !trimmed.eq_ignore_ascii_case("BEGIN") {
-                            statement = Some((q.schema().to_string(), trimmed.to_string()));
+                            let sql_mode = q
+                                .status_vars()
+                                .get_status_var(StatusVarKey::SqlMode)
+                                .and_then(|v| match v.get_value() {
+                                    Ok(StatusVarVal::SqlMode(m)) => Some(m.0.to_string()),
+                                    _ => None,
+                                });
+                            statement =
+                                Some((q.schema().to_string(), trimmed.to_string(), sql_mode));
                             committed = self.txn.as_ref().is_some_and(|t| t.standalone);
                         }
                     }
                     _ => {}
                 }
             }
-            if let Some((schema, sql)) = statement {
+            if let Some((schema, sql, sql_mode)) = statement {
                 match self.ddl.as_mut() {
                     Some(ddl) => {
                         let txn = self.txn.as_ref();
@@ -249,7 +258,7 @@ impl BinlogReader {
                             ts_ms: txn.map_or(0, |t| t.ts_ms),
                             snapshot: false,
                         };
-                        ddl.handle(out, &mut self.tables, &sql, &schema, source)
+                        ddl.handle(out, &mut self.tables, &sql, &schema, sql_mode, source)
                             .await?;
                         // Shapes are compared again after any schema change.
                         self.checked_maps.clear();

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use change_stream::ddl::{classify, Ddl, TableEffect};
+use change_stream::ddl::{Ddl, TableEffect};
 use change_stream::event::SourceInfo;
 use change_stream::schema_change::{encode_key, ChangeEffect, SchemaChange, TableChange};
 use change_stream::table::TableId;
@@ -111,9 +111,11 @@ impl DdlContext {
         tables: &mut HashMap<TableId, Arc<TableCtx>>,
         sql: &str,
         default_db: &str,
+        sql_mode: Option<String>,
         source: SourceInfo,
     ) -> Result<(), SourceError> {
-        let ddl = classify(sql, default_db);
+        let ansi = change_stream::ddl::ansi_quotes(sql_mode.as_deref());
+        let ddl = change_stream::ddl::classify_in(sql, default_db, ansi);
         let mut changes = Vec::new();
         match &ddl {
             Ddl::Other => return Ok(()),
@@ -145,6 +147,7 @@ impl DdlContext {
             database: default_db.to_string(),
             kind: ddl.kind().to_string(),
             ddl: Some(sql.to_string()),
+            sql_mode,
             tables: changes,
         };
         tracing::info!(kind = %change.kind, id = %change.id(), tables = change.tables.len(), "schema change");

@@ -395,6 +395,7 @@ async fn publish_object(
         },
         &object.database,
         object.create.clone(),
+        object.sql_mode.clone(),
         table.map(|t| t.schema.clone()),
     );
     ddl::publish(out, &change).await

@@ -204,6 +204,8 @@ pub struct ObjectDef {
     pub name: String,
     /// The statement that creates it, run in its database.
     pub create: String,
+    /// The sql_mode it was created in (routines and triggers).
+    pub sql_mode: Option<String>,
     /// A trigger's table.
     pub table: Option<TableId>,
 }
@@ -218,14 +220,15 @@ pub async fn read_objects(
     let sql_err = |e: mysql_async::Error| SourceError::Source(describe_mysql(&e));
     let dbs = placeholders(databases.len());
     let mut out = Vec::new();
-    // SHOW CREATE ... column `col` of the one row, or a clear error.
+    // SHOW CREATE ...: column `col` of the one row, or a clear error, and
+    // the sql_mode column of routines and triggers.
     async fn show_create(
         conn: &mut Conn,
         kind: &str,
         db: &str,
         name: &str,
         col: usize,
-    ) -> Result<String, SourceError> {
+    ) -> Result<(String, Option<String>), SourceError> {
         let id = TableId::new(db, name);
         let row: Option<mysql_async::Row> = conn
             .query_first(format!("SHOW CREATE {kind} {}", id.quoted()))
@@ -236,7 +239,14 @@ pub async fn read_objects(
                     describe_mysql(&e)
                 ))
             })?;
-        row.and_then(|r| r.get_opt::<Option<String>, usize>(col).and_then(Result::ok).flatten())
+        let text = |r: &mysql_async::Row, i: usize| {
+            r.get_opt::<Option<String>, usize>(i)
+                .and_then(Result::ok)
+                .flatten()
+        };
+        let sql_mode = row.as_ref().filter(|_| col == 2).and_then(|r| text(r, 1));
+        row.and_then(|r| text(&r, col))
+            .map(|c| (c, sql_mode))
             .ok_or_else(|| {
                 SourceError::Source(format!(
                     "cannot read the definition of {kind} {id}: the source account may not see it; grant it SELECT on mysql.proc (routines) or SHOW VIEW and TRIGGER on the database"
@@ -257,12 +267,13 @@ pub async fn read_objects(
         .map_err(sql_err)?;
     for (db, name, kind) in routines {
         let kind = if kind == "FUNCTION" { "FUNCTION" } else { "PROCEDURE" };
-        let create = show_create(conn, kind, &db, &name, 2).await?;
+        let (create, sql_mode) = show_create(conn, kind, &db, &name, 2).await?;
         out.push(ObjectDef {
             kind,
             database: db,
             name,
             create,
+            sql_mode,
             table: None,
         });
     }
@@ -292,12 +303,13 @@ pub async fn read_objects(
             })
             .unwrap_or(0);
         let (db, name, _) = views.remove(next);
-        let create = show_create(conn, "VIEW", &db, &name, 1).await?;
+        let (create, sql_mode) = show_create(conn, "VIEW", &db, &name, 1).await?;
         out.push(ObjectDef {
             kind: "VIEW",
             database: db,
             name,
             create,
+            sql_mode,
             table: None,
         });
     }
@@ -314,13 +326,14 @@ pub async fn read_objects(
         .await
         .map_err(sql_err)?;
     for (db, name, table) in triggers {
-        let create = show_create(conn, "TRIGGER", &db, &name, 2).await?;
+        let (create, sql_mode) = show_create(conn, "TRIGGER", &db, &name, 2).await?;
         out.push(ObjectDef {
             kind: "TRIGGER",
             table: Some(TableId::new(db.as_str(), table.as_str())),
             database: db,
             name,
             create,
+            sql_mode,
         });
     }
     Ok(out)

@@ -68,10 +68,10 @@ pub async fn database_objects(db: &mut Db, database: &str) -> Result<BTreeMap<St
             .conn
             .query_first(format!("SHOW CREATE {kind} {qualified}{}", q(&name)))
             .await?;
-        out.insert(
-            format!("{kind} {name}"),
-            row.map(|r| text(&r, 2)).unwrap_or_default(),
-        );
+        let def = row
+            .map(|r| format!("{} (sql_mode {})", text(&r, 2), text(&r, 1)))
+            .unwrap_or_default();
+        out.insert(format!("{kind} {name}"), def);
     }
     let triggers: Vec<String> = db
         .conn
@@ -85,11 +85,16 @@ pub async fn database_objects(db: &mut Db, database: &str) -> Result<BTreeMap<St
             .conn
             .query_first(format!("SHOW CREATE TRIGGER {qualified}{}", q(&name)))
             .await?;
-        let def = row.map(|r| text(&r, 2)).unwrap_or_default();
-        out.insert(
-            format!("TRIGGER {name}"),
-            change_stream::ddl::unguard_trigger(&def),
-        );
+        let def = row
+            .map(|r| {
+                format!(
+                    "{} (sql_mode {})",
+                    change_stream::ddl::unguard_trigger(&text(&r, 2)),
+                    text(&r, 1)
+                )
+            })
+            .unwrap_or_default();
+        out.insert(format!("TRIGGER {name}"), def);
     }
     Ok(out)
 }

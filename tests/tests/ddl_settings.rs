@@ -256,3 +256,38 @@ async fn missing_definer_is_replaced_by_the_sinks_account() -> Result<()> {
     src.exec("DROP USER IF EXISTS 'tributary_ghost'@'%'").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_after_full_sync_are_created_as_they_are_after_the_rows() -> Result<()> {
+    let db = unique("trigafter");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; USE `{db}`; \
+         CREATE TABLE o (id INT PRIMARY KEY); INSERT INTO o VALUES (1), (2), (3); \
+         CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, oid INT); \
+         CREATE TRIGGER tr AFTER INSERT ON o FOR EACH ROW INSERT INTO audit (oid) VALUES (NEW.id);"
+    ))
+    .await?;
+    let prefix = unique("trigafter");
+    let mut source = start_source(&prefix, &db, 7804).await?;
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(&prefix, &prefix, dest_port(), "\n[schema]\ntriggers = \"after_full_sync\"\n"),
+    )?;
+    // Same objects and rows: the trigger came after o's three rows, so it
+    // did not fire for them.
+    wait_same_database(source_port(), dest_port(), &db, WAIT, &mut [&mut source, &mut sink])
+        .await?;
+    let mut dst = Db::connect(dest_port()).await?;
+    let r: Option<(String,)> = dst
+        .conn
+        .query_first(format!("SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{db}'"))
+        .await?;
+    let body = r.map(|r| r.0).unwrap_or_default();
+    assert!(!body.contains("tributary_apply"), "guarded: {body}");
+    assert_eq!(dst.count(&format!("`{db}`.audit")).await?, 0);
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    Ok(())
+}
