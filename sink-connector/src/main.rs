@@ -220,6 +220,9 @@ async fn sync(
                 };
                 let change = SchemaChange::decode(payload)?;
                 let order = change.source.event_order().map(|o| (o, 0));
+                if order.is_some_and(|o| st.last.is_some_and(|last| o <= last)) {
+                    continue; // sent again by the source after its restart
+                }
                 ddl_queue.push(Pending {
                     offset: msg.offset(),
                     order,

@@ -183,6 +183,9 @@ enum Variant {
     /// The source is killed before the steps and started after them: it
     /// reads the binlog across schema changes it did not see happen.
     SourceDown,
+    /// The source is killed (`kill -9`) right after each of its first
+    /// three schema changes, and started again: it may send some twice.
+    SourceKilled,
 }
 
 /// Runs `tests/scenarios/ddl_<name>/`: `prepare.sql` before the
@@ -190,7 +193,12 @@ enum Variant {
 /// destination. `${DB}` stands for the scenario's database. Each
 /// [`Variant`] in turn, each on its own database and topics.
 pub async fn run_ddl_scenario(name: &str, sink_extra: &str) -> Result<()> {
-    for variant in [Variant::Live, Variant::SinkKilled, Variant::SourceDown] {
+    for variant in [
+        Variant::Live,
+        Variant::SinkKilled,
+        Variant::SourceDown,
+        Variant::SourceKilled,
+    ] {
         run_ddl_variant(name, sink_extra, variant)
             .await
             .map_err(|e| anyhow::anyhow!("ddl scenario {name} ({variant:?}): {e:#}"))?;
@@ -203,6 +211,7 @@ async fn run_ddl_variant(name: &str, sink_extra: &str, variant: Variant) -> Resu
         Variant::Live => "",
         Variant::SinkKilled => "_k",
         Variant::SourceDown => "_s",
+        Variant::SourceKilled => "_x",
     };
     let dir = workspace().join("tests/scenarios").join(format!("ddl_{name}"));
     let db = unique(&format!("d_{name}{tag}"));
@@ -233,11 +242,27 @@ async fn run_ddl_variant(name: &str, sink_extra: &str, variant: Variant) -> Resu
         .map_err(|e| anyhow::anyhow!("after the snapshot: {e:#}\nsink: {}", sink.log_tail()))?;
 
     match variant {
-        Variant::Live => {}
+        Variant::Live | Variant::SourceKilled => {}
         Variant::SinkKilled => sink.kill9(),
         Variant::SourceDown => source.kill9(),
     }
+    let before = log_count(&source, "schema change kind=");
     src.exec(&steps).await?;
+    if variant == Variant::SourceKilled {
+        let mut seen = before;
+        for _ in 0..3 {
+            let start = Instant::now();
+            while log_count(&source, "schema change kind=") == seen
+                && start.elapsed() < Duration::from_secs(30)
+            {
+                source.assert_running()?;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            source.kill9();
+            seen = log_count(&source, "schema change kind=");
+            source = Connector::start("source-connector", &source_label, &source_text)?;
+        }
+    }
     if variant == Variant::SourceDown {
         source = Connector::start("source-connector", &source_label, &source_text)?;
     }
