@@ -424,11 +424,24 @@ async fn sync(
                 None => SnapshotProgress::default(),
                 Some(p) => {
                     let progress = p.snapshot.unwrap_or_default();
+                    // The stored progress can be behind the rows already
+                    // sent: a table may have been started after it. So every
+                    // keyed table gets the changes between the two snapshot
+                    // points (harmless where none of its rows were sent: the
+                    // new snapshot writes each row's state again); a keyless
+                    // table only when its start was stored, since replayed
+                    // rows there would be duplicated.
                     let started: HashSet<TableId> = progress
                         .tables_done
                         .iter()
                         .chain(progress.current.iter())
                         .cloned()
+                        .chain(
+                            tables
+                                .values()
+                                .filter(|t| !t.schema.key.is_empty())
+                                .map(|t| t.schema.id.clone()),
+                        )
                         .collect();
                     let previous =
                         change_stream::position::BinlogCoordinates::new(p.file.clone(), p.pos);
