@@ -7,6 +7,9 @@
 #   scripts/stack.sh down     stop what `up` started, keep the data
 #   scripts/stack.sh reset    stop and delete all data
 #   scripts/stack.sh status   what runs where
+#   scripts/stack.sh mariadb NAME PORT SERVER_ID
+#                             one more MariaDB, configured like the source
+#   scripts/stack.sh stop NAME  stop one server
 #
 # Environment (defaults in brackets):
 #   STACK_DIR         [<repo>/.stack]  data, logs and pid files
@@ -200,6 +203,18 @@ reset)
     rm -rf "$STACK_DIR"
     log "removed $STACK_DIR"
     ;;
+mariadb)
+    # One more MariaDB server on its own: stack.sh mariadb NAME PORT SERVER_ID
+    # (tests that change a server's global settings use one of their own).
+    [ $# -eq 4 ] || die "usage: $0 mariadb NAME PORT SERVER_ID"
+    mkdir -p "$STACK_DIR"
+    install_missing
+    mariadb_up "$2" "$3" "$4"
+    ;;
+stop)
+    [ $# -eq 2 ] || die "usage: $0 stop NAME"
+    stop_one "$2"
+    ;;
 status)
     status_one source "$SOURCE_PORT"
     status_one dest "$DEST_PORT"
@@ -207,7 +222,7 @@ status)
     status_one kafka "$KAFKA_PORT"
     ;;
 *)
-    echo "usage: $0 up|down|reset|status" >&2
+    echo "usage: $0 up|down|reset|status|mariadb NAME PORT SERVER_ID|stop NAME" >&2
     exit 2
     ;;
 esac

@@ -506,9 +506,9 @@ pub fn ansi_quotes(sql_mode: Option<&str>) -> bool {
         Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) => {
             m.parse::<u64>().is_ok_and(|n| n & 4 != 0)
         }
-        Some(m) => m
-            .split(',')
-            .any(|w| w.trim().eq_ignore_ascii_case("ANSI_QUOTES") || w.trim().eq_ignore_ascii_case("ANSI")),
+        Some(m) => m.split(',').any(|w| {
+            w.trim().eq_ignore_ascii_case("ANSI_QUOTES") || w.trim().eq_ignore_ascii_case("ANSI")
+        }),
     }
 }
 
@@ -528,9 +528,8 @@ pub fn guard_trigger(sql: &str, ansi_quotes: bool) -> Option<String> {
         return None;
     }
     let (toks, starts) = tokenize_spans(sql, ansi_quotes);
-    let each_row = (0..toks.len().saturating_sub(2)).find(|&i| {
-        toks[i].is_kw("FOR") && toks[i + 1].is_kw("EACH") && toks[i + 2].is_kw("ROW")
-    })?;
+    let each_row = (0..toks.len().saturating_sub(2))
+        .find(|&i| toks[i].is_kw("FOR") && toks[i + 1].is_kw("EACH") && toks[i + 2].is_kw("ROW"))?;
     let mut body = each_row + 3;
     if toks
         .get(body)
@@ -584,10 +583,7 @@ pub fn definer(sql: &str) -> Option<Definer> {
     let (toks, starts) = tokenize_spans(sql, false);
     let chars: Vec<char> = sql.chars().collect();
     // Only in the statement's head, before the object keyword.
-    let d = toks
-        .iter()
-        .take(12)
-        .position(|t| t.is_kw("DEFINER"))?;
+    let d = toks.iter().take(12).position(|t| t.is_kw("DEFINER"))?;
     let mut i = d + 1;
     if toks.get(i) == Some(&Tok::Punct('=')) {
         i += 1;
@@ -773,7 +769,12 @@ mod tests {
         assert_eq!(unguard_trigger(&g), sql);
         let sql = "create trigger t2 before update on o for each row follows t1 begin set new.v = 1; end;";
         let g = guard_trigger(sql, false).unwrap();
-        assert!(g.ends_with("follows t1 IF @tributary_apply IS NULL THEN begin set new.v = 1; end; END IF"), "{g}");
+        assert!(
+            g.ends_with(
+                "follows t1 IF @tributary_apply IS NULL THEN begin set new.v = 1; end; END IF"
+            ),
+            "{g}"
+        );
         assert_eq!(guard_trigger("CREATE VIEW v AS SELECT 1", false), None);
         let ansi = r#"CREATE DEFINER="root"@"%" TRIGGER "t3" BEFORE INSERT ON "a" FOR EACH ROW SET NEW.w = 'x' || ''"#;
         assert_eq!(guard_trigger(ansi, false), None);
@@ -793,7 +794,10 @@ mod tests {
         );
         let d = definer("CREATE DEFINER = 'it''s'@'10.0.0.%' PROCEDURE p() SELECT 1").unwrap();
         assert_eq!((d.user.as_str(), d.host.as_str()), ("it's", "10.0.0.%"));
-        assert_eq!(definer("CREATE DEFINER=CURRENT_USER VIEW v AS SELECT 1"), None);
+        assert_eq!(
+            definer("CREATE DEFINER=CURRENT_USER VIEW v AS SELECT 1"),
+            None
+        );
         assert_eq!(definer("CREATE VIEW v AS SELECT 1"), None);
     }
 }

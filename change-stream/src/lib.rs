@@ -4,6 +4,7 @@
 //! - [`value`]: column values ([`value::Cell`]) between MariaDB and Avro;
 //! - [`event`]: the change-event model (op, before/after, `source` block);
 //! - [`avro`]: the Avro schemas and single-object encoding of records;
+//! - [`check`]: precheck reports;
 //! - [`ddl`]: what a DDL statement from the binlog does;
 //! - [`schema_change`]: table definitions as published on the
 //!   schema-changes topic;
@@ -11,6 +12,7 @@
 //! - [`position`]: binlog coordinates, GTID positions and event order.
 
 pub mod avro;
+pub mod check;
 pub mod config_text;
 pub mod ddl;
 pub mod event;

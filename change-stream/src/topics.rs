@@ -84,6 +84,11 @@ pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Key, on the positions topic, of the source server's description
+/// (`{"server_id": n, "version": "..."}`), which sinks check their
+/// destination against.
+pub const SOURCE_SERVER_KEY: &str = "server";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -350,14 +350,16 @@ impl Applier {
             }
         })?;
         let target = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-        let opts = mysql_async::OptsBuilder::from_opts(opts).prefer_socket(false).init(vec![
-            "SET time_zone = '+00:00'",
-            "SET NAMES utf8mb4",
-            "SET SESSION foreign_key_checks = 0",
-            // Guarded triggers do nothing for rows the sink applies.
-            "SET @tributary_apply = 1",
-            SESSION_SQL_MODE,
-        ]);
+        let opts = mysql_async::OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .init(vec![
+                "SET time_zone = '+00:00'",
+                "SET NAMES utf8mb4",
+                "SET SESSION foreign_key_checks = 0",
+                // Guarded triggers do nothing for rows the sink applies.
+                "SET @tributary_apply = 1",
+                SESSION_SQL_MODE,
+            ]);
         let mut conn = match tokio::time::timeout(std::time::Duration::from_secs(timeout_secs), Conn::new(opts)).await {
             Err(_) => {
                 return Err(SinkError::DestinationLost(format!(

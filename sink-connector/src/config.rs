@@ -17,7 +17,31 @@ pub struct Config {
     pub apply: ApplySection,
     #[serde(default)]
     pub schema: SchemaSection,
+    #[serde(default)]
+    pub check: CheckSection,
 }
+
+/// `[check]`: the precheck.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSection {
+    /// Items whose failure is acknowledged: reported as warnings, and not
+    /// stopping `run`.
+    #[serde(default)]
+    pub acknowledge: Vec<String>,
+}
+
+/// The items of the sink's check.
+pub const CHECK_ITEMS: [&str; 8] = [
+    "kafka.connect",
+    "destination.connect",
+    "destination.queries",
+    "destination.version",
+    "destination.privileges",
+    "destination.definer",
+    "destination.state_database",
+    "destination.conflicts",
+];
 
 /// `[schema]`: how the source's schema is created at the destination.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -200,6 +224,18 @@ impl Config {
             expected: expected.into(),
             actual,
         };
+        if let Some(bad) = self
+            .check
+            .acknowledge
+            .iter()
+            .find(|a| !CHECK_ITEMS.contains(&a.as_str()))
+        {
+            return Err(invalid(
+                "check.acknowledge",
+                &format!("names of check items ({})", CHECK_ITEMS.join(", ")),
+                bad.clone(),
+            ));
+        }
         if !self.destination.url.starts_with("mysql://")
             && !self.destination.url.starts_with("mariadb://")
         {

@@ -281,7 +281,9 @@ pub async fn execute(
     if !database.is_empty() {
         // The database may not exist (yet) at the destination; the statement
         // itself then fails or creates it.
-        let _ = conn.query_drop(format!("USE {}", quote_ident(database))).await;
+        let _ = conn
+            .query_drop(format!("USE {}", quote_ident(database)))
+            .await;
     }
     if let Some(mode) = sql_mode {
         let set = if !mode.is_empty() && mode.bytes().all(|b| b.is_ascii_digit()) {

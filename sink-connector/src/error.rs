@@ -27,6 +27,9 @@ pub enum SinkError {
     Stream(#[from] change_stream::Error),
     #[error("{0}")]
     Record(String),
+    /// A failed precheck item.
+    #[error("{0}")]
+    Precheck(String),
 }
 
 impl SinkError {

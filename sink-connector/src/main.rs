@@ -7,6 +7,7 @@
 //! `sql.rs` (literals). This file wires them.
 
 mod apply;
+mod check;
 mod config;
 mod consume;
 mod ddl;
@@ -54,6 +55,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check the destination, the account and the broker, item by item;
+    /// exits non-zero when an item fails.
+    Check {
+        /// Path of the TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
     /// List the schema changes that failed at the destination.
     FailedDdl {
         /// Path of the TOML config file.
@@ -66,7 +77,39 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     change_stream::process::run_main("sink-connector", async {
         match cli.command {
-            Command::Run { config } => run(Config::load(&config)?).await,
+            Command::Run { config: path } => {
+                let config = Config::load(&path)?;
+                let report = check::report(&config).await;
+                if report.failed() {
+                    return Err(SinkError::Precheck(report.refusal(&format!(
+                        "sink-connector check --config {}",
+                        path.display()
+                    ))));
+                }
+                for w in report
+                    .items
+                    .iter()
+                    .filter(|i| i.status != change_stream::check::Status::Pass)
+                {
+                    tracing::warn!(item = %w.id, found = %w.found, fix = %w.fix, "precheck warning");
+                }
+                run(config).await
+            }
+            Command::Check { config, format } => {
+                let report = check::report(&Config::load(&config)?).await;
+                print!(
+                    "{}",
+                    if format == "json" {
+                        report.json() + "\n"
+                    } else {
+                        report.text()
+                    }
+                );
+                if report.failed() {
+                    return Err(SinkError::Precheck(report.summary()));
+                }
+                Ok(())
+            }
             Command::FailedDdl { config } => failed_ddl(Config::load(&config)?).await,
         }
     })
@@ -152,8 +195,12 @@ async fn sync(
     if applied.is_empty() {
         // First start: every conflicting table is reported before anything
         // is written.
-        ddl::check_conflicts(applier.conn(), &registry.definitions(), config.schema.on_conflict)
-            .await?;
+        ddl::check_conflicts(
+            applier.conn(),
+            &registry.definitions(),
+            config.schema.on_conflict,
+        )
+        .await?;
     }
     let mut input = Input::new(client_config, &config.kafka)?;
     let mut ready: HashSet<TableId> = HashSet::new();

@@ -26,10 +26,10 @@ use change_stream::position::{file_seq, BinlogCoordinates, Gtid, GtidPosition};
 use change_stream::table::TableId;
 use change_stream::value::Cell;
 use futures::StreamExt;
-use mysql_async::binlog::StatusVarKey;
 use mysql_async::binlog::events::{EventData, RowsEventData, StatusVarVal};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+use mysql_async::binlog::StatusVarKey;
 use mysql_async::prelude::*;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
 use tokio::sync::watch;
@@ -382,7 +382,10 @@ impl BinlogReader {
             self.check_shape(out, &id, rows, start).await?;
             self.checked_maps.insert(rows.table_id());
         }
-        let tme = self.stream.get_tme(rows.table_id()).expect("looked up above");
+        let tme = self
+            .stream
+            .get_tme(rows.table_id())
+            .expect("looked up above");
         let Some(ctx) = self.tables.get(&id) else {
             return Ok(());
         };
@@ -465,10 +468,11 @@ impl BinlogReader {
             },
             _ => return Ok(()),
         };
-        let names_match = columns
+        let names_match = columns.iter().map(|c| c.name_str().to_string()).eq(ctx
+            .schema
+            .columns
             .iter()
-            .map(|c| c.name_str().to_string())
-            .eq(ctx.schema.columns.iter().map(|c| c.name.clone()));
+            .map(|c| c.name.clone()));
         let (charsets, fresh) = match self.ddl.as_mut() {
             Some(ddl) => (ddl.charsets().await?, ddl.definition(id).await?),
             None => (HashMap::new(), None),
@@ -478,7 +482,9 @@ impl BinlogReader {
         hints.push(&ctx.schema);
         let charset = |c: u16| charsets.get(&c).cloned();
         let shape = crate::tablemap::shape(id, &tme, &columns, &charset, &hints)?;
-        if names_match && (charsets.is_empty() || crate::tablemap::same_encoding(&shape, &ctx.schema)) {
+        if names_match
+            && (charsets.is_empty() || crate::tablemap::same_encoding(&shape, &ctx.schema))
+        {
             return Ok(());
         }
         if !names_match && charsets.is_empty() {
@@ -532,7 +538,8 @@ impl BinlogReader {
             out.publish_schema(k).await?;
         }
         out.publish_schema(&ctx.codec.value).await?;
-        out.ensure_table_topics(std::slice::from_ref(&ctx.topic)).await?;
+        out.ensure_table_topics(std::slice::from_ref(&ctx.topic))
+            .await?;
         out.flush().await?;
         self.tables.insert(id.clone(), ctx);
         Ok(())

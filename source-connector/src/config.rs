@@ -14,7 +14,37 @@ use crate::error::SourceError;
 pub struct Config {
     pub source: SourceSection,
     pub kafka: KafkaSection,
+    #[serde(default)]
+    pub check: CheckSection,
 }
+
+/// `[check]`: the precheck.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSection {
+    /// Items whose failure is acknowledged: reported as warnings, and not
+    /// stopping `run`.
+    #[serde(default)]
+    pub acknowledge: Vec<String>,
+}
+
+/// The items of the source's check.
+pub const CHECK_ITEMS: [&str; 14] = [
+    "kafka.connect",
+    "source.connect",
+    "source.queries",
+    "source.version",
+    "source.privileges",
+    "source.log_bin",
+    "source.binlog_format",
+    "source.binlog_row_image",
+    "source.binlog_row_metadata",
+    "source.log_bin_compress",
+    "source.binlog_retention",
+    "source.server_id",
+    "source.selection",
+    "source.keys",
+];
 
 /// `[source]`: the MariaDB server to read.
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +187,18 @@ impl Config {
             expected: expected.into(),
             actual,
         };
+        if let Some(bad) = self
+            .check
+            .acknowledge
+            .iter()
+            .find(|a| !CHECK_ITEMS.contains(&a.as_str()))
+        {
+            return Err(invalid(
+                "check.acknowledge",
+                &format!("names of check items ({})", CHECK_ITEMS.join(", ")),
+                bad.clone(),
+            ));
+        }
         if !self.source.url.starts_with("mysql://") && !self.source.url.starts_with("mariadb://") {
             return Err(invalid(
                 "source.url",

@@ -199,15 +199,16 @@ impl DdlContext {
         // The selected tables as the statement goes along.
         let mut known: std::collections::HashSet<TableId> = tables.keys().cloned().collect();
         let mut touched: Vec<(TableId, ChangeEffect)> = Vec::new();
-        let mut touch = |id: &TableId, effect: ChangeEffect| {
-            match touched.iter_mut().find(|(t, _)| t == id) {
+        let mut touch =
+            |id: &TableId, effect: ChangeEffect| match touched.iter_mut().find(|(t, _)| t == id) {
                 Some(e) => e.1 = effect,
                 None => touched.push((id.clone(), effect)),
-            }
-        };
+            };
         for effect in effects {
             match effect {
-                TableEffect::Created(id) | TableEffect::Altered(id) | TableEffect::Truncated(id) => {
+                TableEffect::Created(id)
+                | TableEffect::Altered(id)
+                | TableEffect::Truncated(id) => {
                     if !self.selected(&id.database) {
                         continue;
                     }

@@ -20,6 +20,9 @@ pub enum SourceError {
     Source(String),
     #[error("source MariaDB is not set up for replication: {0}")]
     SourceSetup(String),
+    /// A failed precheck item.
+    #[error("{0}")]
+    Precheck(String),
     #[error("Kafka: {0}")]
     Kafka(String),
     /// A record the broker will never take (too large, not allowed): the

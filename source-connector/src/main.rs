@@ -9,6 +9,7 @@
 //! `checkpoint.rs` (the stored position). This file wires them.
 
 mod binlog;
+mod check;
 mod checkpoint;
 mod config;
 mod convert;
@@ -63,19 +64,61 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check the source server, the account and the broker, item by item;
+    /// exits non-zero when an item fails.
+    Check {
+        /// Path of the TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     change_stream::process::run_main("source-connector", async {
         match cli.command {
-            Command::Run { config } => run(Config::load(&config)?).await,
+            Command::Run { config: path } => {
+                let config = Config::load(&path)?;
+                let report = check::report(&config).await;
+                if report.failed() {
+                    return Err(SourceError::Precheck(report.refusal(&format!(
+                        "source-connector check --config {}",
+                        path.display()
+                    ))));
+                }
+                for w in report
+                    .items
+                    .iter()
+                    .filter(|i| i.status != change_stream::check::Status::Pass)
+                {
+                    tracing::warn!(item = %w.id, found = %w.found, fix = %w.fix, "precheck warning");
+                }
+                run(config).await
+            }
+            Command::Check { config, format } => {
+                let report = check::report(&Config::load(&config)?).await;
+                print!(
+                    "{}",
+                    if format == "json" {
+                        report.json() + "\n"
+                    } else {
+                        report.text()
+                    }
+                );
+                if report.failed() {
+                    return Err(SourceError::Precheck(report.summary()));
+                }
+                Ok(())
+            }
         }
     })
 }
 
 /// Connection options for the source: UTC and utf8mb4 in every session.
-fn source_opts(config: &Config) -> Result<Opts, SourceError> {
+pub(crate) fn source_opts(config: &Config) -> Result<Opts, SourceError> {
     let url = config.source.url.replacen("mariadb://", "mysql://", 1);
     let opts = Opts::from_url(&url).map_err(|e| SourceError::InvalidSetting {
         key: "source.url".into(),
@@ -92,7 +135,7 @@ fn source_opts(config: &Config) -> Result<Opts, SourceError> {
         .into())
 }
 
-async fn connect(opts: &Opts, timeout_secs: u64) -> Result<Conn, SourceError> {
+pub(crate) async fn connect(opts: &Opts, timeout_secs: u64) -> Result<Conn, SourceError> {
     let target = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     match tokio::time::timeout(Duration::from_secs(timeout_secs), Conn::new(opts.clone())).await {
         Err(_) => Err(SourceError::Source(format!(
@@ -141,6 +184,11 @@ async fn run(config: Config) -> Result<(), SourceError> {
     let opts = source_opts(&config)?;
     let mut conn = connect(&opts, config.source.connect_timeout_secs).await?;
     let source_server_id = check_source(&mut conn).await?;
+    let source_version: String = conn
+        .query_first("SELECT @@version")
+        .await
+        .map_err(|e| SourceError::Source(describe_mysql(&e)))?
+        .unwrap_or_default();
     schema::check_databases(&mut conn, &config.source.databases).await?;
 
     let kafka = &config.kafka;
@@ -230,6 +278,16 @@ async fn run(config: Config) -> Result<(), SourceError> {
         .await
         .map_err(|e| SourceError::Kafka(e.to_string()))?;
     let mut out = Output::new(client_config.clone(), kafka, stored.clone())?;
+    // What the sinks' precheck compares their destination with.
+    let server = serde_json::json!({"server_id": source_server_id, "version": source_version});
+    out.send(
+        &topics::positions_topic(&prefix),
+        Some(topics::SOURCE_SERVER_KEY.as_bytes()),
+        Some(server.to_string().as_bytes()),
+        None,
+        || "the source server's description".to_string(),
+    )
+    .await?;
     // Definitions describe the schema at the start of the synchronization.
     // On a restart the binlog from the stored position carries every
     // schema change since, in order; the shapes of now would be too new.

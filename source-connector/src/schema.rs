@@ -266,7 +266,11 @@ pub async fn read_objects(
         .await
         .map_err(sql_err)?;
     for (db, name, kind) in routines {
-        let kind = if kind == "FUNCTION" { "FUNCTION" } else { "PROCEDURE" };
+        let kind = if kind == "FUNCTION" {
+            "FUNCTION"
+        } else {
+            "PROCEDURE"
+        };
         let (create, sql_mode) = show_create(conn, kind, &db, &name, 2).await?;
         out.push(ObjectDef {
             kind,

@@ -94,23 +94,35 @@ pub fn shape(
                         scale: s,
                     },
                     "decimal",
-                    format!("decimal({p},{s}){}", if unsigned { " unsigned" } else { "" }),
+                    format!(
+                        "decimal({p},{s}){}",
+                        if unsigned { " unsigned" } else { "" }
+                    ),
                 )
             }
             MYSQL_TYPE_FLOAT => (ColumnKind::Float, "float", "float".into()),
             MYSQL_TYPE_DOUBLE => (ColumnKind::Double, "double", "double".into()),
             MYSQL_TYPE_BIT => {
-                let bits = meta.get(1).copied().unwrap_or(0) * 8 + meta.first().copied().unwrap_or(0);
+                let bits =
+                    meta.get(1).copied().unwrap_or(0) * 8 + meta.first().copied().unwrap_or(0);
                 (ColumnKind::Bit { bits }, "bit", format!("bit({bits})"))
             }
             MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => (ColumnKind::Date, "date", "date".into()),
-            MYSQL_TYPE_DATETIME => (ColumnKind::DateTime { fsp: 0 }, "datetime", "datetime".into()),
+            MYSQL_TYPE_DATETIME => (
+                ColumnKind::DateTime { fsp: 0 },
+                "datetime",
+                "datetime".into(),
+            ),
             MYSQL_TYPE_DATETIME2 => (
                 ColumnKind::DateTime { fsp: fsp() },
                 "datetime",
                 format!("datetime({})", fsp()),
             ),
-            MYSQL_TYPE_TIMESTAMP => (ColumnKind::Timestamp { fsp: 0 }, "timestamp", "timestamp".into()),
+            MYSQL_TYPE_TIMESTAMP => (
+                ColumnKind::Timestamp { fsp: 0 },
+                "timestamp",
+                "timestamp".into(),
+            ),
             MYSQL_TYPE_TIMESTAMP2 => (
                 ColumnKind::Timestamp { fsp: fsp() },
                 "timestamp",
@@ -134,8 +146,13 @@ pub fn shape(
                 (ColumnKind::Set { labels }, "set", ct)
             }
             MYSQL_TYPE_GEOMETRY => (ColumnKind::Geometry, "geometry", "geometry".into()),
-            MYSQL_TYPE_STRING | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_VARCHAR | MYSQL_TYPE_BLOB
-            | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB
+            MYSQL_TYPE_STRING
+            | MYSQL_TYPE_VAR_STRING
+            | MYSQL_TYPE_VARCHAR
+            | MYSQL_TYPE_BLOB
+            | MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB
             | MYSQL_TYPE_JSON => {
                 // INET4/INET6/UUID are logged as fixed binary strings.
                 match hint(&name).map(|c| &c.kind) {
@@ -149,7 +166,11 @@ pub fn shape(
                     _ => (ColumnKind::Text, "text", "text".into()),
                 }
             }
-            other => return Err(bad(format!("column `{name}` has binlog type {other:?}, which is not supported"))),
+            other => {
+                return Err(bad(format!(
+                    "column `{name}` has binlog type {other:?}, which is not supported"
+                )))
+            }
         };
         // A hint for the same column with the same kind keeps its exact
         // type text and generated-column details.
@@ -207,7 +228,10 @@ pub fn shape(
         columns: out,
         key,
         key_kind,
-        create_table: hints.first().map(|h| h.create_table.clone()).unwrap_or_default(),
+        create_table: hints
+            .first()
+            .map(|h| h.create_table.clone())
+            .unwrap_or_default(),
     })
 }
 

@@ -213,7 +213,9 @@ async fn run_ddl_variant(name: &str, sink_extra: &str, variant: Variant) -> Resu
         Variant::SourceDown => "_s",
         Variant::SourceKilled => "_x",
     };
-    let dir = workspace().join("tests/scenarios").join(format!("ddl_{name}"));
+    let dir = workspace()
+        .join("tests/scenarios")
+        .join(format!("ddl_{name}"));
     let db = unique(&format!("d_{name}{tag}"));
     let read = |file: &str| -> Result<String> {
         Ok(std::fs::read_to_string(dir.join(file))
@@ -228,7 +230,11 @@ async fn run_ddl_variant(name: &str, sink_extra: &str, variant: Variant) -> Resu
     src.exec(&format!("USE `{db}`")).await?;
     src.exec(&prepare).await?;
 
-    let prefix = unique(&format!("ddl-{}{}", name.replace('_', "-"), tag.replace('_', "-")));
+    let prefix = unique(&format!(
+        "ddl-{}{}",
+        name.replace('_', "-"),
+        tag.replace('_', "-")
+    ));
     let server_id = 7000 + (crate::fingerprint_of(&prefix) % 1000) as u32;
     let source_text = source_config(&prefix, &[&db], server_id, "");
     let source_label = format!("{prefix}-source");
@@ -237,9 +243,15 @@ async fn run_ddl_variant(name: &str, sink_extra: &str, variant: Variant) -> Resu
     let sink_label = format!("{prefix}-sink");
     let mut sink = Connector::start("sink-connector", &sink_label, &sink_text)?;
     let wait = Duration::from_secs(120);
-    wait_same_database(source_port(), dest, &db, wait, &mut [&mut source, &mut sink])
-        .await
-        .map_err(|e| anyhow::anyhow!("after the snapshot: {e:#}\nsink: {}", sink.log_tail()))?;
+    wait_same_database(
+        source_port(),
+        dest,
+        &db,
+        wait,
+        &mut [&mut source, &mut sink],
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("after the snapshot: {e:#}\nsink: {}", sink.log_tail()))?;
 
     match variant {
         Variant::Live | Variant::SourceKilled => {}
@@ -280,15 +292,21 @@ async fn run_ddl_variant(name: &str, sink_extra: &str, variant: Variant) -> Resu
         }
         sink = Connector::start("sink-connector", &sink_label, &sink_text)?;
     }
-    wait_same_database(source_port(), dest, &db, wait, &mut [&mut source, &mut sink])
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "after the steps: {e:#}\nsource: {}\nsink: {}",
-                source.log_tail(),
-                sink.log_tail()
-            )
-        })?;
+    wait_same_database(
+        source_port(),
+        dest,
+        &db,
+        wait,
+        &mut [&mut source, &mut sink],
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "after the steps: {e:#}\nsource: {}\nsink: {}",
+            source.log_tail(),
+            sink.log_tail()
+        )
+    })?;
     source.assert_running()?;
     sink.assert_running()?;
     drop_database(&[source_port(), dest], &db).await?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use e2e_tests::ddl::wait_same_database;
 use e2e_tests::{
-    binary, dest2_port, dest_port, drop_database, sink_config, source_config, source_port,
-    unique, wait_until, workspace, Connector, Db, Result,
+    binary, dest2_port, dest_port, drop_database, sink_config, source_config, source_port, unique,
+    wait_until, workspace, Connector, Db, Result,
 };
 use mysql_async::prelude::*;
 
@@ -77,14 +77,23 @@ async fn conflicting_tables_fail_or_are_written_into() -> Result<()> {
     );
     assert!(line.contains("2 table(s)"), "{line}");
     assert!(line.contains("on_conflict"), "{line}");
-    assert_eq!(dst.count(&format!("`{db}`.b")).await?, 0, "b was written to");
+    assert_eq!(
+        dst.count(&format!("`{db}`.b")).await?,
+        0,
+        "b was written to"
+    );
 
     // `ignore`: the full synchronization keeps the destination's rows with
     // the same key; incremental changes overwrite them.
     let mut sink = Connector::start(
         "sink-connector",
         &format!("{prefix}-sink-ignore"),
-        &sink_config(&prefix, &prefix, dest_port(), "\n[schema]\non_conflict = \"ignore\"\n"),
+        &sink_config(
+            &prefix,
+            &prefix,
+            dest_port(),
+            "\n[schema]\non_conflict = \"ignore\"\n",
+        ),
     )?;
     let q = format!("SELECT id, v FROM `{db}`.a ORDER BY id");
     wait_until("the snapshot in a", WAIT, || {
@@ -133,11 +142,19 @@ async fn failed_ddl_is_recorded_and_listed_or_stops_the_sink() -> Result<()> {
     let mut source = start_source(&prefix, &db, 7802).await?;
     let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
     let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
-    wait_same_database(source_port(), dest_port(), &db, WAIT, &mut [&mut source, &mut sink]).await?;
+    wait_same_database(
+        source_port(),
+        dest_port(),
+        &db,
+        WAIT,
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
 
     // A row only the destination has makes the CHECK constraint fail there.
     let mut dst = Db::connect(dest_port()).await?;
-    dst.exec(&format!("INSERT INTO `{db}`.t VALUES (100, -1)")).await?;
+    dst.exec(&format!("INSERT INTO `{db}`.t VALUES (100, -1)"))
+        .await?;
     src.exec("ALTER TABLE t ADD CONSTRAINT chk_a CHECK (a >= 0); INSERT INTO t VALUES (2, 2);")
         .await?;
     let q = format!("SELECT COUNT(*) FROM `{db}`.t WHERE id = 2");
@@ -151,7 +168,9 @@ async fn failed_ddl_is_recorded_and_listed_or_stops_the_sink() -> Result<()> {
     })
     .await?;
     sink.assert_running()?;
-    assert!(sink.log_text().contains("schema change failed at the destination"));
+    assert!(sink
+        .log_text()
+        .contains("schema change failed at the destination"));
 
     let config = workspace().join(format!("target/e2e/{prefix}-sink.toml"));
     let out = Command::new(binary("sink-connector"))
@@ -159,7 +178,11 @@ async fn failed_ddl_is_recorded_and_listed_or_stops_the_sink() -> Result<()> {
         .arg(&config)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("CHECK (a >= 0)"), "{text}");
     assert!(text.contains("chk_a"), "{text}");
     assert!(text.contains("1 failed schema change(s)"), "{text}");
@@ -208,8 +231,10 @@ async fn missing_definer_is_replaced_by_the_sinks_account() -> Result<()> {
     drop_database(&[source_port(), dest_port()], &db).await?;
     let mut src = Db::connect(source_port()).await?;
     let mut dst = Db::connect(dest_port()).await?;
-    src.exec("CREATE USER IF NOT EXISTS 'tributary_ghost'@'%'").await?;
-    dst.exec("DROP USER IF EXISTS 'tributary_ghost'@'%'").await?;
+    src.exec("CREATE USER IF NOT EXISTS 'tributary_ghost'@'%'")
+        .await?;
+    dst.exec("DROP USER IF EXISTS 'tributary_ghost'@'%'")
+        .await?;
     src.exec(&format!(
         "CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1); \
          CREATE DEFINER = 'tributary_ghost'@'%' SQL SECURITY INVOKER VIEW v1 AS SELECT id FROM t;"
@@ -253,7 +278,8 @@ async fn missing_definer_is_replaced_by_the_sinks_account() -> Result<()> {
         .log_text()
         .contains("does not exist at the destination: created with DEFINER=CURRENT_USER"));
     drop_database(&[source_port(), dest_port()], &db).await?;
-    src.exec("DROP USER IF EXISTS 'tributary_ghost'@'%'").await?;
+    src.exec("DROP USER IF EXISTS 'tributary_ghost'@'%'")
+        .await?;
     Ok(())
 }
 
@@ -274,12 +300,23 @@ async fn triggers_after_full_sync_are_created_as_they_are_after_the_rows() -> Re
     let mut sink = Connector::start(
         "sink-connector",
         &format!("{prefix}-sink"),
-        &sink_config(&prefix, &prefix, dest_port(), "\n[schema]\ntriggers = \"after_full_sync\"\n"),
+        &sink_config(
+            &prefix,
+            &prefix,
+            dest_port(),
+            "\n[schema]\ntriggers = \"after_full_sync\"\n",
+        ),
     )?;
     // Same objects and rows: the trigger came after o's three rows, so it
     // did not fire for them.
-    wait_same_database(source_port(), dest_port(), &db, WAIT, &mut [&mut source, &mut sink])
-        .await?;
+    wait_same_database(
+        source_port(),
+        dest_port(),
+        &db,
+        WAIT,
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
     let mut dst = Db::connect(dest_port()).await?;
     let r: Option<(String,)> = dst
         .conn

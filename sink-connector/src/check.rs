@@ -1,0 +1,310 @@
+//! `sink-connector check`: whether the destination, the account and the
+//! broker are ready, item by item (see `change_stream::check`). `run` runs
+//! the same check first and refuses to start on a failed item.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use change_stream::check::{grantee, parse_version, Grants, Report, Status};
+use change_stream::topics;
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+use crate::apply::Applier;
+use crate::config::{Config, ConflictMode};
+use crate::decode::Registry;
+
+/// What the sink does at the destination: rows, tables, indexes, views,
+/// routines, triggers, events, and its state table.
+const REQUIRED: [&str; 15] = [
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "INDEX",
+    "REFERENCES",
+    "CREATE VIEW",
+    "SHOW VIEW",
+    "CREATE ROUTINE",
+    "ALTER ROUTINE",
+    "TRIGGER",
+    "EVENT",
+];
+
+/// Every item of the sink side's check.
+pub async fn report(config: &Config) -> Report {
+    let mut r = Report::default();
+    let client_config = change_stream::kafka::client_config(
+        &config.kafka.bootstrap_servers,
+        &config.kafka.properties,
+    );
+    let servers = config.kafka.bootstrap_servers.clone();
+    let cc = client_config.clone();
+    let broker = tokio::task::spawn_blocking(move || {
+        change_stream::kafka::check_broker(&cc, Duration::from_secs(10))
+    })
+    .await
+    .expect("blocking task");
+    // The source's server, as the source connector described it.
+    let mut source_version = None;
+    let mut registry = Registry::new(client_config.clone(), &config.kafka.topic_prefix);
+    let broker_ok = broker.is_ok();
+    match broker {
+        Ok(()) => {
+            r.pass(
+                "kafka.connect",
+                format!("reached {servers}"),
+                "the broker answers",
+            );
+            let topic = topics::positions_topic(&config.kafka.topic_prefix);
+            let cc = client_config.clone();
+            if let Ok(Ok(records)) = tokio::task::spawn_blocking(move || {
+                change_stream::kafka::read_to_end(&cc, &topic, Duration::from_secs(30))
+            })
+            .await
+            {
+                for (key, value) in records {
+                    if key.as_deref() == Some(topics::SOURCE_SERVER_KEY.as_bytes()) {
+                        source_version = value
+                            .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
+                            .and_then(|v| v["version"].as_str().map(str::to_string));
+                    }
+                }
+            }
+        }
+        Err(e) => r.push(
+            "kafka.connect",
+            Status::Fail,
+            format!("cannot reach the broker at {servers}: {e}"),
+            "the broker answers",
+            "check [kafka] bootstrap_servers and that the broker runs",
+        ),
+    }
+    let definitions = if broker_ok && registry.refresh_definitions().await.is_ok() {
+        registry.definitions()
+    } else {
+        Vec::new()
+    };
+
+    let mut applier = match Applier::connect(
+        &config.destination.url,
+        config.destination.connect_timeout_secs,
+        config.apply.statement_max_bytes,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            r.push(
+                "destination.connect",
+                Status::Fail,
+                e.to_string(),
+                "a connection to the destination",
+                "check [destination] url (host, port, user, password) and that the server runs",
+            );
+            return r;
+        }
+    };
+    r.pass(
+        "destination.connect",
+        "connected",
+        "a connection to the destination",
+    );
+    let conn = applier.conn();
+    if let Err(e) = check_destination(conn, config, source_version, &definitions, &mut r).await {
+        r.push(
+            "destination.queries",
+            Status::Fail,
+            format!("a query failed: {e}"),
+            "the account can read server variables and information_schema",
+            "grant the privileges listed under destination.privileges",
+        );
+    }
+    r.acknowledge(&config.check.acknowledge);
+    r
+}
+
+async fn check_destination(
+    conn: &mut Conn,
+    config: &Config,
+    source_version: Option<String>,
+    definitions: &[std::sync::Arc<change_stream::table::TableSchema>],
+    r: &mut Report,
+) -> Result<(), crate::error::SinkError> {
+    let sql = |e| crate::error::from_mysql("check", e);
+    let version: String = conn
+        .query_first("SELECT @@version")
+        .await
+        .map_err(sql)?
+        .unwrap_or_default();
+    match source_version {
+        None => r.push(
+            "destination.version",
+            Status::Warning,
+            format!("destination {version}; the source's version is not known yet"),
+            "the destination's MariaDB version not older than the source's",
+            "start the source connector (it records its server's version), then check again",
+        ),
+        Some(src) => match (parse_version(&version), parse_version(&src)) {
+            (Some(d), Some(s)) if d >= s && version.contains("MariaDB") => r.pass(
+                "destination.version",
+                format!("destination {version}, source {src}"),
+                "the destination's MariaDB version not older than the source's",
+            ),
+            _ => r.push(
+                "destination.version",
+                Status::Fail,
+                format!("destination {version}, source {src}"),
+                "the destination's MariaDB version not older than the source's",
+                "upgrade the destination to the source's MariaDB version or newer",
+            ),
+        },
+    }
+
+    // Privileges, globally or on every database the sink writes.
+    let user: String = conn
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .map_err(sql)?
+        .unwrap_or_default();
+    let who = grantee(&user);
+    let grants = Grants {
+        global: conn
+            .exec(
+                "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ?",
+                (&who,),
+            )
+            .await
+            .map_err(sql)?,
+        schema: conn
+            .exec(
+                "SELECT TABLE_SCHEMA, PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ?",
+                (&who,),
+            )
+            .await
+            .map_err(sql)?,
+    };
+    let mut databases: BTreeSet<String> =
+        definitions.iter().map(|d| d.id.database.clone()).collect();
+    databases.insert(config.destination.state_database.clone());
+    let databases: Vec<String> = databases.into_iter().collect();
+    let required: Vec<&[&str]> = REQUIRED.iter().map(std::slice::from_ref).collect();
+    let missing = grants.missing(&required, true, &databases);
+    let required_text = format!(
+        "{} on the replicated databases and on `{}` (or globally)",
+        REQUIRED.join(", "),
+        config.destination.state_database
+    );
+    if missing.is_empty() {
+        r.pass(
+            "destination.privileges",
+            format!("{user} has them"),
+            required_text,
+        );
+    } else {
+        r.push(
+            "destination.privileges",
+            Status::Fail,
+            format!("{user} lacks {}", missing.join(", ")),
+            required_text,
+            format!(
+                "GRANT {} ON *.* TO {who} (or on each database)",
+                missing.join(", ")
+            ),
+        );
+    }
+    let definer = grants.missing(&[&["SET USER", "SUPER"]], false, &[]);
+    if definer.is_empty() {
+        r.pass(
+            "destination.definer",
+            format!("{user} may set other DEFINERs"),
+            "SET USER, to keep the source's DEFINER accounts",
+        );
+    } else {
+        r.push(
+            "destination.definer",
+            Status::Warning,
+            format!("{user} lacks SET USER"),
+            "SET USER, to keep the source's DEFINER accounts",
+            format!("GRANT SET USER ON *.* TO {who}; without it views, routines and triggers are created with the sink's account as DEFINER"),
+        );
+    }
+
+    // The state database is the sink's own.
+    if definitions
+        .iter()
+        .any(|d| d.id.database == config.destination.state_database)
+    {
+        r.push(
+            "destination.state_database",
+            Status::Fail,
+            format!(
+                "`{}` is also a replicated database",
+                config.destination.state_database
+            ),
+            "a database of the sink's own",
+            "set [destination] state_database to another name",
+        );
+    } else {
+        r.pass(
+            "destination.state_database",
+            format!("`{}`", config.destination.state_database),
+            "a database of the sink's own",
+        );
+    }
+
+    // Conflicting tables, when nothing has been applied yet.
+    let first_start = crate::state::load(
+        conn,
+        &config.destination.state_database,
+        &config.kafka.topic_prefix,
+    )
+    .await
+    .map(|a| a.is_empty())
+    .unwrap_or(true);
+    let required = "no table of the source's already at the destination with rows or another definition (schema.on_conflict = fail)";
+    if !first_start {
+        r.pass(
+            "destination.conflicts",
+            "not a first start: the tables are the sink's",
+            required,
+        );
+    } else if definitions.is_empty() {
+        r.push(
+            "destination.conflicts",
+            Status::Warning,
+            "the source has published no table definitions yet",
+            required,
+            "start the source connector, then check again",
+        );
+    } else {
+        let mut found = Vec::new();
+        for d in definitions {
+            if let Some(why) = crate::ddl::conflict(conn, d).await? {
+                found.push(why);
+            }
+        }
+        found.sort();
+        match (found.is_empty(), config.schema.on_conflict) {
+            (true, _) => r.pass("destination.conflicts", format!("none of {} table(s)", definitions.len()), required),
+            (false, ConflictMode::Ignore) => r.push(
+                "destination.conflicts",
+                Status::Warning,
+                format!("{} table(s) already exist at the destination: {}", found.len(), found.join(", ")),
+                required,
+                "schema.on_conflict = ignore: the sink writes into them (full synchronization keeps their rows with the same key, incremental overwrites them)",
+            ),
+            (false, ConflictMode::Fail) => r.push(
+                "destination.conflicts",
+                Status::Fail,
+                format!("{} table(s) already exist at the destination: {}", found.len(), found.join(", ")),
+                required,
+                "drop or rename them, or set [schema] on_conflict = \"ignore\" to write into them",
+            ),
+        }
+    }
+    Ok(())
+}

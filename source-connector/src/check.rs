@@ -1,0 +1,414 @@
+//! `source-connector check`: whether the source server, the account and
+//! the broker are ready, item by item (see `change_stream::check`). `run`
+//! runs the same check first and refuses to start on a failed item.
+
+use std::time::Duration;
+
+use change_stream::check::{grantee, parse_version, Grants, Report, Status};
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+use crate::config::Config;
+use crate::error::describe_mysql;
+
+/// Binlog retention needed when a full synchronization is still to run,
+/// and when only the stream is (seconds).
+const RETENTION_FULL: u64 = 7 * 86_400;
+const RETENTION_INCREMENTAL: u64 = 86_400;
+
+/// Every item of the source side's check.
+pub async fn report(config: &Config) -> Report {
+    let mut r = Report::default();
+    let url_fix = "check [source] url (host, port, user, password) and that the server runs";
+
+    // The broker first: whether a full synchronization is still to run
+    // depends on the stored position.
+    let client_config = change_stream::kafka::client_config(
+        &config.kafka.bootstrap_servers,
+        &config.kafka.properties,
+    );
+    let servers = config.kafka.bootstrap_servers.clone();
+    let cc = client_config.clone();
+    let broker = tokio::task::spawn_blocking(move || {
+        change_stream::kafka::check_broker(&cc, Duration::from_secs(10))
+    })
+    .await
+    .expect("blocking task");
+    let mut full_sync_pending = true;
+    match broker {
+        Ok(()) => {
+            r.pass(
+                "kafka.connect",
+                format!("reached {servers}"),
+                "the broker answers",
+            );
+            let topic = change_stream::topics::positions_topic(&config.kafka.topic_prefix);
+            let cc = client_config.clone();
+            if let Ok(Ok(Some(p))) =
+                tokio::task::spawn_blocking(move || crate::checkpoint::load(&cc, &topic)).await
+            {
+                full_sync_pending = p.snapshot.is_some();
+            }
+        }
+        Err(e) => r.push(
+            "kafka.connect",
+            Status::Fail,
+            format!("cannot reach the broker at {servers}: {e}"),
+            "the broker answers",
+            "check [kafka] bootstrap_servers and that the broker runs",
+        ),
+    }
+
+    let opts = match crate::source_opts(config) {
+        Ok(o) => o,
+        Err(e) => {
+            r.push(
+                "source.connect",
+                Status::Fail,
+                e.to_string(),
+                "a valid URL",
+                url_fix,
+            );
+            return r;
+        }
+    };
+    let mut conn = match crate::connect(&opts, config.source.connect_timeout_secs).await {
+        Ok(c) => c,
+        Err(e) => {
+            r.push(
+                "source.connect",
+                Status::Fail,
+                e.to_string(),
+                "a connection to the source",
+                url_fix,
+            );
+            return r;
+        }
+    };
+    r.pass(
+        "source.connect",
+        format!("connected to {}:{}", opts.ip_or_hostname(), opts.tcp_port()),
+        "a connection to the source",
+    );
+    if let Err(e) = check_server(&mut conn, config, full_sync_pending, &mut r).await {
+        r.push(
+            "source.queries",
+            Status::Fail,
+            format!("a query failed: {}", describe_mysql(&e)),
+            "the account can read server variables and information_schema",
+            "grant the privileges listed under source.privileges",
+        );
+    }
+    let _ = conn.disconnect().await;
+    r.acknowledge(&config.check.acknowledge);
+    r
+}
+
+async fn check_server(
+    conn: &mut Conn,
+    config: &Config,
+    full_sync_pending: bool,
+    r: &mut Report,
+) -> Result<(), mysql_async::Error> {
+    // Version: a MariaDB with binlog_row_metadata (10.5 or newer).
+    let version: String = conn
+        .query_first("SELECT @@version")
+        .await?
+        .unwrap_or_default();
+    match parse_version(&version) {
+        Some(v) if version.contains("MariaDB") && v >= (10, 5, 0) => {
+            r.pass("source.version", version.clone(), "MariaDB 10.5 or newer")
+        }
+        _ => r.push(
+            "source.version",
+            Status::Fail,
+            version.clone(),
+            "MariaDB 10.5 or newer",
+            "point [source] url at a MariaDB server of version 10.5 or newer",
+        ),
+    }
+
+    // Privileges.
+    let user: String = conn
+        .query_first("SELECT CURRENT_USER()")
+        .await?
+        .unwrap_or_default();
+    let grants = read_grants(conn, &user).await?;
+    let missing_global = grants.missing(
+        &[
+            &["REPLICATION SLAVE"],
+            &["BINLOG MONITOR", "REPLICATION CLIENT"],
+        ],
+        false,
+        &[],
+    );
+    let missing_db = grants.missing(
+        &[&["SELECT"], &["SHOW VIEW"]],
+        true,
+        &config.source.databases,
+    );
+    let required = "REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR) globally; SELECT and SHOW VIEW on the selected databases (SELECT globally to read stored routines)";
+    if missing_global.is_empty() && missing_db.is_empty() {
+        r.pass("source.privileges", format!("{user} has them"), required);
+    } else {
+        let mut fix = Vec::new();
+        if !missing_global.is_empty() {
+            fix.push(format!(
+                "GRANT {} ON *.* TO {}",
+                missing_global
+                    .iter()
+                    .map(|p| p.split(" or ").last().unwrap_or(p))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                grantee(&user)
+            ));
+        }
+        for db in &config.source.databases {
+            if !missing_db.is_empty() {
+                fix.push(format!(
+                    "GRANT {} ON `{db}`.* TO {}",
+                    missing_db.join(", "),
+                    grantee(&user)
+                ));
+            }
+        }
+        r.push(
+            "source.privileges",
+            Status::Fail,
+            format!(
+                "{user} lacks {}",
+                missing_global
+                    .iter()
+                    .chain(&missing_db)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            required,
+            fix.join("; "),
+        );
+    }
+
+    // Binlog settings.
+    let row: Option<(String, String, String, String, String, u32)> = conn
+        .query_first(
+            "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata, \
+             @@log_bin_compress, @@server_id",
+        )
+        .await?;
+    let (log_bin, format, image, metadata, compress, server_id) = row.unwrap_or_default();
+    let on = |v: &str| v == "1" || v.eq_ignore_ascii_case("ON");
+    if on(&log_bin) {
+        r.pass("source.log_bin", "ON", "ON");
+    } else {
+        r.push(
+            "source.log_bin",
+            Status::Fail,
+            "binlog is off (log_bin=OFF)",
+            "ON",
+            "start mariadbd with --log-bin (log_bin in the [mariadbd] section of its config)",
+        );
+    }
+    for (name, actual, expected) in [
+        ("binlog_format", format, "ROW"),
+        ("binlog_row_image", image, "FULL"),
+        ("binlog_row_metadata", metadata, "FULL"),
+    ] {
+        if actual.eq_ignore_ascii_case(expected) {
+            r.pass(&format!("source.{name}"), actual, expected);
+        } else {
+            r.push(
+                &format!("source.{name}"),
+                Status::Fail,
+                format!("{name} is {actual}"),
+                expected,
+                format!("SET GLOBAL {name} = '{expected}', and {name} = {expected} in the server's config"),
+            );
+        }
+    }
+    if on(&compress) {
+        r.push(
+            "source.log_bin_compress",
+            Status::Fail,
+            "ON",
+            "OFF",
+            "SET GLOBAL log_bin_compress = OFF, and in the server's config",
+        );
+    } else {
+        r.pass("source.log_bin_compress", "OFF", "OFF");
+    }
+
+    // Retention: long enough to survive an outage of the connector.
+    let expire: Option<(Option<u64>, Option<f64>)> = conn
+        .query_first("SELECT @@binlog_expire_logs_seconds, @@expire_logs_days")
+        .await
+        .or_else(|_| Ok::<_, mysql_async::Error>(None))?;
+    let seconds = match expire {
+        Some((Some(s), _)) if s > 0 => s,
+        Some((_, Some(d))) if d > 0.0 => (d * 86_400.0) as u64,
+        _ => 0,
+    };
+    let (needed, why) = if full_sync_pending {
+        (RETENTION_FULL, "7 days with a full synchronization to run")
+    } else {
+        (
+            RETENTION_INCREMENTAL,
+            "24 hours for incremental synchronization",
+        )
+    };
+    let found = if seconds == 0 {
+        "binlogs never expire".to_string()
+    } else {
+        format!("binlogs expire after {:.1} hours", seconds as f64 / 3600.0)
+    };
+    if seconds == 0 || seconds >= needed {
+        r.pass("source.binlog_retention", found, format!("at least {why}"));
+    } else {
+        r.push(
+            "source.binlog_retention",
+            Status::Fail,
+            found,
+            format!("at least {why}"),
+            format!(
+                "SET GLOBAL binlog_expire_logs_seconds = {needed} (and in the server's config)"
+            ),
+        );
+    }
+
+    // server_id: not the source's own, and no other replica's.
+    let ours = config.source.server_id;
+    let hosts: Result<Vec<(u32, String, u32)>, _> = conn
+        .query_map("SHOW SLAVE HOSTS", |row: mysql_async::Row| {
+            (
+                row.get::<u32, _>(0).unwrap_or(0),
+                row.get::<String, _>(1).unwrap_or_default(),
+                row.get::<u32, _>(2).unwrap_or(0),
+            )
+        })
+        .await;
+    let required = format!(
+        "server_id {ours} differs from the source's ({server_id}) and from every replica's"
+    );
+    let fix = "set [source] server_id to a number no server or replica of this source uses";
+    if server_id == ours {
+        r.push(
+            "source.server_id",
+            Status::Fail,
+            format!("the source itself has server_id {ours}"),
+            required,
+            fix,
+        );
+    } else {
+        match hosts {
+            Err(e) => r.push(
+                "source.server_id",
+                Status::Warning,
+                format!("cannot list the replicas: {}", describe_mysql(&e)),
+                required,
+                "grant REPLICATION MASTER ADMIN to check",
+            ),
+            Ok(hosts) => match hosts.iter().find(|h| h.0 == ours) {
+                None => r.pass("source.server_id", format!("{ours} is unused"), required),
+                // A binlog client reports no port: most likely an earlier
+                // connection of this connector that the server has not
+                // dropped yet.
+                Some((_, host, 0)) => r.push(
+                    "source.server_id",
+                    Status::Warning,
+                    format!("a binlog client from {host} uses server_id {ours} (this connector's earlier connection, or another connector)"),
+                    required,
+                    "if it is another connector, give this one another [source] server_id",
+                ),
+                Some((_, host, port)) => r.push(
+                    "source.server_id",
+                    Status::Fail,
+                    format!("the replica at {host}:{port} uses server_id {ours}"),
+                    required,
+                    fix,
+                ),
+            },
+        }
+    }
+
+    // The selection.
+    let mut missing = Vec::new();
+    for db in &config.source.databases {
+        let n: Option<i64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                (db,),
+            )
+            .await?;
+        if n.unwrap_or(0) == 0 {
+            missing.push(format!("`{db}`"));
+        }
+    }
+    if missing.is_empty() {
+        r.pass(
+            "source.selection",
+            format!("{} database(s) exist", config.source.databases.len()),
+            "every selected database exists",
+        );
+    } else {
+        r.push(
+            "source.selection",
+            Status::Fail,
+            format!(
+                "database {} does not exist on the source",
+                missing.join(", ")
+            ),
+            "every selected database exists",
+            "fix [source] databases or create it",
+        );
+    }
+
+    // Keys.
+    let placeholders = vec!["?"; config.source.databases.len()].join(",");
+    let keyless: Vec<(String, String)> = conn
+        .exec(
+            format!(
+                "SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TABLES t \
+                 WHERE t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_SCHEMA IN ({placeholders}) \
+                 AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS s \
+                   WHERE s.TABLE_SCHEMA = t.TABLE_SCHEMA AND s.TABLE_NAME = t.TABLE_NAME \
+                   AND s.NON_UNIQUE = 0 GROUP BY s.INDEX_NAME HAVING SUM(s.NULLABLE = 'YES') = 0) \
+                 ORDER BY 1, 2"
+            ),
+            config.source.databases.clone(),
+        )
+        .await?;
+    let required = "a primary key or a NOT NULL unique key on every table";
+    if keyless.is_empty() {
+        r.pass("source.keys", "every table has one", required);
+    } else {
+        let names: Vec<String> = keyless
+            .iter()
+            .map(|(d, t)| format!("`{d}`.`{t}`"))
+            .collect();
+        r.push(
+            "source.keys",
+            Status::Warning,
+            format!("{} table(s) have none: {}", names.len(), names.join(", ")),
+            required,
+            "add a primary key; until then their records have no Kafka key (all in partition 0) and the sink matches their updates and deletes on the whole row, one row at a time",
+        );
+    }
+    Ok(())
+}
+
+async fn read_grants(conn: &mut Conn, user: &str) -> Result<Grants, mysql_async::Error> {
+    let who = grantee(user);
+    let global: Vec<String> = conn
+        .exec(
+            "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ?",
+            (&who,),
+        )
+        .await?;
+    let schema: Vec<(String, String)> = conn
+        .exec(
+            "SELECT TABLE_SCHEMA, PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ?",
+            (&who,),
+        )
+        .await?;
+    Ok(Grants { global, schema })
+}
