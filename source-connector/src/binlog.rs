@@ -372,7 +372,7 @@ impl BinlogReader {
             // A table of a selected database that the reader does not know:
             // it was dropped or renamed after the position the reader
             // started from. Its rows are taken with the binlog's shape.
-            if !self.ddl.as_ref().is_some_and(|d| d.selected(&id.database)) {
+            if !self.ddl.as_ref().is_some_and(|d| d.selection().table(&id)) {
                 return Ok(());
             }
             self.adopt(out, &id, rows, start).await?;
@@ -399,7 +399,7 @@ impl BinlogReader {
                 ))
             }
         };
-        let columns = ctx.schema.columns.len();
+        let columns = ctx.full.columns.len();
         if tme.columns_count() as usize != columns {
             return Err(SourceError::Binlog(format!(
                 "table {id} has {} columns in the binlog at {}:{start} but {columns} in its definition; \
@@ -479,11 +479,10 @@ impl BinlogReader {
         };
         let mut hints: Vec<&change_stream::table::TableSchema> = Vec::new();
         hints.extend(fresh.as_ref());
-        hints.push(&ctx.schema);
+        hints.push(&ctx.full);
         let charset = |c: u16| charsets.get(&c).cloned();
         let shape = crate::tablemap::shape(id, &tme, &columns, &charset, &hints)?;
-        if names_match
-            && (charsets.is_empty() || crate::tablemap::same_encoding(&shape, &ctx.schema))
+        if names_match && (charsets.is_empty() || crate::tablemap::same_encoding(&shape, &ctx.full))
         {
             return Ok(());
         }
@@ -492,11 +491,14 @@ impl BinlogReader {
                 "table {id} has columns ({}) in the binlog at {}:{start} but ({}) in its definition",
                 columns.iter().map(|c| c.name_str().to_string()).collect::<Vec<_>>().join(", "),
                 self.file,
-                ctx.schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                ctx.full.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
         tracing::info!(table = %id, position = %format!("{}:{start}", self.file), "rows in the binlog have another shape than the table's definition (a schema change the reader is behind or restarted across): encoding them by the binlog's shape");
-        let new = TableCtx::new(&self.prefix, shape)?;
+        let Some(selection) = self.ddl.as_ref().map(|d| d.selection().clone()) else {
+            return Ok(());
+        };
+        let new = TableCtx::new(&self.prefix, shape, &selection)?;
         if let Some(k) = &new.codec.key {
             out.publish_schema(k).await?;
         }
@@ -533,7 +535,7 @@ impl BinlogReader {
         let charset = |c: u16| charsets.get(&c).cloned();
         let shape = crate::tablemap::shape(id, &tme, &columns, &charset, &[])?;
         tracing::warn!(table = %id, position = %format!("{}:{start}", self.file), "rows of a table that no longer exists under this name at the source (dropped or renamed since the stored position): synchronized with the binlog's shape");
-        let ctx = TableCtx::new(&self.prefix, shape)?;
+        let ctx = TableCtx::new(&self.prefix, shape, ddl.selection())?;
         if let Some(k) = &ctx.codec.key {
             out.publish_schema(k).await?;
         }
@@ -564,9 +566,9 @@ fn check_columns(ctx: &TableCtx, row: &BinlogRow, file: &str, pos: u64) -> Resul
         .iter()
         .map(|c| c.name_str().to_string())
         .collect();
-    let defined = ctx.schema.columns.iter().map(|c| c.name.as_str());
+    let defined = ctx.full.columns.iter().map(|c| c.name.as_str());
     if logged.iter().map(String::as_str).ne(defined) {
-        let defined: Vec<&str> = ctx.schema.columns.iter().map(|c| c.name.as_str()).collect();
+        let defined: Vec<&str> = ctx.full.columns.iter().map(|c| c.name.as_str()).collect();
         return Err(SourceError::Binlog(format!(
             "table {} has columns ({}) in the binlog at {file}:{pos} but ({}) in its definition; \
              its shape changed, which this version does not replicate yet",
@@ -579,18 +581,20 @@ fn check_columns(ctx: &TableCtx, row: &BinlogRow, file: &str, pos: u64) -> Resul
 }
 
 fn row_cells(ctx: &TableCtx, row: BinlogRow) -> Result<Vec<Cell>, SourceError> {
-    row.unwrap()
+    let cells = row
+        .unwrap()
         .into_iter()
-        .zip(&ctx.schema.columns)
+        .zip(&ctx.full.columns)
         .map(|(v, col)| match v {
             BinlogValue::Value(v) => to_cell(col, v, Origin::Binlog)
-                .map_err(|e| SourceError::Binlog(format!("table {}: {e}", ctx.schema.id))),
+                .map_err(|e| SourceError::Binlog(format!("table {}: {e}", ctx.full.id))),
             other => Err(SourceError::Binlog(format!(
                 "table {}, column `{}`: unexpected binlog value {other:?}",
-                ctx.schema.id, col.name
+                ctx.full.id, col.name
             ))),
         })
-        .collect()
+        .collect::<Result<Vec<Cell>, SourceError>>()?;
+    Ok(ctx.project(cells))
 }
 
 pub fn now_ms() -> i64 {

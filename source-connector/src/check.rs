@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use change_stream::check::{grantee, parse_version, Grants, Report, Status};
+use change_stream::table::{TableId, TableSchema};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 
@@ -110,6 +111,23 @@ async fn check_server(
     full_sync_pending: bool,
     r: &mut Report,
 ) -> Result<(), mysql_async::Error> {
+    // What is selected (checked in detail below).
+    let selection = match config.selection() {
+        Ok(s) => s,
+        Err(e) => {
+            r.push(
+                "source.selection",
+                Status::Fail,
+                e.to_string(),
+                "a valid selection",
+                "fix [source] databases / tables / columns",
+            );
+            return Ok(());
+        }
+    };
+    let databases = crate::schema::selected_databases(conn, &selection)
+        .await
+        .unwrap_or_default();
     // Version: a MariaDB with binlog_row_metadata (10.5 or newer).
     let version: String = conn
         .query_first("SELECT @@version")
@@ -142,11 +160,7 @@ async fn check_server(
         false,
         &[],
     );
-    let missing_db = grants.missing(
-        &[&["SELECT"], &["SHOW VIEW"]],
-        true,
-        &config.source.databases,
-    );
+    let missing_db = grants.missing(&[&["SELECT"], &["SHOW VIEW"]], true, &databases);
     let required = "REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR) globally; SELECT and SHOW VIEW on the selected databases (SELECT globally to read stored routines)";
     if missing_global.is_empty() && missing_db.is_empty() {
         r.pass("source.privileges", format!("{user} has them"), required);
@@ -163,7 +177,7 @@ async fn check_server(
                 grantee(&user)
             ));
         }
-        for db in &config.source.databases {
+        for db in &databases {
             if !missing_db.is_empty() {
                 fix.push(format!(
                     "GRANT {} ON `{db}`.* TO {}",
@@ -330,70 +344,118 @@ async fn check_server(
         }
     }
 
-    // The selection.
-    let mut missing = Vec::new();
+    // The selection: every entry names something that exists, and no key
+    // column is excluded.
+    let tables: Vec<TableSchema> = crate::schema::read_tables(conn, &databases)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| selection.table(&t.id))
+        .collect();
+    let all_tables: Vec<(String, String)> = conn
+        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'")
+        .await?;
+    let mut problems = Vec::new();
     for db in &config.source.databases {
-        let n: Option<i64> = conn
-            .exec_first(
-                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-                (db,),
-            )
-            .await?;
-        if n.unwrap_or(0) == 0 {
-            missing.push(format!("`{db}`"));
+        let exists = |d: &String| glob_like(db, d);
+        if !all_tables.iter().map(|(d, _)| d).any(exists)
+            && !databases.iter().any(|d| glob_like(db, d))
+        {
+            problems.push(if db.contains(['*', '?']) {
+                format!("databases entry `{db}` matches no database")
+            } else {
+                format!("database `{db}` does not exist on the source")
+            });
         }
     }
-    if missing.is_empty() {
+    for entry in &config.source.tables {
+        let only =
+            crate::selection::Selection::new(&[], &[], std::slice::from_ref(entry), &[], &[], &[]);
+        if let Ok(only) = only {
+            if !all_tables
+                .iter()
+                .any(|(d, t)| only.table(&TableId::new(d.as_str(), t.as_str())))
+            {
+                problems.push(format!("tables entry `{entry}` matches no table"));
+            }
+        }
+    }
+    for entry in &config.source.columns {
+        let hit = tables.iter().any(|t| {
+            t.columns
+                .iter()
+                .any(|c| column_named(entry, &t.id, &c.name))
+        });
+        if !hit {
+            problems.push(format!(
+                "columns entry `{entry}` matches no column of a selected table"
+            ));
+        }
+    }
+    for t in &tables {
+        if let Err(e) = selection.project(t.clone()) {
+            problems.push(e.to_string());
+        }
+    }
+    let required =
+        "every database, table and column the selection names exists; no key column excluded";
+    if problems.is_empty() {
         r.pass(
             "source.selection",
-            format!("{} database(s) exist", config.source.databases.len()),
-            "every selected database exists",
+            format!(
+                "{} table(s) in {} database(s)",
+                tables.len(),
+                databases.len()
+            ),
+            required,
         );
     } else {
         r.push(
             "source.selection",
             Status::Fail,
-            format!(
-                "database {} does not exist on the source",
-                missing.join(", ")
-            ),
-            "every selected database exists",
-            "fix [source] databases or create it",
+            problems.join("; "),
+            required,
+            "fix [source] databases, tables, columns (or create what is missing)",
         );
     }
 
     // Keys.
-    let placeholders = vec!["?"; config.source.databases.len()].join(",");
-    let keyless: Vec<(String, String)> = conn
-        .exec(
-            format!(
-                "SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TABLES t \
-                 WHERE t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_SCHEMA IN ({placeholders}) \
-                 AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS s \
-                   WHERE s.TABLE_SCHEMA = t.TABLE_SCHEMA AND s.TABLE_NAME = t.TABLE_NAME \
-                   AND s.NON_UNIQUE = 0 GROUP BY s.INDEX_NAME HAVING SUM(s.NULLABLE = 'YES') = 0) \
-                 ORDER BY 1, 2"
-            ),
-            config.source.databases.clone(),
-        )
-        .await?;
+    let keyless: Vec<String> = tables
+        .iter()
+        .filter(|t| t.key.is_empty())
+        .map(|t| format!("`{}`.`{}`", t.id.database, t.id.table))
+        .collect();
     let required = "a primary key or a NOT NULL unique key on every table";
     if keyless.is_empty() {
         r.pass("source.keys", "every table has one", required);
     } else {
-        let names: Vec<String> = keyless
-            .iter()
-            .map(|(d, t)| format!("`{d}`.`{t}`"))
-            .collect();
         r.push(
             "source.keys",
             Status::Warning,
-            format!("{} table(s) have none: {}", names.len(), names.join(", ")),
+            format!("{} table(s) have none: {}", keyless.len(), keyless.join(", ")),
             required,
             "add a primary key; until then their records have no Kafka key (all in partition 0) and the sink matches their updates and deletes on the whole row, one row at a time",
         );
     }
     Ok(())
+}
+
+/// Whether a `databases` entry (a name or pattern) matches `db`.
+fn glob_like(pattern: &str, db: &str) -> bool {
+    crate::selection::Selection::databases(&[pattern.to_string()]).whole_database(db)
+}
+
+/// Whether a `database.table.column` entry names this column.
+fn column_named(entry: &str, table: &TableId, column: &str) -> bool {
+    crate::selection::Selection::new(
+        &[],
+        &[],
+        &["*.*".to_string()],
+        &[],
+        &[entry.to_string()],
+        &[],
+    )
+    .is_ok_and(|s| s.column_listed(table, column))
 }
 
 async fn read_grants(conn: &mut Conn, user: &str) -> Result<Grants, mysql_async::Error> {

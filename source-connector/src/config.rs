@@ -56,8 +56,23 @@ pub struct SourceSection {
     /// The replica server_id of the binlog connection; unique among the
     /// source's replicas.
     pub server_id: u32,
-    /// The databases whose tables are synchronized.
+    /// Whole databases synchronized (names or `*` `?` patterns); see
+    /// `selection.rs` for these lists.
+    #[serde(default)]
     pub databases: Vec<String>,
+    #[serde(default)]
+    pub exclude_databases: Vec<String>,
+    /// Single tables, `database.table`.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
+    /// Columns, `database.table.column`: a table named here keeps only
+    /// these.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
     /// Rows per snapshot query (primary-key chunk).
     #[serde(default = "defaults::snapshot_chunk_rows")]
     pub snapshot_chunk_rows: u32,
@@ -181,6 +196,19 @@ impl Config {
     }
 
     /// Checks values before any connection is opened.
+    /// The databases, tables and columns to synchronize.
+    pub fn selection(&self) -> Result<crate::selection::Selection, SourceError> {
+        let s = &self.source;
+        crate::selection::Selection::new(
+            &s.databases,
+            &s.exclude_databases,
+            &s.tables,
+            &s.exclude_tables,
+            &s.columns,
+            &s.exclude_columns,
+        )
+    }
+
     pub fn validate(&self) -> Result<(), SourceError> {
         let invalid = |key: &str, expected: &str, actual: String| SourceError::InvalidSetting {
             key: key.into(),
@@ -213,13 +241,7 @@ impl Config {
                 "0".into(),
             ));
         }
-        if self.source.databases.is_empty() || self.source.databases.iter().any(|d| d.is_empty()) {
-            return Err(invalid(
-                "source.databases",
-                "a non-empty list of database names",
-                format!("{:?}", self.source.databases),
-            ));
-        }
+        self.selection()?;
         if self.source.snapshot_chunk_rows == 0 {
             return Err(invalid(
                 "source.snapshot_chunk_rows",

@@ -30,30 +30,31 @@ use crate::encode::TableCtx;
 use crate::error::{describe_mysql, SourceError};
 use crate::produce::Output;
 use crate::schema;
+use crate::selection::Selection;
 
 /// What the source needs to turn DDL into schema changes.
 pub struct DdlContext {
     opts: Opts,
     /// A connection for reading definitions, opened on first use.
     conn: Option<Conn>,
-    /// The selected databases.
-    databases: Vec<String>,
+    /// What is synchronized.
+    selection: Arc<Selection>,
     /// Collation id to character set name, read on first use.
     charsets: HashMap<u16, String>,
 }
 
 impl DdlContext {
-    pub fn new(opts: Opts, databases: Vec<String>) -> Self {
+    pub fn new(opts: Opts, selection: Arc<Selection>) -> Self {
         Self {
             opts,
             conn: None,
-            databases,
+            selection,
             charsets: HashMap::new(),
         }
     }
 
-    pub fn selected(&self, database: &str) -> bool {
-        self.databases.iter().any(|d| d == database)
+    pub fn selection(&self) -> &Arc<Selection> {
+        &self.selection
     }
 
     pub async fn definition(
@@ -120,7 +121,7 @@ impl DdlContext {
         match &ddl {
             Ddl::Other => return Ok(()),
             Ddl::Database { name, .. } | Ddl::Object { database: name, .. } => {
-                if !self.selected(name) {
+                if !self.selection.whole_database(name) {
                     return Ok(());
                 }
             }
@@ -142,7 +143,7 @@ impl DdlContext {
                 }
             }
         }
-        let change = SchemaChange {
+        let mut change = SchemaChange {
             source,
             database: default_db.to_string(),
             kind: ddl.kind().to_string(),
@@ -156,13 +157,15 @@ impl DdlContext {
         let prefix = out.prefix().to_string();
         let mut new_topics = Vec::new();
         let mut new_ctx = Vec::new();
-        for t in &change.tables {
+        for t in &mut change.tables {
             let gone = matches!(t.effect, ChangeEffect::Dropped | ChangeEffect::RenamedFrom);
             if !gone && !tables.contains_key(&t.id) {
                 new_topics.push(topics::table_topic(&prefix, &t.id.database, &t.id.table));
             }
             if let Some(def) = &t.definition {
-                let ctx = TableCtx::new(&prefix, def.clone())?;
+                let ctx = TableCtx::new(&prefix, def.clone(), &self.selection)?;
+                // The definition as synchronized: without excluded columns.
+                t.definition = Some(ctx.schema.clone());
                 if let Some(k) = &ctx.codec.key {
                     out.publish_schema(k).await?;
                 }
@@ -209,7 +212,7 @@ impl DdlContext {
                 TableEffect::Created(id)
                 | TableEffect::Altered(id)
                 | TableEffect::Truncated(id) => {
-                    if !self.selected(&id.database) {
+                    if !self.selection.table(id) {
                         continue;
                     }
                     known.insert(id.clone());
@@ -229,16 +232,16 @@ impl DdlContext {
                 }
                 TableEffect::Renamed { from, to } => {
                     let from_known = known.remove(from);
-                    let to_selected = self.selected(&to.database);
+                    let to_selected = self.selection.table(to);
                     if from_known {
                         touch(from, ChangeEffect::RenamedFrom);
                         if !to_selected {
-                            tracing::warn!(from = %from, to = %to, "a table was renamed out of the selected databases: it is no longer synchronized (the destination keeps it under its old name if the rename fails there)");
+                            tracing::warn!(from = %from, to = %to, "a table was renamed out of the selection: it is no longer synchronized (the destination keeps it under its old name if the rename fails there)");
                         }
                     }
                     if to_selected {
                         if !from_known {
-                            tracing::warn!(from = %from, to = %to, "a table was renamed into a selected database: its rows from before the rename are not at the destination; only later changes will be");
+                            tracing::warn!(from = %from, to = %to, "a table was renamed into the selection: its rows from before the rename are not at the destination; only later changes will be");
                         }
                         known.insert(to.clone());
                         touch(to, ChangeEffect::RenamedTo);

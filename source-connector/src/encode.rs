@@ -16,25 +16,53 @@ use change_stream::value::Cell;
 
 use crate::error::SourceError;
 use crate::produce::Output;
+use crate::selection::Selection;
 
 /// What the source knows of one selected table.
 #[derive(Debug)]
 pub struct TableCtx {
+    /// The table as synchronized (without excluded columns): what the
+    /// records carry and the snapshot reads.
     pub schema: TableSchema,
+    /// The table as the server has it: what binlog rows carry.
+    pub full: TableSchema,
+    /// Indexes into `full.columns` of `schema`'s columns; `None` when all.
+    pub projection: Option<Vec<usize>>,
     pub codec: TableCodec,
     pub topic: String,
 }
 
 impl TableCtx {
-    pub fn new(prefix: &str, schema: TableSchema) -> Result<Arc<Self>, SourceError> {
+    /// The table `full` as `selection` synchronizes it.
+    pub fn new(
+        prefix: &str,
+        full: TableSchema,
+        selection: &Selection,
+    ) -> Result<Arc<Self>, SourceError> {
+        let (schema, projection) = selection.project(full.clone())?;
         let codec = TableCodec::new(prefix, &schema)?;
         let topic =
             change_stream::topics::table_topic(prefix, &schema.id.database, &schema.id.table);
         Ok(Arc::new(Self {
             schema,
+            full,
+            projection,
             codec,
             topic,
         }))
+    }
+
+    /// A row of the full table reduced to the synchronized columns.
+    pub fn project(&self, row: Vec<Cell>) -> Vec<Cell> {
+        match &self.projection {
+            None => row,
+            Some(kept) => {
+                let mut row: Vec<Option<Cell>> = row.into_iter().map(Some).collect();
+                kept.iter()
+                    .map(|&i| row[i].take().unwrap_or(Cell::Null))
+                    .collect()
+            }
+        }
     }
 
     fn describe_key(&self, row: &[Cell]) -> String {

@@ -18,6 +18,7 @@ mod encode;
 mod error;
 mod produce;
 mod schema;
+mod selection;
 mod snapshot;
 mod tablemap;
 
@@ -189,7 +190,16 @@ async fn run(config: Config) -> Result<(), SourceError> {
         .await
         .map_err(|e| SourceError::Source(describe_mysql(&e)))?
         .unwrap_or_default();
-    schema::check_databases(&mut conn, &config.source.databases).await?;
+    let selection = Arc::new(config.selection()?);
+    let literal: Vec<String> = config
+        .source
+        .databases
+        .iter()
+        .filter(|d| !d.contains(['*', '?']))
+        .cloned()
+        .collect();
+    schema::check_databases(&mut conn, &literal).await?;
+    let databases = schema::selected_databases(&mut conn, &selection).await?;
 
     let kafka = &config.kafka;
     let client_config =
@@ -250,19 +260,27 @@ async fn run(config: Config) -> Result<(), SourceError> {
         }
     }
 
-    let definitions = schema::read_tables(&mut conn, &config.source.databases).await?;
-    let (mut triggers, objects): (Vec<_>, Vec<_>) =
-        schema::read_objects(&mut conn, &config.source.databases)
-            .await?
-            .into_iter()
-            .partition(|o| o.kind == "TRIGGER");
+    let definitions: Vec<_> = schema::read_tables(&mut conn, &databases)
+        .await?
+        .into_iter()
+        .filter(|t| selection.table(&t.id))
+        .collect();
+    let whole: Vec<String> = databases
+        .iter()
+        .filter(|d| selection.whole_database(d))
+        .cloned()
+        .collect();
+    let (mut triggers, objects): (Vec<_>, Vec<_>) = schema::read_objects(&mut conn, &whole)
+        .await?
+        .into_iter()
+        .partition(|o| o.kind == "TRIGGER");
     drop(conn);
     let mut tables = Vec::with_capacity(definitions.len());
     for def in definitions {
         if def.key.is_empty() {
             tracing::warn!(table = %def.id, "table has no primary key and no NOT NULL unique key: its rows are copied, and updates and deletes are matched on the whole row");
         }
-        tables.push(TableCtx::new(&prefix, def)?);
+        tables.push(TableCtx::new(&prefix, def, &selection)?);
     }
     let table_topics: Vec<TopicSpec> = tables
         .iter()
@@ -583,10 +601,7 @@ async fn sync(
         &gtid,
         tables.clone(),
         out.prefix(),
-        Some(DdlContext::new(
-            opts.clone(),
-            config.source.databases.clone(),
-        )),
+        Some(DdlContext::new(opts.clone(), Arc::new(config.selection()?))),
     )
     .await?;
     let result = reader

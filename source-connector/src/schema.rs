@@ -38,6 +38,28 @@ pub async fn check_databases(conn: &mut Conn, databases: &[String]) -> Result<()
     Ok(())
 }
 
+/// The databases with something selected, in name order. System
+/// databases count only when named exactly.
+pub async fn selected_databases(
+    conn: &mut Conn,
+    selection: &crate::selection::Selection,
+) -> Result<Vec<String>, SourceError> {
+    let all: Vec<String> = conn
+        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1")
+        .await
+        .map_err(|e| SourceError::Source(describe_mysql(&e)))?;
+    Ok(all
+        .into_iter()
+        .filter(|d| selection.database(d))
+        .filter(|d| {
+            !matches!(
+                d.as_str(),
+                "mysql" | "information_schema" | "performance_schema" | "sys"
+            ) || selection.named(d)
+        })
+        .collect())
+}
+
 /// Reads the definitions of every base table of `databases`, in name order.
 pub async fn read_tables(
     conn: &mut Conn,
