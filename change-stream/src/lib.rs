@@ -19,6 +19,7 @@ pub mod event;
 pub mod kafka;
 pub mod position;
 pub mod process;
+pub mod retry;
 pub mod schema_change;
 pub mod table;
 pub mod topics;

@@ -19,6 +19,31 @@ pub struct Config {
     pub schema: SchemaSection,
     #[serde(default)]
     pub check: CheckSection,
+    #[serde(default)]
+    pub retry: RetrySection,
+}
+
+/// `[retry]`: how long failures are retried before the sink exits with
+/// its applied position intact.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Lost connections to the destination or the broker: 10 to 1440.
+    #[serde(default = "defaults::connection_window_minutes")]
+    pub connection_window_minutes: u64,
+    /// A statement (row change or DDL) that fails at the destination: 1 to
+    /// 1440, and less than the connection window.
+    #[serde(default = "defaults::other_window_minutes")]
+    pub other_window_minutes: u64,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        Self {
+            connection_window_minutes: defaults::connection_window_minutes(),
+            other_window_minutes: defaults::other_window_minutes(),
+        }
+    }
 }
 
 /// `[check]`: the precheck.
@@ -165,6 +190,12 @@ impl Default for ApplySection {
 }
 
 mod defaults {
+    pub fn connection_window_minutes() -> u64 {
+        720
+    }
+    pub fn other_window_minutes() -> u64 {
+        10
+    }
     pub fn topic_refresh_secs() -> u64 {
         5
     }
@@ -224,6 +255,23 @@ impl Config {
             expected: expected.into(),
             actual,
         };
+        let r = &self.retry;
+        if !(10..=1440).contains(&r.connection_window_minutes) {
+            return Err(invalid(
+                "retry.connection_window_minutes",
+                "10 to 1440",
+                r.connection_window_minutes.to_string(),
+            ));
+        }
+        if !(1..=1440).contains(&r.other_window_minutes)
+            || r.other_window_minutes >= r.connection_window_minutes
+        {
+            return Err(invalid(
+                "retry.other_window_minutes",
+                "1 to 1440, and less than retry.connection_window_minutes",
+                r.other_window_minutes.to_string(),
+            ));
+        }
         if let Some(bad) = self
             .check
             .acknowledge

@@ -127,11 +127,13 @@ pub async fn check_conflicts(
         return Ok(());
     }
     found.sort();
-    Err(SinkError::Destination(format!(
+    Err(SinkError::Config {
+        message: format!(
         "{} table(s) already exist at the destination: {}; drop or rename them, or set [schema] on_conflict = \"ignore\" to write into them",
         found.len(),
         found.join(", ")
-    )))
+    ),
+    })
 }
 
 /// A schema change waiting on the schema-changes topic.

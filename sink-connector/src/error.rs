@@ -30,11 +30,20 @@ pub enum SinkError {
     /// A failed precheck item.
     #[error("{0}")]
     Precheck(String),
+    /// A failure retried for its whole window.
+    #[error("{0}")]
+    RetriesExhausted(String),
 }
 
 impl SinkError {
     pub fn is_transient(&self) -> bool {
         matches!(self, SinkError::DestinationLost(_) | SinkError::Kafka(_))
+    }
+
+    /// A statement the destination refused (a row change or DDL): retried
+    /// within `retry.other_window_minutes`.
+    pub fn is_statement_failure(&self) -> bool {
+        matches!(self, SinkError::Destination(_))
     }
 }
 

@@ -152,24 +152,48 @@ async fn run(config: Config) -> Result<(), SinkError> {
     });
 
     let mut registry = Registry::new(client_config.clone(), &config.kafka.topic_prefix);
-    let mut backoff = Duration::from_secs(1);
+    // Lost connections and failing statements are retried, each within
+    // its window; anything else ends the sink at once.
+    let mut connection_retries = change_stream::retry::Retries::default();
+    let mut other_retries = change_stream::retry::Retries::default();
     loop {
         let mut shutdown = shutdown.clone();
         let attempt = Instant::now();
-        match sync(&config, &client_config, &mut registry, &mut shutdown).await {
+        let e = match sync(&config, &client_config, &mut registry, &mut shutdown).await {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_transient() && !*shutdown.borrow() => {
-                if attempt.elapsed() > Duration::from_secs(60) {
-                    backoff = Duration::from_secs(1); // it had recovered
-                }
-                tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "lost a connection; continuing from the destination's applied position");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+            Err(e) if *shutdown.borrow() => return Err(e),
+            Err(e) => e,
+        };
+        let (retries, key, minutes, what) = if e.is_transient() {
+            (
+                &mut connection_retries,
+                "connection_window_minutes",
+                config.retry.connection_window_minutes,
+                "lost a connection",
+            )
+        } else if e.is_statement_failure() {
+            (
+                &mut other_retries,
+                "other_window_minutes",
+                config.retry.other_window_minutes,
+                "a statement failed at the destination",
+            )
+        } else {
+            return Err(e);
+        };
+        let delay = match retries.failure(attempt.elapsed(), change_stream::retry::minutes(minutes)) {
+            Ok(d) => d,
+            Err(failing) => {
+                return Err(SinkError::RetriesExhausted(format!(
+                    "{e}; still failing after {} minutes of retries (retry.{key} = {minutes}); the applied position is kept at the destination: fix the cause and start the sink again",
+                    failing.as_secs() / 60
+                )))
             }
-            Err(e) => return Err(e),
+        };
+        tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "{what}; retrying from the destination's applied position");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return Ok(()),
         }
     }
 }

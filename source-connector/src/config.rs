@@ -16,6 +16,26 @@ pub struct Config {
     pub kafka: KafkaSection,
     #[serde(default)]
     pub check: CheckSection,
+    #[serde(default)]
+    pub retry: RetrySection,
+}
+
+/// `[retry]`: how long lost connections (to the source or the broker) are
+/// retried before the connector exits with its position intact.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// 10 to 1440.
+    #[serde(default = "defaults::connection_window_minutes")]
+    pub connection_window_minutes: u64,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        Self {
+            connection_window_minutes: defaults::connection_window_minutes(),
+        }
+    }
 }
 
 /// `[check]`: the precheck.
@@ -137,6 +157,9 @@ pub enum OversizedPolicy {
 }
 
 mod defaults {
+    pub fn connection_window_minutes() -> u64 {
+        720
+    }
     use std::collections::BTreeMap;
 
     pub fn snapshot_chunk_rows() -> u32 {
@@ -242,6 +265,13 @@ impl Config {
             ));
         }
         self.selection()?;
+        if !(10..=1440).contains(&self.retry.connection_window_minutes) {
+            return Err(invalid(
+                "retry.connection_window_minutes",
+                "10 to 1440",
+                self.retry.connection_window_minutes.to_string(),
+            ));
+        }
         if self.source.snapshot_chunk_rows == 0 {
             return Err(invalid(
                 "source.snapshot_chunk_rows",

@@ -23,6 +23,9 @@ pub enum SourceError {
     /// A failed precheck item.
     #[error("{0}")]
     Precheck(String),
+    /// A failure retried for its whole window.
+    #[error("{0}")]
+    RetriesExhausted(String),
     #[error("Kafka: {0}")]
     Kafka(String),
     /// A record the broker will never take (too large, not allowed): the

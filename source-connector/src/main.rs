@@ -330,7 +330,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
         .map(|t| (t.schema.id.clone(), t))
         .collect();
     let mut position = stored;
-    let mut backoff = Duration::from_secs(1);
+    let mut retries = change_stream::retry::Retries::default();
     loop {
         let mut shutdown = shutdown.clone();
         let attempt = std::time::Instant::now();
@@ -352,16 +352,24 @@ async fn run(config: Config) -> Result<(), SourceError> {
         match result {
             Ok(()) => break,
             Err(e) if e.is_transient() && !*shutdown.borrow() => {
-                if attempt.elapsed() > Duration::from_secs(60) {
-                    backoff = Duration::from_secs(1); // it had recovered
-                }
-                tracing::warn!(error = %e, retry_in_secs = backoff.as_secs(), "lost a connection; retrying from the last acknowledged position");
+                let window = change_stream::retry::minutes(config.retry.connection_window_minutes);
+                let delay = match retries.failure(attempt.elapsed(), window) {
+                    Ok(d) => d,
+                    Err(failing) => {
+                        let _ = out.flush().await;
+                        return Err(SourceError::RetriesExhausted(format!(
+                            "{e}; still failing after {} minutes of retries (retry.connection_window_minutes = {}); the position is stored: fix the cause and start the connector again",
+                            failing.as_secs() / 60,
+                            config.retry.connection_window_minutes
+                        )));
+                    }
+                };
+                tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "lost a connection; retrying from the last acknowledged position");
                 position = out.flush().await?.or(position);
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
             Err(e) => {
                 let _ = out.flush().await;

@@ -194,6 +194,7 @@ async fn failed_ddl_is_recorded_and_listed_or_stops_the_sink() -> Result<()> {
         "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, a INT); INSERT INTO `{db}`.t VALUES (100, -1);"
     ))
     .await?;
+    let started = std::time::Instant::now();
     let mut stopping = Connector::start(
         "sink-connector",
         &format!("{prefix}-sink-stop"),
@@ -201,7 +202,7 @@ async fn failed_ddl_is_recorded_and_listed_or_stops_the_sink() -> Result<()> {
             &prefix,
             &format!("{prefix}-2"),
             dest2_port(),
-            "\n[apply]\non_ddl_error = \"stop\"\n\n[schema]\non_conflict = \"ignore\"\n",
+            "\n[apply]\non_ddl_error = \"stop\"\n\n[schema]\non_conflict = \"ignore\"\n\n[retry]\nother_window_minutes = 1\n",
         ),
     )?;
     wait_until("the stopping sink to exit", WAIT, || {
@@ -209,9 +210,16 @@ async fn failed_ddl_is_recorded_and_listed_or_stops_the_sink() -> Result<()> {
         async move { Ok((!done).then(|| "still running".to_string())) }
     })
     .await?;
+    // It retried the statement for its window (1 minute), then stopped.
+    assert!(started.elapsed() >= Duration::from_secs(60));
     let log = stopping.log_text();
     assert!(
         log.contains("on_ddl_error = stop") && log.contains("chk_a"),
+        "{log}"
+    );
+    assert!(log.contains("a statement failed at the destination; retrying"), "{log}");
+    assert!(
+        log.contains("(retry.other_window_minutes = 1)"),
         "{log}"
     );
     // It stopped before the statement and the rows after it.
