@@ -22,6 +22,7 @@ pub mod process;
 pub mod retry;
 pub mod schema_change;
 pub mod table;
+pub mod throttle;
 pub mod topics;
 pub mod value;
 

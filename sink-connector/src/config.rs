@@ -21,6 +21,20 @@ pub struct Config {
     pub check: CheckSection,
     #[serde(default)]
     pub retry: RetrySection,
+    #[serde(default)]
+    pub throttle: ThrottleSection,
+}
+
+/// `[throttle]`: limits on what the sink applies (0 = none). Changed by
+/// editing them and restarting: the sink continues from its applied
+/// position.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleSection {
+    #[serde(default)]
+    pub rows_per_second: f64,
+    #[serde(default)]
+    pub mb_per_second: f64,
 }
 
 /// `[retry]`: how long failures are retried before the sink exits with
@@ -255,6 +269,18 @@ impl Config {
             expected: expected.into(),
             actual,
         };
+        for (key, v) in [
+            ("throttle.rows_per_second", self.throttle.rows_per_second),
+            ("throttle.mb_per_second", self.throttle.mb_per_second),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(invalid(
+                    key,
+                    "0 (no limit) or a positive number",
+                    v.to_string(),
+                ));
+            }
+        }
         let r = &self.retry;
         if !(10..=1440).contains(&r.connection_window_minutes) {
             return Err(invalid(

@@ -236,6 +236,9 @@ async fn sync(
     let schema_changes = topics::schema_changes_topic(prefix);
     let marker_fingerprint = change_stream::schema_change::schema().fingerprint;
     let mut ddl_queue = DdlQueue::default();
+    let mut row_limit = change_stream::throttle::Limiter::new(config.throttle.rows_per_second);
+    let mut byte_limit =
+        change_stream::throttle::Limiter::new(config.throttle.mb_per_second * 1_000_000.0);
     tracing::info!(partitions = applied.len(), "sink connector started");
 
     loop {
@@ -362,6 +365,8 @@ async fn sync(
             changes.push(Change { table, record });
         }
         if !touched.is_empty() {
+            change_stream::throttle::take(&mut row_limit, changes.len() as f64).await;
+            change_stream::throttle::take(&mut byte_limit, bytes as f64).await;
             apply_batch(
                 config,
                 &mut applier,

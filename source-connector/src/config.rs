@@ -18,6 +18,22 @@ pub struct Config {
     pub check: CheckSection,
     #[serde(default)]
     pub retry: RetrySection,
+    #[serde(default)]
+    pub throttle: ThrottleSection,
+}
+
+/// `[throttle]`: limits on the full synchronization's reading of the
+/// source (0 = none). Changed by editing them and restarting: the
+/// snapshot resumes where it was.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleSection {
+    #[serde(default)]
+    pub snapshot_queries_per_second: f64,
+    #[serde(default)]
+    pub snapshot_rows_per_second: f64,
+    #[serde(default)]
+    pub snapshot_mb_per_second: f64,
 }
 
 /// `[retry]`: how long lost connections (to the source or the broker) are
@@ -265,6 +281,28 @@ impl Config {
             ));
         }
         self.selection()?;
+        for (key, v) in [
+            (
+                "throttle.snapshot_queries_per_second",
+                self.throttle.snapshot_queries_per_second,
+            ),
+            (
+                "throttle.snapshot_rows_per_second",
+                self.throttle.snapshot_rows_per_second,
+            ),
+            (
+                "throttle.snapshot_mb_per_second",
+                self.throttle.snapshot_mb_per_second,
+            ),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(invalid(
+                    key,
+                    "0 (no limit) or a positive number",
+                    v.to_string(),
+                ));
+            }
+        }
         if !(10..=1440).contains(&self.retry.connection_window_minutes) {
             return Err(invalid(
                 "retry.connection_window_minutes",

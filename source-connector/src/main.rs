@@ -572,6 +572,7 @@ async fn sync(
                 progress,
                 config.source.snapshot_chunk_rows,
                 source_server_id,
+                &mut snapshot::Throttle::new(&config.throttle),
                 shutdown,
             )
             .await?;

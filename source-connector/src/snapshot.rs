@@ -32,6 +32,7 @@ use std::sync::Arc;
 use change_stream::event::{Op, SourceInfo};
 use change_stream::position::{BinlogCoordinates, GtidPosition};
 use change_stream::table::{quote_ident, TableId};
+use change_stream::throttle::{take, Limiter};
 use change_stream::value::Cell;
 use futures::StreamExt;
 use mysql_async::prelude::*;
@@ -100,6 +101,23 @@ pub async fn begin(conn: &mut Conn) -> Result<SnapshotPoint, SourceError> {
     })
 }
 
+/// The `[throttle]` limits on reading the snapshot.
+pub struct Throttle {
+    pub queries: Option<Limiter>,
+    pub rows: Option<Limiter>,
+    pub bytes: Option<Limiter>,
+}
+
+impl Throttle {
+    pub fn new(t: &crate::config::ThrottleSection) -> Self {
+        Self {
+            queries: Limiter::new(t.snapshot_queries_per_second),
+            rows: Limiter::new(t.snapshot_rows_per_second),
+            bytes: Limiter::new(t.snapshot_mb_per_second * 1_000_000.0),
+        }
+    }
+}
+
 /// Reads every table not yet done, continuing `progress`, and sends their
 /// rows as `r` records. Checkpoints after each chunk.
 #[allow(clippy::too_many_arguments)]
@@ -112,6 +130,7 @@ pub async fn read_tables(
     mut progress: SnapshotProgress,
     chunk_rows: u32,
     source_server_id: u32,
+    throttle: &mut Throttle,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<bool, SourceError> {
     let done: HashSet<TableId> = progress.tables_done.iter().cloned().collect();
@@ -139,6 +158,7 @@ pub async fn read_tables(
             if *shutdown.borrow() {
                 return Ok(false);
             }
+            take(&mut throttle.queries, 1.0).await;
             let (n, key) = read_chunk(
                 conn,
                 out,
@@ -148,6 +168,7 @@ pub async fn read_tables(
                 last_key.as_deref(),
                 chunk_rows,
                 source_server_id,
+                throttle,
             )
             .await?;
             rows_read += n;
@@ -200,6 +221,7 @@ async fn read_chunk(
     after_key: Option<&[Value]>,
     chunk_rows: u32,
     source_server_id: u32,
+    throttle: &mut Throttle,
 ) -> Result<(u64, Option<Vec<Value>>), SourceError> {
     let schema = &table.schema;
     let cols: Vec<String> = schema
@@ -259,6 +281,17 @@ async fn read_chunk(
             SourceError::Source(format!("snapshot of {}: {}", schema.id, describe_mysql(&e)))
         })?;
         let values = row.unwrap();
+        if throttle.rows.is_some() || throttle.bytes.is_some() {
+            let bytes: usize = values
+                .iter()
+                .map(|v| match v {
+                    Value::Bytes(b) => b.len(),
+                    _ => 8,
+                })
+                .sum();
+            take(&mut throttle.rows, 1.0).await;
+            take(&mut throttle.bytes, bytes as f64).await;
+        }
         if !schema.key.is_empty() {
             last_key = Some(
                 schema

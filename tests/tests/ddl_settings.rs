@@ -217,11 +217,11 @@ async fn failed_ddl_is_recorded_and_listed_or_stops_the_sink() -> Result<()> {
         log.contains("on_ddl_error = stop") && log.contains("chk_a"),
         "{log}"
     );
-    assert!(log.contains("a statement failed at the destination; retrying"), "{log}");
     assert!(
-        log.contains("(retry.other_window_minutes = 1)"),
+        log.contains("a statement failed at the destination; retrying"),
         "{log}"
     );
+    assert!(log.contains("(retry.other_window_minutes = 1)"), "{log}");
     // It stopped before the statement and the rows after it.
     let n: Option<i64> = dst2
         .conn

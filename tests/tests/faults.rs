@@ -155,8 +155,14 @@ async fn sink_reports_bad_input_clearly() -> Result<()> {
     fails(
         "sink-connector",
         "sink-bad-retry-window",
-        &format!("{}[retry]\nother_window_minutes = 900\n", sink_toml(&dst, &kafka)),
-        &["retry.other_window_minutes", "less than retry.connection_window_minutes"],
+        &format!(
+            "{}[retry]\nother_window_minutes = 900\n",
+            sink_toml(&dst, &kafka)
+        ),
+        &[
+            "retry.other_window_minutes",
+            "less than retry.connection_window_minutes",
+        ],
     )?;
     Ok(())
 }
