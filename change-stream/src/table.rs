@@ -245,6 +245,27 @@ impl TableSchema {
     }
 }
 
+/// `*` (any run of characters) and `?` (one character) pattern matching,
+/// as the configs use for database, table and column names.
+pub fn glob(pattern: &str, text: &str, case_insensitive: bool) -> bool {
+    let norm = |s: &str| -> Vec<char> {
+        if case_insensitive {
+            s.to_lowercase().chars().collect()
+        } else {
+            s.chars().collect()
+        }
+    };
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
+            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    go(&norm(pattern), &norm(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

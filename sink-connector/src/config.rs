@@ -23,6 +23,67 @@ pub struct Config {
     pub retry: RetrySection,
     #[serde(default)]
     pub throttle: ThrottleSection,
+    /// `[[filter]]`: per-table operations to apply.
+    #[serde(default, rename = "filter")]
+    pub filters: Vec<FilterSection>,
+}
+
+/// One `[[filter]]`: for the tables it names (the source's names, as
+/// `database.table`, with `*` `?` patterns), only the operations listed
+/// are applied; the others are skipped (their position still advances).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    pub tables: Vec<String>,
+    /// Any of `INSERT` (also the full synchronization's rows), `UPDATE`,
+    /// `DELETE`, `DDL` (every schema change), or a DDL kind such as
+    /// `ALTER TABLE` or `DROP TABLE`.
+    pub operations: Vec<String>,
+}
+
+/// Operation names a filter accepts.
+pub const OPERATIONS: [&str; 15] = [
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "DDL",
+    "CREATE TABLE",
+    "ALTER TABLE",
+    "DROP TABLE",
+    "RENAME TABLE",
+    "TRUNCATE TABLE",
+    "CREATE INDEX",
+    "DROP INDEX",
+    "CREATE TRIGGER",
+    "DROP TRIGGER",
+    "CREATE VIEW",
+    "DROP VIEW",
+];
+
+impl Config {
+    /// Whether `operation` is applied to the table (the first filter
+    /// naming the table decides; tables no filter names get everything).
+    pub fn allows(&self, table: &change_stream::table::TableId, operation: &str) -> bool {
+        let name_matches = |p: &str| match p.split_once('.') {
+            Some((d, t)) => {
+                change_stream::table::glob(d, &table.database, false)
+                    && change_stream::table::glob(t, &table.table, false)
+            }
+            None => false,
+        };
+        match self
+            .filters
+            .iter()
+            .find(|f| f.tables.iter().any(|p| name_matches(p)))
+        {
+            None => true,
+            Some(f) => f.operations.iter().any(|o| {
+                o.eq_ignore_ascii_case(operation)
+                    || (o.eq_ignore_ascii_case("DDL")
+                        && !["INSERT", "UPDATE", "DELETE"].contains(&operation))
+            }),
+        }
+    }
 }
 
 /// `[throttle]`: limits on what the sink applies (0 = none). Changed by
@@ -278,6 +339,26 @@ impl Config {
                     key,
                     "0 (no limit) or a positive number",
                     v.to_string(),
+                ));
+            }
+        }
+        for (i, f) in self.filters.iter().enumerate() {
+            if let Some(bad) = f
+                .operations
+                .iter()
+                .find(|o| !OPERATIONS.iter().any(|k| k.eq_ignore_ascii_case(o)))
+            {
+                return Err(invalid(
+                    &format!("filter[{i}].operations"),
+                    &format!("any of {}", OPERATIONS.join(", ")),
+                    bad.clone(),
+                ));
+            }
+            if let Some(bad) = f.tables.iter().find(|t| !t.contains('.')) {
+                return Err(invalid(
+                    &format!("filter[{i}].tables"),
+                    "database.table names or patterns",
+                    bad.clone(),
                 ));
             }
         }

@@ -362,6 +362,14 @@ async fn sync(
                     ),
                 });
             }
+            let operation = match record.op {
+                change_stream::event::Op::Read | change_stream::event::Op::Create => "INSERT",
+                change_stream::event::Op::Update => "UPDATE",
+                change_stream::event::Op::Delete => "DELETE",
+            };
+            if !config.allows(&table.id, operation) {
+                continue; // filtered out; the position still advances
+            }
             changes.push(Change { table, record });
         }
         if !touched.is_empty() {
@@ -508,6 +516,15 @@ async fn apply_schema_change(
     let Some(statement) = &change.ddl else {
         return Ok(());
     };
+    if change.kind != DEFINITION
+        && change
+            .tables
+            .iter()
+            .any(|t| !config.allows(&t.id, &change.kind))
+    {
+        tracing::info!(kind = %change.kind, id = %change.id(), "schema change filtered out ([[filter]] operations)");
+        return Ok(());
+    }
     let guard = config.schema.triggers == TriggerMethod::Guard;
     let sql = ddl::prepare(applier.conn(), statement, change.sql_mode.as_deref(), guard).await;
     match ddl::execute(

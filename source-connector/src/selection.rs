@@ -14,29 +14,9 @@
 //! definition, its Avro schema, the snapshot query and every binlog row
 //! leave them out. Key columns cannot be excluded.
 
-use change_stream::table::{TableId, TableSchema};
+use change_stream::table::{glob, TableId, TableSchema};
 
 use crate::error::SourceError;
-
-/// `*` and `?` glob matching.
-fn glob(pattern: &str, text: &str, case_insensitive: bool) -> bool {
-    let norm = |s: &str| -> Vec<char> {
-        if case_insensitive {
-            s.to_lowercase().chars().collect()
-        } else {
-            s.chars().collect()
-        }
-    };
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('*') => (0..=t.len()).any(|i| go(&p[1..], &t[i..])),
-            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
-            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
-        }
-    }
-    go(&norm(pattern), &norm(text))
-}
 
 /// `a.b.c` split on the first `n - 1` dots (backquotes allow dots in a
 /// name: `` `my.db`.t ``).
