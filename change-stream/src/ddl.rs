@@ -85,12 +85,46 @@ fn tokenize(sql: &str, ansi_quotes: bool) -> Vec<Tok> {
     tokenize_spans(sql, ansi_quotes).0
 }
 
+/// A token of a statement, with where it is (char indexes, end exclusive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// A word or identifier; `quoted` ones are never keywords.
+    Word {
+        text: String,
+        quoted: bool,
+        start: usize,
+        end: usize,
+    },
+    /// A string literal.
+    Str,
+    Punct(char),
+}
+
+/// The statement's tokens (comments dropped, executable comments kept).
+pub fn pieces(sql: &str, ansi_quotes: bool) -> Vec<Piece> {
+    let (toks, starts, ends) = tokenize_spans(sql, ansi_quotes);
+    toks.into_iter()
+        .zip(starts.into_iter().zip(ends))
+        .map(|(t, (start, end))| match t {
+            Tok::Ident { text, quoted } => Piece::Word {
+                text,
+                quoted,
+                start,
+                end,
+            },
+            Tok::Str => Piece::Str,
+            Tok::Punct(c) => Piece::Punct(c),
+        })
+        .collect()
+}
+
 /// The tokens, and where each starts (a char index into `sql`).
 /// With `ansi_quotes` (the `ANSI_QUOTES` sql_mode), `"x"` is an identifier.
-fn tokenize_spans(sql: &str, ansi_quotes: bool) -> (Vec<Tok>, Vec<usize>) {
+fn tokenize_spans(sql: &str, ansi_quotes: bool) -> (Vec<Tok>, Vec<usize>, Vec<usize>) {
     let b: Vec<char> = sql.chars().collect();
     let mut out = Vec::new();
     let mut starts = Vec::new();
+    let mut ends = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let (tok_start, before) = (i, out.len());
@@ -174,9 +208,10 @@ fn tokenize_spans(sql: &str, ansi_quotes: bool) -> (Vec<Tok>, Vec<usize>) {
         }
         if out.len() > before {
             starts.push(tok_start);
+            ends.push(i.min(b.len()));
         }
     }
-    (out, starts)
+    (out, starts, ends)
 }
 
 struct Parser<'a> {
@@ -527,7 +562,7 @@ pub fn guard_trigger(sql: &str, ansi_quotes: bool) -> Option<String> {
     {
         return None;
     }
-    let (toks, starts) = tokenize_spans(sql, ansi_quotes);
+    let (toks, starts, _) = tokenize_spans(sql, ansi_quotes);
     let each_row = (0..toks.len().saturating_sub(2))
         .find(|&i| toks[i].is_kw("FOR") && toks[i + 1].is_kw("EACH") && toks[i + 2].is_kw("ROW"))?;
     let mut body = each_row + 3;
@@ -580,7 +615,7 @@ impl Definer {
 
 /// Finds the DEFINER clause naming an account (not `CURRENT_USER`).
 pub fn definer(sql: &str) -> Option<Definer> {
-    let (toks, starts) = tokenize_spans(sql, false);
+    let (toks, starts, _) = tokenize_spans(sql, false);
     let chars: Vec<char> = sql.chars().collect();
     // Only in the statement's head, before the object keyword.
     let d = toks.iter().take(12).position(|t| t.is_kw("DEFINER"))?;

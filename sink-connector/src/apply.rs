@@ -35,9 +35,11 @@ use crate::sql::push_literal;
 pub const SESSION_SQL_MODE: &str =
     "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'";
 
-/// One change to apply, with its table's definition.
+/// One change to apply, with its table's shape at the destination.
 pub struct Change {
     pub table: Arc<TableSchema>,
+    /// The table's name at the source.
+    pub source: TableId,
     pub record: ChangeRecord,
 }
 
@@ -468,6 +470,7 @@ mod tests {
         let row = |(id, v): (i64, &str)| vec![Cell::Int(id), Cell::Text(v.into())];
         Change {
             table: t.clone(),
+            source: t.id.clone(),
             record: ChangeRecord {
                 op,
                 before: before.map(row),

@@ -83,8 +83,14 @@ pub async fn report(config: &Config) -> Report {
             "check [kafka] bootstrap_servers and that the broker runs",
         ),
     }
-    let definitions = if broker_ok && registry.refresh_definitions().await.is_ok() {
-        registry.definitions()
+    // The source's tables, under their names at the destination.
+    let mapping = config.mapping().unwrap_or_default();
+    let definitions: Vec<_> = if broker_ok && registry.refresh_definitions().await.is_ok() {
+        registry
+            .definitions()
+            .iter()
+            .map(|d| std::sync::Arc::new(mapping.schema(d)))
+            .collect()
     } else {
         Vec::new()
     };

@@ -23,9 +23,34 @@ pub struct Config {
     pub retry: RetrySection,
     #[serde(default)]
     pub throttle: ThrottleSection,
+    #[serde(default)]
+    pub mapping: MappingSection,
     /// `[[filter]]`: per-table operations to apply.
     #[serde(default, rename = "filter")]
     pub filters: Vec<FilterSection>,
+}
+
+/// `[mapping]`: names at the destination (see `mapping.rs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingSection {
+    #[serde(default)]
+    pub databases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// The name mapping.
+    pub fn mapping(&self) -> Result<crate::mapping::Mapping, SinkError> {
+        crate::mapping::Mapping::new(
+            &self.mapping.databases,
+            &self.mapping.tables,
+            &self.mapping.columns,
+        )
+    }
 }
 
 /// One `[[filter]]`: for the tables it names (the source's names, as
@@ -362,6 +387,7 @@ impl Config {
                 ));
             }
         }
+        self.mapping()?;
         let r = &self.retry;
         if !(10..=1440).contains(&r.connection_window_minutes) {
             return Err(invalid(

@@ -13,6 +13,7 @@ mod consume;
 mod ddl;
 mod decode;
 mod error;
+mod mapping;
 mod sql;
 mod state;
 
@@ -34,6 +35,7 @@ use crate::consume::Input;
 use crate::ddl::{DdlQueue, Held, Pending};
 use crate::decode::Registry;
 use crate::error::SinkError;
+use crate::mapping::Mapping;
 use crate::state::{record_order, Partition, PartitionState};
 
 #[derive(Parser)]
@@ -207,6 +209,7 @@ async fn sync(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
     let state_db = &config.destination.state_database;
+    let mapping = config.mapping()?;
     let mut applier = Applier::connect(
         &config.destination.url,
         config.destination.connect_timeout_secs,
@@ -219,12 +222,12 @@ async fn sync(
     if applied.is_empty() {
         // First start: every conflicting table is reported before anything
         // is written.
-        ddl::check_conflicts(
-            applier.conn(),
-            &registry.definitions(),
-            config.schema.on_conflict,
-        )
-        .await?;
+        let mapped: Vec<_> = registry
+            .definitions()
+            .iter()
+            .map(|d| std::sync::Arc::new(mapping.schema(d)))
+            .collect();
+        ddl::check_conflicts(applier.conn(), &mapped, config.schema.on_conflict).await?;
     }
     let mut input = Input::new(client_config, &config.kafka)?;
     let mut ready: HashSet<TableId> = HashSet::new();
@@ -354,6 +357,8 @@ async fn sync(
                 }
                 st.last = Some(order);
             }
+            let source = table.id.clone();
+            let table = mapping.shape(&table);
             if table.id.database == *state_db {
                 return Err(SinkError::Config {
                     message: format!(
@@ -367,16 +372,21 @@ async fn sync(
                 change_stream::event::Op::Update => "UPDATE",
                 change_stream::event::Op::Delete => "DELETE",
             };
-            if !config.allows(&table.id, operation) {
+            if !config.allows(&source, operation) {
                 continue; // filtered out; the position still advances
             }
-            changes.push(Change { table, record });
+            changes.push(Change {
+                table,
+                source,
+                record,
+            });
         }
         if !touched.is_empty() {
             change_stream::throttle::take(&mut row_limit, changes.len() as f64).await;
             change_stream::throttle::take(&mut byte_limit, bytes as f64).await;
             apply_batch(
                 config,
+                &mapping,
                 &mut applier,
                 registry,
                 &mut input,
@@ -401,7 +411,15 @@ async fn sync(
                 break;
             };
             let pending = ddl_queue.pop(&released).expect("a head");
-            apply_schema_change(config, &mut applier, registry, &mut ready, &pending).await?;
+            apply_schema_change(
+                config,
+                &mapping,
+                &mut applier,
+                registry,
+                &mut ready,
+                &pending,
+            )
+            .await?;
             let mut positions: Vec<(Partition, PartitionState)> = vec![(
                 (schema_changes.clone(), 0),
                 PartitionState {
@@ -437,8 +455,10 @@ async fn sync(
 }
 
 /// Applies one batch of row changes with the positions they reach.
+#[allow(clippy::too_many_arguments)] // the sink's state, lent for one batch
 async fn apply_batch(
     config: &Config,
+    mapping: &Mapping,
     applier: &mut Applier,
     registry: &mut Registry,
     input: &mut Input,
@@ -449,10 +469,10 @@ async fn apply_batch(
     let state_db = &config.destination.state_database;
     {
         for c in changes {
-            if !ready.contains(&c.table.id) {
-                match registry.definition(&c.table.id).await {
+            if !ready.contains(&c.source) {
+                match registry.definition(&c.source).await {
                     Ok(definition) => {
-                        ddl::ensure_table(applier.conn(), &definition).await?;
+                        ddl::ensure_table(applier.conn(), &mapping.schema(&definition)).await?;
                     }
                     // A table the source took up from the binlog alone
                     // (renamed or dropped since): it is here already.
@@ -461,7 +481,7 @@ async fn apply_batch(
                     }
                     Err(_) => {}
                 }
-                ready.insert(c.table.id.clone());
+                ready.insert(c.source.clone());
             }
         }
         let statements = apply::plan(
@@ -487,6 +507,7 @@ async fn apply_batch(
 /// creates the table if it is missing).
 async fn apply_schema_change(
     config: &Config,
+    mapping: &Mapping,
     applier: &mut Applier,
     registry: &mut Registry,
     ready: &mut HashSet<TableId>,
@@ -499,6 +520,7 @@ async fn apply_schema_change(
         for t in &change.tables {
             if let Some(def) = &t.definition {
                 if !ready.contains(&t.id) {
+                    let def = mapping.schema(def);
                     if change.ddl.is_none() {
                         ddl::check_conflicts(
                             applier.conn(),
@@ -507,7 +529,7 @@ async fn apply_schema_change(
                         )
                         .await?;
                     }
-                    ddl::ensure_table(applier.conn(), def).await?;
+                    ddl::ensure_table(applier.conn(), &def).await?;
                     ready.insert(t.id.clone());
                 }
             }
@@ -526,10 +548,18 @@ async fn apply_schema_change(
         return Ok(());
     }
     let guard = config.schema.triggers == TriggerMethod::Guard;
-    let sql = ddl::prepare(applier.conn(), statement, change.sql_mode.as_deref(), guard).await;
+    let ansi = change_stream::ddl::ansi_quotes(change.sql_mode.as_deref());
+    let statement = mapping.rewrite(statement, &change.database, ansi);
+    let sql = ddl::prepare(
+        applier.conn(),
+        &statement,
+        change.sql_mode.as_deref(),
+        guard,
+    )
+    .await;
     match ddl::execute(
         applier.conn(),
-        &change.database,
+        &mapping.database(&change.database),
         change.sql_mode.as_deref(),
         &sql,
     )
