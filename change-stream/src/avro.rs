@@ -881,6 +881,7 @@ impl EnvelopeCodec {
                 kind: f.kind.clone(),
                 nullable: f.nullable,
                 charset: None,
+                collation: None,
                 generated: f.generated.then(|| Generated {
                     expression: String::new(),
                     stored: false,
@@ -1083,6 +1084,7 @@ mod tests {
             kind: ColumnKind::parse(data_type, column_type).unwrap(),
             nullable,
             charset: None,
+            collation: None,
             generated: None,
         }
     }

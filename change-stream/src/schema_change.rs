@@ -418,6 +418,7 @@ fn decode_definition(id: TableId, fields: Vec<(String, Value)>) -> Result<TableS
                         column_type,
                         nullable,
                         charset,
+                        collation: None,
                         generated: expr.map(|expression| Generated { expression, stored }),
                     });
                 }
@@ -456,6 +457,7 @@ mod tests {
             kind: ColumnKind::parse(dt, ct).unwrap(),
             nullable: name != "id",
             charset: (dt == "varchar").then(|| "utf8mb4".into()),
+            collation: None,
             generated: (name == "g").then(|| Generated {
                 expression: "`id` + 1".into(),
                 stored: true,

@@ -202,6 +202,9 @@ pub struct Column {
     pub nullable: bool,
     /// Character set of character columns.
     pub charset: Option<String>,
+    /// Collation of character columns (what row filters compare by).
+    #[serde(default)]
+    pub collation: Option<String>,
     /// A generated column's expression and whether it is stored.
     pub generated: Option<Generated>,
 }

@@ -443,6 +443,7 @@ mod tests {
             kind: ColumnKind::parse(dt, ct).unwrap(),
             nullable: name != "id",
             charset: None,
+            collation: None,
             generated: None,
         };
         Arc::new(TableSchema {

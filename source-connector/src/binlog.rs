@@ -436,6 +436,25 @@ impl BinlogReader {
             }
             let before = before.map(|r| row_cells(ctx, r)).transpose()?;
             let after = after.map(|r| row_cells(ctx, r)).transpose()?;
+            // The row filter: an update into the condition is an insert,
+            // one out of it a delete.
+            let (op, before, after) = match &ctx.filter {
+                None => (op, before, after),
+                Some(f) => {
+                    let b = before.as_deref().is_some_and(|r| f.matches(r));
+                    let a = after.as_deref().is_some_and(|r| f.matches(r));
+                    match (op, b, a) {
+                        (Op::Create, _, true) => (Op::Create, None, after),
+                        (Op::Delete, true, _) => (Op::Delete, before, None),
+                        (Op::Update, true, true) => (Op::Update, before, after),
+                        (Op::Update, false, true) => (Op::Create, None, after),
+                        (Op::Update, true, false) => (Op::Delete, before, None),
+                        _ => continue,
+                    }
+                }
+            };
+            let before = before.map(|r| ctx.project(r));
+            let after = after.map(|r| ctx.project(r));
             source.row = i as u32;
             enc.emit(out, ctx, op, before.as_deref(), after.as_deref(), &source)
                 .await?;
@@ -594,7 +613,7 @@ fn row_cells(ctx: &TableCtx, row: BinlogRow) -> Result<Vec<Cell>, SourceError> {
             ))),
         })
         .collect::<Result<Vec<Cell>, SourceError>>()?;
-    Ok(ctx.project(cells))
+    Ok(cells)
 }
 
 pub fn now_ms() -> i64 {

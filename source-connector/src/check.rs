@@ -419,6 +419,34 @@ async fn check_server(
         );
     }
 
+    // Row filters: each binds to its table's columns.
+    let mut bad = Vec::new();
+    let mut filtered = 0;
+    for t in &tables {
+        if let Some(cond) = selection.row_filter(&t.id) {
+            filtered += 1;
+            if let Err(e) = crate::filter::RowFilter::new(cond, t) {
+                bad.push(format!("{}: {e}", t.id));
+            }
+        }
+    }
+    let required = "every row filter's condition names columns of its table";
+    if bad.is_empty() {
+        r.pass(
+            "source.row_filters",
+            format!("{filtered} table(s) filtered"),
+            required,
+        );
+    } else {
+        r.push(
+            "source.row_filters",
+            Status::Fail,
+            bad.join("; "),
+            required,
+            "fix the `where` of [[source.row_filter]]",
+        );
+    }
+
     // Keys.
     let keyless: Vec<String> = tables
         .iter()

@@ -65,7 +65,7 @@ pub struct CheckSection {
 }
 
 /// The items of the source's check.
-pub const CHECK_ITEMS: [&str; 14] = [
+pub const CHECK_ITEMS: [&str; 15] = [
     "kafka.connect",
     "source.connect",
     "source.queries",
@@ -79,6 +79,7 @@ pub const CHECK_ITEMS: [&str; 14] = [
     "source.binlog_retention",
     "source.server_id",
     "source.selection",
+    "source.row_filters",
     "source.keys",
 ];
 
@@ -109,12 +110,26 @@ pub struct SourceSection {
     pub columns: Vec<String>,
     #[serde(default)]
     pub exclude_columns: Vec<String>,
+    /// `[[source.row_filter]]`: a WHERE condition per table.
+    #[serde(default, rename = "row_filter")]
+    pub row_filters: Vec<RowFilterSection>,
     /// Rows per snapshot query (primary-key chunk).
     #[serde(default = "defaults::snapshot_chunk_rows")]
     pub snapshot_chunk_rows: u32,
     /// Seconds to wait for a connection to the source.
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+}
+
+/// One `[[source.row_filter]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowFilterSection {
+    /// `database.table` names or patterns.
+    pub tables: Vec<String>,
+    /// The condition, in SQL syntax.
+    #[serde(rename = "where")]
+    pub condition: String,
 }
 
 /// `[kafka]`: the broker and the topics.
@@ -245,6 +260,12 @@ impl Config {
             &s.exclude_tables,
             &s.columns,
             &s.exclude_columns,
+        )?
+        .with_row_filters(
+            &s.row_filters
+                .iter()
+                .map(|f| (f.tables.clone(), f.condition.clone()))
+                .collect::<Vec<_>>(),
         )
     }
 

@@ -327,6 +327,7 @@ mod tests {
             kind: ColumnKind::parse(data_type, column_type).unwrap(),
             nullable: true,
             charset: Some("latin1".into()),
+            collation: None,
             generated: None,
         }
     }

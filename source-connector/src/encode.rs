@@ -30,6 +30,8 @@ pub struct TableCtx {
     pub projection: Option<Vec<usize>>,
     pub codec: TableCodec,
     pub topic: String,
+    /// The table's row filter, bound to `full`'s columns.
+    pub filter: Option<crate::filter::RowFilter>,
 }
 
 impl TableCtx {
@@ -40,6 +42,17 @@ impl TableCtx {
         selection: &Selection,
     ) -> Result<Arc<Self>, SourceError> {
         let (schema, projection) = selection.project(full.clone())?;
+        let filter = selection
+            .row_filter(&full.id)
+            .map(|condition| {
+                crate::filter::RowFilter::new(condition, &full).map_err(|e| SourceError::Config {
+                    message: format!(
+                        "row filter of {}: {e}; fix its [[source.row_filter]] `where`",
+                        full.id
+                    ),
+                })
+            })
+            .transpose()?;
         let codec = TableCodec::new(prefix, &schema)?;
         let topic =
             change_stream::topics::table_topic(prefix, &schema.id.database, &schema.id.table);
@@ -49,6 +62,7 @@ impl TableCtx {
             projection,
             codec,
             topic,
+            filter,
         }))
     }
 

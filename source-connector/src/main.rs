@@ -16,6 +16,7 @@ mod convert;
 mod ddl;
 mod encode;
 mod error;
+mod filter;
 mod produce;
 mod schema;
 mod selection;

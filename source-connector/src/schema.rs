@@ -123,12 +123,13 @@ async fn read(
         Option<String>,
         String,
         Option<String>,
+        Option<String>,
     );
     let column_rows: Vec<ColumnRow> = conn
         .exec(
             format!(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, \
-                 CHARACTER_SET_NAME, EXTRA, GENERATION_EXPRESSION \
+                 CHARACTER_SET_NAME, EXTRA, GENERATION_EXPRESSION, COLLATION_NAME \
                  FROM information_schema.COLUMNS WHERE {where_dbs} \
                  ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
             ),
@@ -149,7 +150,9 @@ async fn read(
         .map_err(sql_err)?;
 
     let mut columns: BTreeMap<TableId, Vec<Column>> = BTreeMap::new();
-    for (db, table, name, data_type, column_type, nullable, charset, extra, expr) in column_rows {
+    for (db, table, name, data_type, column_type, nullable, charset, extra, expr, collation) in
+        column_rows
+    {
         let kind = ColumnKind::parse(&data_type, &column_type).map_err(|e| {
             SourceError::Source(format!("table `{db}`.`{table}`, column `{name}`: {e}"))
         })?;
@@ -168,6 +171,7 @@ async fn read(
                 kind,
                 nullable: nullable == "YES",
                 charset,
+                collation,
                 generated,
             });
     }

@@ -44,6 +44,8 @@ pub struct Selection {
     exclude_tables: Vec<(String, String)>,
     columns: Vec<(String, String, String)>,
     exclude_columns: Vec<(String, String, String)>,
+    /// (database, table) patterns and their WHERE condition.
+    row_filters: Vec<(String, String, String)>,
 }
 
 impl Selection {
@@ -101,6 +103,7 @@ impl Selection {
             exclude_tables: pairs("exclude_tables", exclude_tables)?,
             columns: triples("columns", columns)?,
             exclude_columns: triples("exclude_columns", exclude_columns)?,
+            row_filters: Vec::new(),
         })
     }
 
@@ -120,6 +123,39 @@ impl Selection {
     /// DATABASE are synchronized too).
     pub fn whole_database(&self, db: &str) -> bool {
         !self.database_excluded(db) && self.databases.iter().any(|p| glob(p, db, false))
+    }
+
+    /// Adds `[[source.row_filter]]` entries: `database.table` patterns
+    /// and a condition (checked for syntax here).
+    pub fn with_row_filters(
+        mut self,
+        filters: &[(Vec<String>, String)],
+    ) -> Result<Self, SourceError> {
+        for (i, (tables, condition)) in filters.iter().enumerate() {
+            crate::filter::parse(condition).map_err(|e| SourceError::InvalidSetting {
+                key: format!("source.row_filter[{i}].where"),
+                expected: "a condition in SQL syntax".into(),
+                actual: format!("{condition:?} ({e})"),
+            })?;
+            for t in tables {
+                let p = split(t, 2).ok_or_else(|| SourceError::InvalidSetting {
+                    key: format!("source.row_filter[{i}].tables"),
+                    expected: "database.table names or patterns".into(),
+                    actual: format!("{t:?}"),
+                })?;
+                self.row_filters
+                    .push((p[0].clone(), p[1].clone(), condition.clone()));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The WHERE condition of a table (the first filter naming it).
+    pub fn row_filter(&self, id: &TableId) -> Option<&str> {
+        self.row_filters
+            .iter()
+            .find(|(d, t, _)| glob(d, &id.database, false) && glob(t, &id.table, false))
+            .map(|(_, _, c)| c.as_str())
     }
 
     /// Whether `db` is named exactly (not by a pattern) in `databases` or

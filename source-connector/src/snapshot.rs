@@ -232,6 +232,12 @@ async fn read_chunk(
     let key_cols: Vec<String> = schema.key_columns().map(|c| quote_ident(&c.name)).collect();
     let mut sql = format!("SELECT {} FROM {}", cols.join(", "), schema.id.quoted());
     let mut params: Vec<Value> = Vec::new();
+    // The row filter, pushed down as written.
+    let mut conditions: Vec<String> = table
+        .filter
+        .iter()
+        .map(|f| format!("({})", f.condition))
+        .collect();
     if !key_cols.is_empty() {
         if let Some(after) = after_key {
             // (k1 > ?) OR (k1 = ? AND k2 > ?) OR ...: a form MariaDB's range
@@ -247,8 +253,13 @@ async fn read_chunk(
                 params.push(after[i].clone());
                 ors.push(format!("({})", ands.join(" AND ")));
             }
-            sql.push_str(&format!(" WHERE {}", ors.join(" OR ")));
+            conditions.push(format!("({})", ors.join(" OR ")));
         }
+    }
+    if !conditions.is_empty() {
+        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+    }
+    if !key_cols.is_empty() {
         sql.push_str(&format!(
             " ORDER BY {} LIMIT {chunk_rows}",
             key_cols.join(", ")

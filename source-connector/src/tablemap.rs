@@ -201,6 +201,7 @@ pub fn shape(
                 .copied()
                 .unwrap_or(true),
             charset,
+            collation: same.and_then(|c| c.collation.clone()),
             generated: same.and_then(|c| c.generated.clone()),
         });
     }
