@@ -261,6 +261,18 @@ async fn run(config: Config) -> Result<(), SourceError> {
         }
     }
 
+    // Where the binlog is while the definitions are read: a schema change
+    // between here and the snapshot point is replayed before the snapshot.
+    let mut definitions_read_at: Option<change_stream::position::GtidPosition> = if stored.is_none()
+    {
+        let pos: Option<String> = conn
+            .query_first("SELECT @@gtid_binlog_pos")
+            .await
+            .map_err(|e| SourceError::Source(describe_mysql(&e)))?;
+        pos.and_then(|p| p.parse().ok())
+    } else {
+        None
+    };
     let definitions: Vec<_> = schema::read_tables(&mut conn, &databases)
         .await?
         .into_iter()
@@ -341,6 +353,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
             &mut out,
             &mut tables,
             &mut triggers,
+            &mut definitions_read_at,
             position.clone(),
             source_server_id,
             &mut shutdown,
@@ -495,6 +508,7 @@ async fn sync(
     out: &mut Output,
     tables: &mut HashMap<TableId, Arc<TableCtx>>,
     triggers: &mut Vec<schema::ObjectDef>,
+    definitions_read_at: &mut Option<change_stream::position::GtidPosition>,
     position: Option<StoredPosition>,
     source_server_id: u32,
     shutdown: &mut watch::Receiver<bool>,
@@ -506,7 +520,41 @@ async fn sync(
             let mut conn = connect(opts, config.source.connect_timeout_secs).await?;
             let point = snapshot::begin(&mut conn).await?;
             let progress = match position {
-                None => SnapshotProgress::default(),
+                None => {
+                    // Schema changes made between reading the definitions
+                    // and the snapshot point: published (and the shapes
+                    // updated) before any snapshot row.
+                    if let Some(from) = definitions_read_at.take() {
+                        if from != point.gtid {
+                            let mut reader = BinlogReader::connect(
+                                opts.clone(),
+                                config.source.server_id,
+                                &from,
+                                tables.clone(),
+                                out.prefix(),
+                                Some(DdlContext::new(opts.clone(), Arc::new(config.selection()?))),
+                            )
+                            .await?;
+                            let no_rows = HashSet::new();
+                            let ended = reader
+                                .read(
+                                    out,
+                                    &mut enc,
+                                    source_server_id,
+                                    Some(&point.coords),
+                                    Some(&no_rows),
+                                    false,
+                                    shutdown,
+                                )
+                                .await;
+                            *tables = reader.close().await;
+                            if ended? == binlog::Ended::Shutdown {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    SnapshotProgress::default()
+                }
                 Some(p) => {
                     let progress = p.snapshot.unwrap_or_default();
                     // The stored progress can be behind the rows already
