@@ -138,6 +138,22 @@ impl Report {
         .to_string()
     }
 
+    /// The report as `text` or `json`.
+    pub fn render(&self, format: &str) -> String {
+        if format == "json" {
+            self.json() + "\n"
+        } else {
+            self.text()
+        }
+    }
+
+    /// Logs every item that did not pass (for `run`, which goes on).
+    pub fn log_warnings(&self) {
+        for w in self.items.iter().filter(|i| i.status != Status::Pass) {
+            tracing::warn!(item = %w.id, found = %w.found, fix = %w.fix, "precheck warning");
+        }
+    }
+
     /// One line for `run`: the first failure and how many there are.
     pub fn refusal(&self, command: &str) -> String {
         let failures: Vec<&Item> = self.failures().collect();

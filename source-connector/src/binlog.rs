@@ -26,7 +26,7 @@ use change_stream::position::{file_seq, BinlogCoordinates, Gtid, GtidPosition};
 use change_stream::table::TableId;
 use change_stream::value::Cell;
 use futures::StreamExt;
-use mysql_async::binlog::events::{EventData, RowsEventData, StatusVarVal};
+use mysql_async::binlog::events::{EventData, RowsEventData, StatusVarVal, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::binlog::StatusVarKey;
@@ -473,19 +473,11 @@ impl BinlogReader {
         rows: &RowsEventData<'_>,
         start: u64,
     ) -> Result<(), SourceError> {
-        let Some(tme) = self.stream.get_tme(rows.table_id()) else {
-            return Ok(());
-        };
-        let tme = tme.clone().into_owned();
         let Some(ctx) = self.tables.get(id).cloned() else {
             return Ok(());
         };
-        let columns: Vec<mysql_async::Column> = match rows.rows(&tme).next() {
-            Some(Ok((before, after))) => match after.as_ref().or(before.as_ref()) {
-                Some(r) => r.columns_ref().to_vec(),
-                None => return Ok(()),
-            },
-            _ => return Ok(()),
+        let Some((tme, columns)) = self.logged_columns(rows) else {
+            return Ok(());
         };
         let names_match = columns.iter().map(|c| c.name_str().to_string()).eq(ctx
             .schema
@@ -527,6 +519,20 @@ impl BinlogReader {
         Ok(())
     }
 
+    /// The table map of a rows event and the columns its first row
+    /// carries (names, types, flags, collations).
+    fn logged_columns(
+        &self,
+        rows: &RowsEventData<'_>,
+    ) -> Option<(TableMapEvent<'static>, Vec<mysql_async::Column>)> {
+        let tme = self.stream.get_tme(rows.table_id())?.clone().into_owned();
+        let columns = match rows.rows(&tme).next()? {
+            Ok((before, after)) => after.as_ref().or(before.as_ref())?.columns_ref().to_vec(),
+            Err(_) => return None,
+        };
+        Some((tme, columns))
+    }
+
     /// Starts encoding the rows of a table the reader did not know, by the
     /// shape of its table map: schemas published, topic created.
     async fn adopt(
@@ -536,16 +542,8 @@ impl BinlogReader {
         rows: &RowsEventData<'_>,
         start: u64,
     ) -> Result<(), SourceError> {
-        let Some(tme) = self.stream.get_tme(rows.table_id()) else {
+        let Some((tme, columns)) = self.logged_columns(rows) else {
             return Ok(());
-        };
-        let tme = tme.clone().into_owned();
-        let columns: Vec<mysql_async::Column> = match rows.rows(&tme).next() {
-            Some(Ok((before, after))) => match after.as_ref().or(before.as_ref()) {
-                Some(r) => r.columns_ref().to_vec(),
-                None => return Ok(()),
-            },
-            _ => return Ok(()),
         };
         let Some(ddl) = self.ddl.as_mut() else {
             return Ok(());

@@ -91,25 +91,12 @@ fn main() -> ExitCode {
                         path.display()
                     ))));
                 }
-                for w in report
-                    .items
-                    .iter()
-                    .filter(|i| i.status != change_stream::check::Status::Pass)
-                {
-                    tracing::warn!(item = %w.id, found = %w.found, fix = %w.fix, "precheck warning");
-                }
+                report.log_warnings();
                 run(config).await
             }
             Command::Check { config, format } => {
                 let report = check::report(&Config::load(&config)?).await;
-                print!(
-                    "{}",
-                    if format == "json" {
-                        report.json() + "\n"
-                    } else {
-                        report.text()
-                    }
-                );
+                print!("{}", report.render(&format));
                 if report.failed() {
                     return Err(SourceError::Precheck(report.summary()));
                 }
