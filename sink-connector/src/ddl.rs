@@ -168,6 +168,11 @@ impl DdlQueue {
         self.held.insert(partition, held);
     }
 
+    /// Whether a schema change with this id is queued.
+    pub fn has(&self, id: &str) -> bool {
+        self.pending.iter().any(|p| p.change.id() == id)
+    }
+
     /// Whether the schema change at `offset` is already queued.
     pub fn queued(&self, offset: i64) -> bool {
         self.pending.iter().any(|p| p.offset == offset)

@@ -284,7 +284,9 @@ async fn sync(
                 };
                 let change = SchemaChange::decode(payload)?;
                 let order = change.source.event_order().map(|o| (o, 0));
-                if order.is_some_and(|o| st.last.is_some_and(|last| o <= last)) {
+                if order.is_some_and(|o| st.last.is_some_and(|last| o <= last))
+                    || ddl_queue.has(&change.id())
+                {
                     continue; // sent again by the source after its restart
                 }
                 ddl_queue.push(Pending {
@@ -386,6 +388,16 @@ async fn sync(
         }
         // Schema changes whose partitions have all reached their markers.
         while let Some(head) = ddl_queue.head() {
+            // A copy of a statement applied since it was queued (the
+            // source sent it again): its markers are skipped, so it must
+            // not wait for them.
+            let sc_key = (schema_changes.clone(), 0);
+            let done = applied.get(&sc_key).and_then(|s| s.last);
+            if head.order.is_some_and(|o| done.is_some_and(|d| o <= d)) {
+                let pending = ddl_queue.pop(&[]).expect("a head");
+                tracing::info!(id = %pending.change.id(), "schema change sent again by the source: skipped");
+                continue;
+            }
             let Some(released) = ddl_queue.ready(prefix, |t| input.partitions(t)) else {
                 // A topic it names may be new: look for it soon.
                 if head.change.tables.iter().any(|t| {
