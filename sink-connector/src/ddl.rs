@@ -277,6 +277,69 @@ pub async fn prepare(conn: &mut Conn, sql: &str, sql_mode: Option<&str>, guard: 
     sql
 }
 
+/// The name of the marker table that records, atomically with a RENAME
+/// TABLE statement, that it ran (and, with `_done`, that it completed).
+fn rename_marker(prefix: &str, id: &str) -> String {
+    format!(
+        "rename_{:016x}",
+        change_stream::avro::fingerprint(&format!("{prefix}\n{id}"))
+    )
+}
+
+/// Runs a RENAME TABLE statement so that running it again after a crash
+/// is recognised: a marker table in the state database is renamed in the
+/// same atomic statement, so it exists under its `_done` name exactly when
+/// the statement ran. (A RENAME that swaps tables would otherwise swap them
+/// back when run twice.)
+pub async fn execute_rename(
+    conn: &mut Conn,
+    state_db: &str,
+    prefix: &str,
+    id: &str,
+    database: &str,
+    sql_mode: Option<&str>,
+    sql: &str,
+) -> Result<Outcome, SinkError> {
+    let marker = rename_marker(prefix, id);
+    let done = TableId::new(state_db, format!("{marker}_done"));
+    if table_exists(conn, &done).await? {
+        return Ok(Outcome::AlreadyApplied(format!(
+            "its marker {done} says it ran"
+        )));
+    }
+    let pending = TableId::new(state_db, marker.as_str());
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {} (ran INT) ENGINE=InnoDB",
+        pending.quoted()
+    ))
+    .await
+    .map_err(|e| from_mysql("cannot create a rename marker table", e))?;
+    let statement = format!(
+        "{}\n, {} TO {}",
+        sql.trim_end().trim_end_matches(';'),
+        pending.quoted(),
+        done.quoted()
+    );
+    let outcome = execute(conn, database, sql_mode, &statement).await?;
+    if let Outcome::Failed(_) = outcome {
+        let _ = conn
+            .query_drop(format!("DROP TABLE IF EXISTS {}", pending.quoted()))
+            .await;
+    }
+    Ok(outcome)
+}
+
+/// Drops the marker of a RENAME once its position is stored.
+pub async fn forget_rename(conn: &mut Conn, state_db: &str, prefix: &str, id: &str) {
+    let done = TableId::new(state_db, format!("{}_done", rename_marker(prefix, id)));
+    if let Err(e) = conn
+        .query_drop(format!("DROP TABLE IF EXISTS {}", done.quoted()))
+        .await
+    {
+        tracing::warn!(error = %e, table = %done, "cannot drop a rename marker table");
+    }
+}
+
 /// Runs a statement at the destination in `database` (none if empty),
 /// in the source's `sql_mode` when it is known.
 pub async fn execute(

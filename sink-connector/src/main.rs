@@ -445,6 +445,15 @@ async fn sync(
                     &state::save_sql(state_db, &config.kafka.group_id, &refs),
                 )
                 .await?;
+            if pending.change.kind == "RENAME TABLE" {
+                ddl::forget_rename(
+                    applier.conn(),
+                    state_db,
+                    &config.kafka.topic_prefix,
+                    &pending.change.id(),
+                )
+                .await;
+            }
             for (p, held) in &released {
                 input.resume_at(p, held.offset + 1)?;
             }
@@ -556,14 +565,22 @@ async fn apply_schema_change(
         guard,
     )
     .await;
-    match ddl::execute(
-        applier.conn(),
-        &mapping.database(&change.database),
-        change.sql_mode.as_deref(),
-        &sql,
-    )
-    .await?
-    {
+    let database = mapping.database(&change.database);
+    let outcome = if change.kind == "RENAME TABLE" {
+        ddl::execute_rename(
+            applier.conn(),
+            &config.destination.state_database,
+            &config.kafka.topic_prefix,
+            &change.id(),
+            &database,
+            change.sql_mode.as_deref(),
+            &sql,
+        )
+        .await?
+    } else {
+        ddl::execute(applier.conn(), &database, change.sql_mode.as_deref(), &sql).await?
+    };
+    match outcome {
         ddl::Outcome::Applied => {
             tracing::info!(kind = %change.kind, id = %change.id(), "schema change applied")
         }
