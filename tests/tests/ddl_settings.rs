@@ -336,3 +336,87 @@ async fn triggers_after_full_sync_are_created_as_they_are_after_the_rows() -> Re
     drop_database(&[source_port(), dest_port()], &db).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_run_before_a_crash_is_not_run_again() -> Result<()> {
+    let db = unique("renamecrash");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; USE `{db}`; \
+         CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(5)); INSERT INTO a VALUES (1, 'a'); \
+         CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(5)); INSERT INTO b VALUES (1, 'b');"
+    ))
+    .await?;
+    let prefix = unique("renamecrash");
+    let mut source = start_source(&prefix, &db, 7805).await?;
+    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    wait_same_database(
+        source_port(),
+        dest_port(),
+        &db,
+        WAIT,
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    sink.kill9();
+
+    // A swap at the source.
+    src.exec("RENAME TABLE a TO tmp, b TO a, tmp TO b").await?;
+    // The sink ran it, with its marker, and crashed before storing its
+    // position: simulated by doing the same at the destination.
+    let topic = format!("{prefix}.schema-changes");
+    let mut id = None;
+    wait_until("the RENAME on the schema-changes topic", WAIT, || {
+        let topic = topic.clone();
+        let found = e2e_tests::read_topic(&topic).ok().and_then(|records| {
+            records.into_iter().find_map(|(_, v)| {
+                let v: Vec<u8> = v?;
+                let c = change_stream::schema_change::SchemaChange::decode(&v).ok()?;
+                (c.kind == "RENAME TABLE").then(|| c.id())
+            })
+        });
+        id = found.clone();
+        async move { Ok(found.is_none().then(|| "not yet".to_string())) }
+    })
+    .await?;
+    let id = id.expect("found");
+    let marker = format!(
+        "rename_{:016x}_done",
+        change_stream::avro::fingerprint(&format!("{prefix}\n{id}"))
+    );
+    let mut dst = Db::connect(dest_port()).await?;
+    dst.exec(&format!(
+        "RENAME TABLE `{db}`.a TO `{db}`.tmp, `{db}`.b TO `{db}`.a, `{db}`.tmp TO `{db}`.b; \
+         CREATE TABLE tributary.`{marker}` (ran INT);"
+    ))
+    .await?;
+
+    // Restarted, the sink recognises the statement as done: the tables are
+    // swapped once, as at the source, not back.
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    src.exec("INSERT INTO a VALUES (2, 'after')").await?;
+    wait_same_database(
+        source_port(),
+        dest_port(),
+        &db,
+        WAIT,
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    assert!(
+        sink.log_text().contains("says it ran"),
+        "{}",
+        sink.log_tail()
+    );
+    let left: Option<i64> = dst
+        .conn
+        .query_first(format!(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'tributary' AND TABLE_NAME = '{marker}'"
+        ))
+        .await?;
+    assert_eq!(left, Some(0), "the marker was not dropped");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    Ok(())
+}
