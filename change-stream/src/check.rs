@@ -154,6 +154,43 @@ impl Report {
         }
     }
 
+    /// The `kafka.connect` item: whether the broker at `servers` answers.
+    pub async fn broker(&mut self, config: &rdkafka::ClientConfig, servers: &str) -> bool {
+        let cc = config.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            crate::kafka::check_broker(&cc, std::time::Duration::from_secs(10))
+        })
+        .await
+        .expect("blocking task");
+        let required = "the broker answers";
+        match answer {
+            Ok(()) => {
+                self.pass("kafka.connect", format!("reached {servers}"), required);
+                true
+            }
+            Err(e) => {
+                self.push(
+                    "kafka.connect",
+                    Status::Fail,
+                    format!("cannot reach the broker at {servers}: {e}"),
+                    required,
+                    "check [kafka] bootstrap_servers and that the broker runs",
+                );
+                false
+            }
+        }
+    }
+
+    /// For `run`: `Err` with the one-line refusal when an item failed
+    /// (`command` shows the whole report), else the warnings are logged.
+    pub fn gate(&self, command: &str) -> Result<(), String> {
+        if self.failed() {
+            return Err(self.refusal(command));
+        }
+        self.log_warnings();
+        Ok(())
+    }
+
     /// One line for `run`: the first failure and how many there are.
     pub fn refusal(&self, command: &str) -> String {
         let failures: Vec<&Item> = self.failures().collect();

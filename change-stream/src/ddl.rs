@@ -342,6 +342,19 @@ fn table_ddl(kind: &str, effects: Vec<TableEffect>) -> Option<Ddl> {
     })
 }
 
+/// `<verb> [IF [NOT] EXISTS] <object> name` for the object keywords given.
+fn object_ddl(p: &mut Parser<'_>, verb: &str, objects: &[&str]) -> Option<Ddl> {
+    let object = objects.iter().find(|o| p.kw(o))?;
+    p.if_not_exists();
+    p.if_exists();
+    let id = p.qualified()?;
+    Some(Ddl::Object {
+        kind: format!("{verb} {object}"),
+        database: id.database,
+        name: id.table,
+    })
+}
+
 fn classify_tokens(p: &mut Parser<'_>) -> Option<Ddl> {
     if p.kw("CREATE") {
         p.skip_create_options();
@@ -366,25 +379,18 @@ fn classify_tokens(p: &mut Parser<'_>) -> Option<Ddl> {
                 name: p.ident()?,
             });
         }
-        for (kw, kind) in [
-            ("VIEW", "CREATE VIEW"),
-            ("PROCEDURE", "CREATE PROCEDURE"),
-            ("FUNCTION", "CREATE FUNCTION"),
-            ("TRIGGER", "CREATE TRIGGER"),
-            ("EVENT", "CREATE EVENT"),
-            ("SEQUENCE", "CREATE SEQUENCE"),
-        ] {
-            if p.kw(kw) {
-                p.if_not_exists();
-                let id = p.qualified()?;
-                return Some(Ddl::Object {
-                    kind: kind.into(),
-                    database: id.database,
-                    name: id.table,
-                });
-            }
-        }
-        return None;
+        return object_ddl(
+            p,
+            "CREATE",
+            &[
+                "VIEW",
+                "PROCEDURE",
+                "FUNCTION",
+                "TRIGGER",
+                "EVENT",
+                "SEQUENCE",
+            ],
+        );
     }
     if p.kw("ALTER") {
         p.kw("ONLINE");
@@ -438,24 +444,11 @@ fn classify_tokens(p: &mut Parser<'_>) -> Option<Ddl> {
             });
         }
         p.skip_create_options();
-        for (kw, kind) in [
-            ("VIEW", "ALTER VIEW"),
-            ("PROCEDURE", "ALTER PROCEDURE"),
-            ("FUNCTION", "ALTER FUNCTION"),
-            ("EVENT", "ALTER EVENT"),
-            ("SEQUENCE", "ALTER SEQUENCE"),
-        ] {
-            if p.kw(kw) {
-                p.if_exists();
-                let id = p.qualified()?;
-                return Some(Ddl::Object {
-                    kind: kind.into(),
-                    database: id.database,
-                    name: id.table,
-                });
-            }
-        }
-        return None;
+        return object_ddl(
+            p,
+            "ALTER",
+            &["VIEW", "PROCEDURE", "FUNCTION", "EVENT", "SEQUENCE"],
+        );
     }
     if p.kw("DROP") {
         p.kw("TEMPORARY");
@@ -483,25 +476,18 @@ fn classify_tokens(p: &mut Parser<'_>) -> Option<Ddl> {
                 name: p.ident()?,
             });
         }
-        for (kw, kind) in [
-            ("VIEW", "DROP VIEW"),
-            ("PROCEDURE", "DROP PROCEDURE"),
-            ("FUNCTION", "DROP FUNCTION"),
-            ("TRIGGER", "DROP TRIGGER"),
-            ("EVENT", "DROP EVENT"),
-            ("SEQUENCE", "DROP SEQUENCE"),
-        ] {
-            if p.kw(kw) {
-                p.if_exists();
-                let id = p.qualified()?;
-                return Some(Ddl::Object {
-                    kind: kind.into(),
-                    database: id.database,
-                    name: id.table,
-                });
-            }
-        }
-        return None;
+        return object_ddl(
+            p,
+            "DROP",
+            &[
+                "VIEW",
+                "PROCEDURE",
+                "FUNCTION",
+                "TRIGGER",
+                "EVENT",
+                "SEQUENCE",
+            ],
+        );
     }
     if p.kw("RENAME") {
         if !(p.kw("TABLE") || p.kw("TABLES")) {

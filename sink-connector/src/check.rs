@@ -41,47 +41,28 @@ pub async fn report(config: &Config) -> Report {
         &config.kafka.bootstrap_servers,
         &config.kafka.properties,
     );
-    let servers = config.kafka.bootstrap_servers.clone();
-    let cc = client_config.clone();
-    let broker = tokio::task::spawn_blocking(move || {
-        change_stream::kafka::check_broker(&cc, Duration::from_secs(10))
-    })
-    .await
-    .expect("blocking task");
     // The source's server, as the source connector described it.
     let mut source_version = None;
     let mut registry = Registry::new(client_config.clone(), &config.kafka.topic_prefix);
-    let broker_ok = broker.is_ok();
-    match broker {
-        Ok(()) => {
-            r.pass(
-                "kafka.connect",
-                format!("reached {servers}"),
-                "the broker answers",
-            );
-            let topic = topics::positions_topic(&config.kafka.topic_prefix);
-            let cc = client_config.clone();
-            if let Ok(Ok(records)) = tokio::task::spawn_blocking(move || {
-                change_stream::kafka::read_to_end(&cc, &topic, Duration::from_secs(30))
-            })
-            .await
-            {
-                for (key, value) in records {
-                    if key.as_deref() == Some(topics::SOURCE_SERVER_KEY.as_bytes()) {
-                        source_version = value
-                            .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
-                            .and_then(|v| v["version"].as_str().map(str::to_string));
-                    }
+    let broker_ok = r
+        .broker(&client_config, &config.kafka.bootstrap_servers)
+        .await;
+    if broker_ok {
+        let topic = topics::positions_topic(&config.kafka.topic_prefix);
+        let cc = client_config.clone();
+        if let Ok(Ok(records)) = tokio::task::spawn_blocking(move || {
+            change_stream::kafka::read_to_end(&cc, &topic, Duration::from_secs(30))
+        })
+        .await
+        {
+            for (key, value) in records {
+                if key.as_deref() == Some(topics::SOURCE_SERVER_KEY.as_bytes()) {
+                    source_version = value
+                        .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
+                        .and_then(|v| v["version"].as_str().map(str::to_string));
                 }
             }
         }
-        Err(e) => r.push(
-            "kafka.connect",
-            Status::Fail,
-            format!("cannot reach the broker at {servers}: {e}"),
-            "the broker answers",
-            "check [kafka] bootstrap_servers and that the broker runs",
-        ),
     }
     // The source's tables, under their names at the destination.
     let mapping = config.mapping().unwrap_or_default();

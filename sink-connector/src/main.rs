@@ -81,14 +81,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config: path } => {
                 let config = Config::load(&path)?;
-                let report = check::report(&config).await;
-                if report.failed() {
-                    return Err(SinkError::Precheck(report.refusal(&format!(
-                        "sink-connector check --config {}",
-                        path.display()
-                    ))));
-                }
-                report.log_warnings();
+                check::report(&config)
+                    .await
+                    .gate(&format!("sink-connector check --config {}", path.display()))
+                    .map_err(SinkError::Precheck)?;
                 run(config).await
             }
             Command::Check { config, format } => {
@@ -226,6 +222,7 @@ async fn sync(
     let schema_changes = topics::schema_changes_topic(prefix);
     let marker_fingerprint = change_stream::schema_change::schema().fingerprint;
     let mut ddl_queue = DdlQueue::default();
+    let mut row_ops: HashMap<TableId, [bool; 3]> = HashMap::new();
     let mut row_limit = change_stream::throttle::Limiter::new(config.throttle.rows_per_second);
     let mut byte_limit =
         change_stream::throttle::Limiter::new(config.throttle.mb_per_second * 1_000_000.0);
@@ -356,12 +353,21 @@ async fn sync(
                     ),
                 });
             }
-            let operation = match record.op {
-                change_stream::event::Op::Read | change_stream::event::Op::Create => "INSERT",
-                change_stream::event::Op::Update => "UPDATE",
-                change_stream::event::Op::Delete => "DELETE",
+            // [[filter]]: INSERT, UPDATE, DELETE allowed, per table.
+            let ops = match row_ops.get(&source) {
+                Some(ops) => *ops,
+                None => {
+                    let ops = ["INSERT", "UPDATE", "DELETE"].map(|o| config.allows(&source, o));
+                    row_ops.insert(source.clone(), ops);
+                    ops
+                }
             };
-            if !config.allows(&source, operation) {
+            let allowed = match record.op {
+                change_stream::event::Op::Read | change_stream::event::Op::Create => ops[0],
+                change_stream::event::Op::Update => ops[1],
+                change_stream::event::Op::Delete => ops[2],
+            };
+            if !allowed {
                 continue; // filtered out; the position still advances
             }
             changes.push(Change {

@@ -2,8 +2,6 @@
 //! the broker are ready, item by item (see `change_stream::check`). `run`
 //! runs the same check first and refuses to start on a failed item.
 
-use std::time::Duration;
-
 use change_stream::check::{grantee, parse_version, Grants, Report, Status};
 use change_stream::table::{TableId, TableSchema};
 use mysql_async::prelude::*;
@@ -28,36 +26,17 @@ pub async fn report(config: &Config) -> Report {
         &config.kafka.bootstrap_servers,
         &config.kafka.properties,
     );
-    let servers = config.kafka.bootstrap_servers.clone();
-    let cc = client_config.clone();
-    let broker = tokio::task::spawn_blocking(move || {
-        change_stream::kafka::check_broker(&cc, Duration::from_secs(10))
-    })
-    .await
-    .expect("blocking task");
     let mut full_sync_pending = true;
-    match broker {
-        Ok(()) => {
-            r.pass(
-                "kafka.connect",
-                format!("reached {servers}"),
-                "the broker answers",
-            );
-            let topic = change_stream::topics::positions_topic(&config.kafka.topic_prefix);
-            let cc = client_config.clone();
-            if let Ok(Ok(Some(p))) =
-                tokio::task::spawn_blocking(move || crate::checkpoint::load(&cc, &topic)).await
-            {
-                full_sync_pending = p.snapshot.is_some();
-            }
+    if r.broker(&client_config, &config.kafka.bootstrap_servers)
+        .await
+    {
+        let topic = change_stream::topics::positions_topic(&config.kafka.topic_prefix);
+        let cc = client_config.clone();
+        if let Ok(Ok(Some(p))) =
+            tokio::task::spawn_blocking(move || crate::checkpoint::load(&cc, &topic)).await
+        {
+            full_sync_pending = p.snapshot.is_some();
         }
-        Err(e) => r.push(
-            "kafka.connect",
-            Status::Fail,
-            format!("cannot reach the broker at {servers}: {e}"),
-            "the broker answers",
-            "check [kafka] bootstrap_servers and that the broker runs",
-        ),
     }
 
     let opts = match crate::source_opts(config) {

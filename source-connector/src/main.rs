@@ -84,14 +84,13 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config: path } => {
                 let config = Config::load(&path)?;
-                let report = check::report(&config).await;
-                if report.failed() {
-                    return Err(SourceError::Precheck(report.refusal(&format!(
+                check::report(&config)
+                    .await
+                    .gate(&format!(
                         "source-connector check --config {}",
                         path.display()
-                    ))));
-                }
-                report.log_warnings();
+                    ))
+                    .map_err(SourceError::Precheck)?;
                 run(config).await
             }
             Command::Check { config, format } => {
@@ -434,19 +433,13 @@ async fn publish_definitions(
             continue;
         }
         let change = SchemaChange::definition(
-            SourceInfo {
-                version: change_stream::VERSION.to_string(),
-                name: out.prefix().to_string(),
+            definition_source(
+                out,
                 server_id,
-                gtid: None,
-                file: String::new(),
-                pos: 0,
-                row: 0,
-                db: t.schema.id.database.clone(),
-                table: Some(t.schema.id.table.clone()),
-                ts_ms: now,
-                snapshot: true,
-            },
+                &t.schema.id.database,
+                &t.schema.id.table,
+                now,
+            ),
             t.schema.clone(),
         );
         ddl::publish(out, &change).await?;
@@ -457,6 +450,29 @@ async fn publish_definitions(
     Ok(())
 }
 
+/// The `source` block of a definition read at start (no binlog position).
+fn definition_source(
+    out: &Output,
+    server_id: u32,
+    database: &str,
+    name: &str,
+    ts_ms: i64,
+) -> SourceInfo {
+    SourceInfo {
+        version: change_stream::VERSION.to_string(),
+        name: out.prefix().to_string(),
+        server_id,
+        gtid: None,
+        file: String::new(),
+        pos: 0,
+        row: 0,
+        db: database.to_string(),
+        table: Some(name.to_string()),
+        ts_ms,
+        snapshot: true,
+    }
+}
+
 /// Publishes the definition of a view, routine or trigger read at start.
 async fn publish_object(
     out: &mut Output,
@@ -465,19 +481,13 @@ async fn publish_object(
     server_id: u32,
 ) -> Result<(), SourceError> {
     let change = SchemaChange::object_definition(
-        SourceInfo {
-            version: change_stream::VERSION.to_string(),
-            name: out.prefix().to_string(),
+        definition_source(
+            out,
             server_id,
-            gtid: None,
-            file: String::new(),
-            pos: 0,
-            row: 0,
-            db: object.database.clone(),
-            table: Some(object.name.clone()),
-            ts_ms: binlog::now_ms(),
-            snapshot: true,
-        },
+            &object.database,
+            &object.name,
+            binlog::now_ms(),
+        ),
         &object.database,
         object.create.clone(),
         object.sql_mode.clone(),
