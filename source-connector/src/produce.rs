@@ -66,6 +66,7 @@ impl Output {
         kafka: &KafkaSection,
         initial: Option<StoredPosition>,
     ) -> Result<Self, SourceError> {
+        let max_records = max_buffered_records(kafka.buffer_max_bytes);
         let mut pc = client_config.clone();
         pc.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -85,14 +86,16 @@ impl Output {
                 "queue.buffering.max.kbytes",
                 (kafka.buffer_max_bytes / 1024).max(1).to_string(),
             )
-            .set("queue.buffering.max.messages", "1000000");
+            .set("queue.buffering.max.messages", max_records.to_string());
         for (k, v) in &kafka.properties {
             pc.set(k, v);
         }
         let producer: FutureProducer = pc
             .create()
             .map_err(|e| SourceError::Kafka(format!("cannot create the producer: {e}")))?;
-        let (tx, rx) = mpsc::channel(200_000);
+        // Every record in the producer's queue has its delivery future
+        // here; checkpoints add one entry per transaction at most.
+        let (tx, rx) = mpsc::channel(max_records);
         let tracker = tokio::spawn(track(
             rx,
             kafka.oversized_records,
@@ -292,6 +295,14 @@ impl Output {
         let _ = self.producer.flush(Duration::from_secs(30));
         Ok(last)
     }
+}
+
+/// How many records may wait for the broker at once. Each costs some
+/// hundreds of bytes beyond its own (librdkafka's message, its delivery
+/// future, its description), so small records are bounded by count as
+/// well as by `kafka.buffer_max_bytes`: one record per KiB of the budget.
+fn max_buffered_records(buffer_max_bytes: u64) -> usize {
+    (buffer_max_bytes / 1024).clamp(1_000, 1_000_000) as usize
 }
 
 /// Records skipped as oversized since the process started.

@@ -320,19 +320,27 @@ impl Connector {
 
     /// Peak resident memory of the process so far (VmHWM), in bytes.
     pub fn peak_rss_bytes(&self) -> Result<u64> {
+        self.status_kb("VmHWM:").map(|kb| kb * 1024)
+    }
+
+    /// Resident memory of the process now (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> Result<u64> {
+        self.status_kb("VmRSS:").map(|kb| kb * 1024)
+    }
+
+    fn status_kb(&self, field: &str) -> Result<u64> {
         let pid = self
             .child
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?
             .id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kb: u64 = status
+        status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no VmHWM for {}", self.name))?;
-        Ok(kb * 1024)
+            .ok_or_else(|| anyhow::anyhow!("no {field} for {}", self.name))
     }
 
     /// Waits until the log has a line containing `needle`.
@@ -369,6 +377,31 @@ impl Connector {
 impl Drop for Connector {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// The stack's broker paused (SIGSTOP) until this is dropped: producers
+/// and consumers meet a broker that does not answer, as behind a slow or
+/// stalled one, and fill their buffers.
+pub struct BrokerPause {
+    pid: String,
+}
+
+pub fn pause_broker() -> Result<BrokerPause> {
+    let dir = std::env::var("STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join(".stack"));
+    let pid = std::fs::read_to_string(dir.join("kafka.pid"))?
+        .trim()
+        .to_string();
+    let status = Command::new("kill").args(["-STOP", &pid]).status()?;
+    anyhow::ensure!(status.success(), "cannot pause the broker (pid {pid})");
+    Ok(BrokerPause { pid })
+}
+
+impl Drop for BrokerPause {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.pid]).status();
     }
 }
 
