@@ -444,6 +444,41 @@ async fn check_server(
             "add a primary key; until then their records have no Kafka key (all in partition 0) and the sink matches their updates and deletes on the whole row, one row at a time",
         );
     }
+
+    // Foreign keys whose actions change other rows: InnoDB does that
+    // inside the server, and the binlog does not show it.
+    let actions: Vec<(String, String, String, String, String, String)> = conn
+        .query(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME, DELETE_RULE, UPDATE_RULE \
+             FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION') \
+             ORDER BY 1, 2, 3",
+        )
+        .await?;
+    let acting: Vec<String> = actions
+        .iter()
+        .filter(|(db, table, ..)| selection.table(&TableId::new(db.as_str(), table.as_str())))
+        .map(|(db, table, name, parent, on_delete, on_update)| {
+            let rules: Vec<String> = [("DELETE", on_delete), ("UPDATE", on_update)]
+                .into_iter()
+                .filter(|(_, rule)| !matches!(rule.as_str(), "RESTRICT" | "NO ACTION"))
+                .map(|(op, rule)| format!("ON {op} {rule}"))
+                .collect();
+            format!("`{db}`.`{table}` {name} -> {parent} ({})", rules.join(", "))
+        })
+        .collect();
+    let required = "no foreign key that changes rows itself (CASCADE, SET NULL, SET DEFAULT)";
+    if acting.is_empty() {
+        r.pass("source.foreign_keys", "none", required);
+    } else {
+        r.push(
+            "source.foreign_keys",
+            Status::Warning,
+            format!("{} foreign key(s) act on their rows: {}", acting.len(), acting.join("; ")),
+            required,
+            "what these actions do at the source is not in the binlog and the sink applies rows without foreign key checks, so it does not happen at the destination: have the application change the child rows itself, or accept that the destination keeps them",
+        );
+    }
     Ok(())
 }
 

@@ -95,6 +95,8 @@ async fn source_precheck_explains_every_failed_item() -> Result<()> {
         "CREATE DATABASE IF NOT EXISTS shop; \
          CREATE TABLE IF NOT EXISTS shop.keyed (id INT PRIMARY KEY); \
          CREATE TABLE IF NOT EXISTS shop.loose (a INT); \
+         CREATE TABLE IF NOT EXISTS shop.line (id INT PRIMARY KEY, k INT, \
+           CONSTRAINT line_keyed FOREIGN KEY (k) REFERENCES shop.keyed (id) ON DELETE CASCADE); \
          DROP USER IF EXISTS 'reader'@'127.0.0.1'; \
          CREATE USER 'reader'@'127.0.0.1'; \
          GRANT SELECT, SHOW VIEW, BINLOG MONITOR ON *.* TO 'reader'@'127.0.0.1'; \
@@ -120,6 +122,14 @@ async fn source_precheck_explains_every_failed_item() -> Result<()> {
     assert_eq!(status(&report, "source.keys"), "warning");
     assert!(
         report["items"].to_string().contains("`shop`.`loose`"),
+        "{out}"
+    );
+    // A foreign key that deletes rows itself: a warning naming it.
+    assert_eq!(status(&report, "source.foreign_keys"), "warning");
+    assert!(
+        report["items"]
+            .to_string()
+            .contains("`shop`.`line` line_keyed -> keyed (ON DELETE CASCADE)"),
         "{out}"
     );
     assert_eq!(report["failed"], 0);
