@@ -18,6 +18,12 @@ use crate::Error;
 /// The kind of a definition read at start (rather than a DDL statement).
 pub const DEFINITION: &str = "DEFINITION";
 
+/// The kind of a marker that starts the snapshot of a table without a key
+/// over: the rows an interrupted snapshot sent of it are to be discarded
+/// (its statement is a `TRUNCATE TABLE`), since they cannot be told apart
+/// from the rows read again.
+pub const SNAPSHOT_RESTART: &str = "SNAPSHOT RESTART";
+
 /// One schema change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchemaChange {
@@ -112,6 +118,27 @@ impl SchemaChange {
         }
     }
 
+    /// The marker that starts the snapshot of `table` (a table without a
+    /// key) over at the snapshot point in `source`.
+    pub fn snapshot_restart(source: SourceInfo, table: TableSchema) -> Self {
+        SchemaChange {
+            source,
+            database: table.id.database.clone(),
+            kind: SNAPSHOT_RESTART.to_string(),
+            ddl: Some(format!(
+                "TRUNCATE TABLE {}.{}",
+                crate::table::quote_ident(&table.id.database),
+                crate::table::quote_ident(&table.id.table)
+            )),
+            sql_mode: None,
+            tables: vec![TableChange {
+                id: table.id.clone(),
+                effect: ChangeEffect::Truncated,
+                definition: Some(table),
+            }],
+        }
+    }
+
     /// Identifies a statement by its binlog file and offset, a definition by
     /// when it was read and its table (or its statement, for an object).
     pub fn id(&self) -> String {
@@ -132,6 +159,16 @@ impl SchemaChange {
                     format!("definition:{}:{table}", self.source.ts_ms)
                 }
             }
+        } else if self.kind == SNAPSHOT_RESTART {
+            let table = self
+                .tables
+                .first()
+                .map(|t| t.id.to_string())
+                .unwrap_or_default();
+            format!(
+                "snapshot-restart:{}:{}:{table}",
+                self.source.file, self.source.pos
+            )
         } else {
             format!("{}:{}", self.source.file, self.source.pos)
         }
@@ -528,5 +565,20 @@ mod tests {
         );
         let bytes = change.encode().unwrap();
         assert_eq!(SchemaChange::decode(&bytes).unwrap(), change);
+
+        // Restart markers of two tables at one snapshot point differ.
+        let restart = SchemaChange::snapshot_restart(definition.source.clone(), table.clone());
+        assert_eq!(restart.ddl.as_deref(), Some("TRUNCATE TABLE `shop`.`t`"));
+        assert_eq!(restart.id(), "snapshot-restart:mariadb-bin.000001:4:shop.t");
+        let mut other = table;
+        other.id = TableId::new("shop", "v");
+        assert_ne!(
+            SchemaChange::snapshot_restart(definition.source.clone(), other).id(),
+            restart.id()
+        );
+        assert_eq!(
+            SchemaChange::decode(&restart.encode().unwrap()).unwrap(),
+            restart
+        );
     }
 }

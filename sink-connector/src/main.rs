@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use change_stream::schema_change::{SchemaChange, DEFINITION};
+use change_stream::schema_change::{SchemaChange, DEFINITION, SNAPSHOT_RESTART};
 use change_stream::table::TableId;
 use change_stream::topics;
 use clap::{Parser, Subcommand};
@@ -552,11 +552,18 @@ async fn apply_schema_change(
     let Some(statement) = &change.ddl else {
         return Ok(());
     };
+    // A snapshot restart discards rows the table's snapshot sent: it goes
+    // with them, whether inserts are applied.
+    let operation = if change.kind == SNAPSHOT_RESTART {
+        "INSERT"
+    } else {
+        change.kind.as_str()
+    };
     if change.kind != DEFINITION
         && change
             .tables
             .iter()
-            .any(|t| !config.allows(&t.id, &change.kind))
+            .any(|t| !config.allows(&t.id, operation))
     {
         tracing::info!(kind = %change.kind, id = %change.id(), "schema change filtered out ([[filter]] operations)");
         return Ok(());

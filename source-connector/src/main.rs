@@ -559,12 +559,11 @@ async fn sync(
                     // keyed table gets the changes between the two snapshot
                     // points (harmless where none of its rows were sent: the
                     // new snapshot writes each row's state again); a keyless
-                    // table only when its start was stored, since replayed
-                    // rows there would be duplicated.
+                    // table only when it was done, since it is otherwise
+                    // read again from its start, below.
                     let started: HashSet<TableId> = progress
                         .tables_done
                         .iter()
-                        .chain(progress.current.iter())
                         .cloned()
                         .chain(
                             tables
@@ -602,11 +601,40 @@ async fn sync(
                             return Ok(());
                         }
                     }
+                    // A keyless table not done is read again from its
+                    // start: whatever rows of it went out before are
+                    // discarded first, since the sink cannot tell them from
+                    // the rows read again.
+                    let done: HashSet<&TableId> = progress.tables_done.iter().collect();
+                    let mut restarted: Vec<&Arc<TableCtx>> = tables
+                        .values()
+                        .filter(|t| t.schema.key.is_empty() && !done.contains(&t.schema.id))
+                        .collect();
+                    restarted.sort_by(|a, b| a.schema.id.cmp(&b.schema.id));
+                    for t in restarted {
+                        let id = &t.schema.id;
+                        tracing::info!(table = %id, "a table without a key is read again from its start: its rows sent before are discarded at the destination");
+                        let mut source = definition_source(
+                            out,
+                            source_server_id,
+                            &id.database,
+                            &id.table,
+                            point.ts_ms,
+                        );
+                        source.file = point.coords.file.clone();
+                        source.pos = point.coords.pos;
+                        source.gtid = Some(point.gtid.to_string());
+                        let change = SchemaChange::snapshot_restart(source, t.schema.clone());
+                        ddl::publish(out, &change).await?;
+                    }
                     progress
                 }
             };
+            // Stored before any row goes out, so that a restart after some
+            // did always knows a snapshot was under way.
             out.checkpoint(snapshot::position(&point, &progress, source_server_id))
                 .await?;
+            out.flush().await?;
             let mut ordered: Vec<Arc<TableCtx>> = tables.values().cloned().collect();
             ordered.sort_by(|a, b| a.schema.id.cmp(&b.schema.id));
             let finished = snapshot::read_tables(

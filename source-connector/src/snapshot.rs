@@ -24,7 +24,9 @@
 //! and streaming starts at P2. Tables not started yet need no replay.
 //! Records sent twice around the interruption are either snapshot upserts of
 //! the same state or binlog records with the same coordinates, which the sink
-//! skips.
+//! skips. A table without a key has no key to resume from: unless it was
+//! done, it is read again from its start, after a `SNAPSHOT RESTART` marker
+//! that has the destination discard its earlier rows first.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -275,6 +275,84 @@ async fn source_killed_mid_snapshot_and_mid_stream_resumes() -> Result<()> {
     Ok(())
 }
 
+/// A table without a key cannot be resumed from a key: when the source dies
+/// in the middle of its snapshot, the table is read again from its start,
+/// and the rows sent before are discarded at the destination, not doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_table_interrupted_mid_snapshot_is_not_doubled() -> Result<()> {
+    const ROWS: u64 = 20_000;
+    let db = unique("e2e_keylesskill");
+    let prefix = unique("keylesskill");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; \
+         CREATE TABLE `{db}`.log (at INT NOT NULL, kind VARCHAR(20) NOT NULL, note VARCHAR(40) NULL); \
+         INSERT INTO `{db}`.log SELECT seq % 500, IF(seq % 3 = 0, 'odd', 'even'), IF(seq % 5 = 0, NULL, CONCAT('n', seq % 97)) \
+           FROM `{db}`.seq_1_to_{ROWS}"
+    ))
+    .await?;
+    let table = format!("`{db}`.log");
+    let tables = [(table.as_str(), "at, kind, note")];
+    let _sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
+    // Slowed down so that the kill lands inside the table.
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config(
+            &prefix,
+            &[&db],
+            5507,
+            "[throttle]\nsnapshot_rows_per_second = 2000",
+        ),
+    )?;
+    wait_until("some rows at the destination", WAIT, || {
+        let table = table.clone();
+        async move {
+            let n = dest_count(dest_port(), &table).await;
+            Ok((n < 500).then(|| format!("{n} rows")))
+        }
+    })
+    .await?;
+    source.kill9();
+    let copied = dest_count(dest_port(), &table).await;
+    assert!(
+        copied < ROWS,
+        "the table was copied whole before the kill; make it larger"
+    );
+    // Changes while the source is down, duplicates of existing rows among
+    // them.
+    src.exec(&format!(
+        "INSERT INTO {table} SELECT at, kind, note FROM {table} WHERE at < 3; \
+         DELETE FROM {table} WHERE at = 7 LIMIT 10; \
+         UPDATE {table} SET note = 'changed' WHERE at = 9"
+    ))
+    .await?;
+    let source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config(&prefix, &[&db], 5507, ""),
+    )?;
+    wait_equal(source_port(), dest_port(), &tables, WAIT).await?;
+    assert!(
+        source.log_text().contains("read again from its start"),
+        "the restarted source did not start the table over: {}",
+        source.log_tail()
+    );
+    // Changes after the snapshot still arrive once.
+    src.exec(&format!(
+        "INSERT INTO {table} VALUES (1, 'after', NULL), (1, 'after', NULL); \
+         DELETE FROM {table} WHERE at = 11 LIMIT 3"
+    ))
+    .await?;
+    wait_equal(source_port(), dest_port(), &tables, WAIT).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_source_feeds_two_sinks() -> Result<()> {
     let db = unique("e2e_fanout");
