@@ -340,6 +340,23 @@ pub async fn forget_rename(conn: &mut Conn, state_db: &str, prefix: &str, id: &s
     }
 }
 
+/// Whether the table at the destination has exactly `table`'s columns,
+/// by name and type, in order.
+pub async fn has_columns(conn: &mut Conn, table: &TableSchema) -> Result<bool, SinkError> {
+    let columns: Vec<(String, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (table.id.database.as_str(), table.id.table.as_str()),
+        )
+        .await
+        .map_err(|e| from_mysql("cannot read the columns of a table", e))?;
+    Ok(columns.len() == table.columns.len()
+        && columns.iter().zip(&table.columns).all(|((name, ty), c)| {
+            name.eq_ignore_ascii_case(&c.name) && ty.eq_ignore_ascii_case(&c.column_type)
+        }))
+}
+
 /// Runs a statement at the destination in `database` (none if empty),
 /// in the source's `sql_mode` when it is known.
 pub async fn execute(

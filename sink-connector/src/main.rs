@@ -593,6 +593,28 @@ async fn apply_schema_change(
     } else {
         ddl::execute(applier.conn(), &database, change.sql_mode.as_deref(), &sql).await?
     };
+    // An ALTER that ran before a crash may fail when run again without an
+    // error that says so (a renamed column is unknown): when every table
+    // it names already has the columns it leads to, it ran.
+    let outcome = match outcome {
+        ddl::Outcome::Failed(error) if change.kind == "ALTER TABLE" => {
+            let mut shaped = !change.tables.is_empty();
+            for t in &change.tables {
+                shaped &= match &t.definition {
+                    Some(def) => ddl::has_columns(applier.conn(), &mapping.schema(def)).await?,
+                    None => false,
+                };
+            }
+            if shaped {
+                ddl::Outcome::AlreadyApplied(format!(
+                    "{error}, and the table already has the columns the statement leads to"
+                ))
+            } else {
+                ddl::Outcome::Failed(error)
+            }
+        }
+        outcome => outcome,
+    };
     match outcome {
         ddl::Outcome::Applied => {
             tracing::info!(kind = %change.kind, id = %change.id(), "schema change applied")

@@ -420,3 +420,65 @@ async fn rename_run_before_a_crash_is_not_run_again() -> Result<()> {
     drop_database(&[source_port(), dest_port()], &db).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_rename_run_before_a_crash_counts_as_done() -> Result<()> {
+    let db = unique("colrenamecrash");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; USE `{db}`; \
+         CREATE TABLE t (id INT PRIMARY KEY, e TEXT, v INT); INSERT INTO t VALUES (1, 'one', 1);"
+    ))
+    .await?;
+    let prefix = unique("colrenamecrash");
+    let mut source = start_source(&prefix, &db, 7806).await?;
+    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    wait_same_database(
+        source_port(),
+        dest_port(),
+        &db,
+        WAIT,
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    sink.kill9();
+
+    // The sink ran the ALTER and crashed before storing its position:
+    // simulated by running it at the destination too. Run again, it fails
+    // (the column `e` is unknown by now), which must count as done.
+    let alter = "ALTER TABLE t RENAME COLUMN e TO ee, CHANGE v vv BIGINT";
+    src.exec(alter).await?;
+    src.exec("INSERT INTO t VALUES (2, 'two', 2)").await?;
+    Db::connect(dest_port())
+        .await?
+        .exec(&format!("USE `{db}`; {alter}"))
+        .await?;
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    wait_same_database(
+        source_port(),
+        dest_port(),
+        &db,
+        WAIT,
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    assert!(
+        sink.log_text()
+            .contains("already has the columns the statement leads to"),
+        "{}",
+        sink.log_tail()
+    );
+    let mut dst = Db::connect(dest_port()).await?;
+    let failures: Option<i64> = dst
+        .conn
+        .exec_first(
+            "SELECT COUNT(*) FROM tributary.ddl_failures WHERE topic_prefix = ?",
+            (prefix.as_str(),),
+        )
+        .await?;
+    assert_eq!(failures, Some(0), "the ALTER was recorded as failed");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    Ok(())
+}
