@@ -593,11 +593,13 @@ async fn apply_schema_change(
     } else {
         ddl::execute(applier.conn(), &database, change.sql_mode.as_deref(), &sql).await?
     };
-    // An ALTER that ran before a crash may fail when run again without an
-    // error that says so (a renamed column is unknown): when every table
-    // it names already has the columns it leads to, it ran.
+    // An ALTER that renamed a column before a crash fails when run again
+    // for an unknown column: when every table it names already has the
+    // columns it leads to, it ran.
     let outcome = match outcome {
-        ddl::Outcome::Failed(error) if change.kind == "ALTER TABLE" => {
+        ddl::Outcome::Failed(error)
+            if change.kind == "ALTER TABLE" && error.ends_with("(error 1054)") =>
+        {
             let mut shaped = !change.tables.is_empty();
             for t in &change.tables {
                 shaped &= match &t.definition {
