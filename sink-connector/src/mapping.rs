@@ -365,6 +365,26 @@ mod tests {
         .unwrap()
     }
 
+    /// The managed service caps a task at 1,000 mapped tables; here the
+    /// mapping is a hash map with no cap.
+    #[test]
+    fn maps_many_tables() {
+        let tables: BTreeMap<String, String> = (0..20_000)
+            .map(|i| (format!("shop.t{i}"), format!("copy_{i}")))
+            .collect();
+        let m = Mapping::new(&BTreeMap::new(), &tables, &BTreeMap::new()).unwrap();
+        for i in [0, 999, 1_000, 19_999] {
+            assert_eq!(
+                m.rewrite(&format!("TRUNCATE TABLE t{i}"), "shop", false),
+                format!("TRUNCATE TABLE `copy_{i}`")
+            );
+        }
+        assert_eq!(
+            m.rewrite("TRUNCATE TABLE t20000", "shop", false),
+            "TRUNCATE TABLE t20000"
+        );
+    }
+
     #[test]
     fn rewrites_ddl() {
         let m = mapping();
