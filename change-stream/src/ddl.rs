@@ -569,6 +569,41 @@ pub fn guard_trigger(sql: &str, ansi_quotes: bool) -> Option<String> {
     Some(format!("{head}{GUARD_OPEN}{rest}{GUARD_CLOSE}"))
 }
 
+/// A `CREATE EVENT` or `ALTER EVENT` made to leave the event disabled where
+/// it is replayed (`DISABLE ON SLAVE`, as native replication marks the
+/// events it creates): the source's event runs at the source, and its rows
+/// arrive as changes; running it at the destination too would apply them
+/// twice. `ENABLE` becomes `DISABLE ON SLAVE`; a `CREATE EVENT` without a
+/// status gets one. `None` for other statements and when nothing changes.
+pub fn disable_event_on_replica(sql: &str, ansi_quotes: bool) -> Option<String> {
+    let create = match classify_in(sql, "", ansi_quotes) {
+        Ddl::Object { kind, .. } if kind == "CREATE EVENT" => true,
+        Ddl::Object { kind, .. } if kind == "ALTER EVENT" => false,
+        _ => return None,
+    };
+    let (toks, starts, ends) = tokenize_spans(sql, ansi_quotes);
+    let body = toks
+        .iter()
+        .position(|t| t.is_kw("DO"))
+        .unwrap_or(toks.len());
+    let head = &toks[..body];
+    let chars: Vec<char> = sql.chars().collect();
+    let splice = |from: usize, to: usize, text: &str| {
+        let a: String = chars[..from].iter().collect();
+        let b: String = chars[to..].iter().collect();
+        format!("{a}{text}{b}")
+    };
+    if let Some(i) = head.iter().position(|t| t.is_kw("ENABLE")) {
+        return Some(splice(starts[i], ends[i], "DISABLE ON SLAVE"));
+    }
+    if !create || head.iter().any(|t| t.is_kw("DISABLE")) || body == toks.len() {
+        return None;
+    }
+    // The status goes before COMMENT and DO.
+    let at = head.iter().position(|t| t.is_kw("COMMENT")).unwrap_or(body);
+    Some(splice(starts[at], starts[at], "DISABLE ON SLAVE "))
+}
+
 /// The trigger statement without the guard [`guard_trigger`] added.
 pub fn unguard_trigger(sql: &str) -> String {
     match sql.find(GUARD_OPEN) {
@@ -653,6 +688,34 @@ mod tests {
             Ddl::Table { effects, .. } => effects,
             other => panic!("{sql}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn events_stay_disabled_where_replayed() {
+        let d = |sql: &str| disable_event_on_replica(sql, false);
+        assert_eq!(
+            d("CREATE DEFINER=`root`@`localhost` EVENT e ON SCHEDULE EVERY 1 DAY DO INSERT INTO t VALUES (1)").as_deref(),
+            Some("CREATE DEFINER=`root`@`localhost` EVENT e ON SCHEDULE EVERY 1 DAY DISABLE ON SLAVE DO INSERT INTO t VALUES (1)")
+        );
+        assert_eq!(
+            d("CREATE EVENT e ON SCHEDULE AT '2030-01-01' ON COMPLETION PRESERVE ENABLE COMMENT 'do it' DO BEGIN UPDATE t SET enable = 1; END").as_deref(),
+            Some("CREATE EVENT e ON SCHEDULE AT '2030-01-01' ON COMPLETION PRESERVE DISABLE ON SLAVE COMMENT 'do it' DO BEGIN UPDATE t SET enable = 1; END")
+        );
+        assert_eq!(
+            d("create event if not exists e on schedule every 5 minute comment 'x' do delete from t").as_deref(),
+            Some("create event if not exists e on schedule every 5 minute DISABLE ON SLAVE comment 'x' do delete from t")
+        );
+        assert_eq!(
+            d("ALTER EVENT e ENABLE").as_deref(),
+            Some("ALTER EVENT e DISABLE ON SLAVE")
+        );
+        assert_eq!(d("ALTER EVENT e ON SCHEDULE EVERY 2 DAY"), None);
+        assert_eq!(
+            d("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM t"),
+            None
+        );
+        assert_eq!(d("DROP EVENT e"), None);
+        assert_eq!(d("CREATE TABLE enable (a INT)"), None);
     }
 
     #[test]

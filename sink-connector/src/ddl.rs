@@ -230,7 +230,7 @@ pub enum Outcome {
 }
 
 /// Errors that mean the statement's effect is already there.
-const ALREADY_DONE: [u16; 12] = [
+const ALREADY_DONE: [u16; 14] = [
     1007, // database exists
     1008, // database does not exist (DROP)
     1050, // table exists
@@ -243,11 +243,14 @@ const ALREADY_DONE: [u16; 12] = [
     1305, // routine does not exist
     1359, // trigger exists
     1360, // trigger does not exist
+    1537, // event exists
+    1539, // event does not exist
 ];
 
 /// The statement as it is run at the destination: a DEFINER naming an
 /// account the destination does not have becomes `DEFINER=CURRENT_USER`
-/// (with a warning), and a trigger gets the guard when `guard` is set.
+/// (with a warning), a trigger gets the guard when `guard` is set, and an
+/// event stays disabled there (`DISABLE ON SLAVE`).
 pub async fn prepare(conn: &mut Conn, sql: &str, sql_mode: Option<&str>, guard: bool) -> String {
     let mut sql = sql.to_string();
     if let Some(d) = change_stream::ddl::definer(&sql) {
@@ -268,11 +271,14 @@ pub async fn prepare(conn: &mut Conn, sql: &str, sql_mode: Option<&str>, guard: 
             }
         }
     }
+    let ansi = change_stream::ddl::ansi_quotes(sql_mode);
     if guard {
-        let ansi = change_stream::ddl::ansi_quotes(sql_mode);
         if let Some(g) = change_stream::ddl::guard_trigger(&sql, ansi) {
             sql = g;
         }
+    }
+    if let Some(e) = change_stream::ddl::disable_event_on_replica(&sql, ansi) {
+        sql = e;
     }
     sql
 }

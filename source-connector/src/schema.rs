@@ -224,7 +224,7 @@ async fn read(
 /// A view, routine or trigger, as `SHOW CREATE` prints it.
 #[derive(Clone, Debug)]
 pub struct ObjectDef {
-    /// `FUNCTION`, `PROCEDURE`, `VIEW` or `TRIGGER`.
+    /// `FUNCTION`, `PROCEDURE`, `VIEW`, `EVENT` or `TRIGGER`.
     pub kind: &'static str,
     pub database: String,
     pub name: String,
@@ -236,9 +236,10 @@ pub struct ObjectDef {
     pub table: Option<TableId>,
 }
 
-/// Reads the views, stored functions and procedures, and triggers of
-/// `databases`, in an order in which they can be created: functions, then
-/// procedures, then views (a view after the views it reads), then triggers.
+/// Reads the views, stored functions and procedures, events and triggers
+/// of `databases`, in an order in which they can be created: functions,
+/// then procedures, then views (a view after the views it reads), then
+/// events, then triggers.
 pub async fn read_objects(
     conn: &mut Conn,
     databases: &[String],
@@ -270,7 +271,7 @@ pub async fn read_objects(
                 .and_then(Result::ok)
                 .flatten()
         };
-        let sql_mode = row.as_ref().filter(|_| col == 2).and_then(|r| text(r, 1));
+        let sql_mode = row.as_ref().filter(|_| col >= 2).and_then(|r| text(r, 1));
         row.and_then(|r| text(&r, col))
             .map(|c| (c, sql_mode))
             .ok_or_else(|| {
@@ -336,6 +337,30 @@ pub async fn read_objects(
         let (create, sql_mode) = show_create(conn, "VIEW", &db, &name, 1).await?;
         out.push(ObjectDef {
             kind: "VIEW",
+            database: db,
+            name,
+            create,
+            sql_mode,
+            table: None,
+        });
+    }
+
+    // Events: the sink creates them disabled (DISABLE ON SLAVE); their
+    // effects at the source arrive as row changes.
+    let events: Vec<(String, String)> = conn
+        .exec(
+            format!(
+                "SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS \
+                 WHERE EVENT_SCHEMA IN ({dbs}) ORDER BY EVENT_SCHEMA, EVENT_NAME"
+            ),
+            databases.to_vec(),
+        )
+        .await
+        .map_err(sql_err)?;
+    for (db, name) in events {
+        let (create, sql_mode) = show_create(conn, "EVENT", &db, &name, 3).await?;
+        out.push(ObjectDef {
+            kind: "EVENT",
             database: db,
             name,
             create,

@@ -482,3 +482,84 @@ async fn column_rename_run_before_a_crash_counts_as_done() -> Result<()> {
     drop_database(&[source_port(), dest_port()], &db).await?;
     Ok(())
 }
+
+/// (name, status, comment, body) of the events of `db`.
+async fn events(port: u16, db: &str) -> Result<Vec<(String, String, String, String)>> {
+    let mut conn = Db::connect(port).await?;
+    Ok(conn
+        .conn
+        .exec(
+            "SELECT EVENT_NAME, STATUS, EVENT_COMMENT, EVENT_DEFINITION FROM information_schema.EVENTS \
+             WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME",
+            (db,),
+        )
+        .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_created_disabled_at_the_destination() -> Result<()> {
+    let db = unique("events");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; USE `{db}`; \
+         CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, v INT NOT NULL DEFAULT 0); \
+         CREATE EVENT e1 ON SCHEDULE AT CURRENT_TIMESTAMP + INTERVAL 1 DAY ON COMPLETION PRESERVE \
+           DO INSERT INTO t (v) VALUES (1);"
+    ))
+    .await?;
+    let prefix = unique("events");
+    let mut source = start_source(&prefix, &db, 7807).await?;
+    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    let expect = |names: &[(&str, &str)]| -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|(n, c)| (n.to_string(), c.to_string()))
+            .collect()
+    };
+    // Every event of the source is at the destination, with its body and
+    // comment, and disabled there.
+    let wait_events = |want: Vec<(String, String)>| {
+        let db = db.clone();
+        async move {
+            wait_until("the events at the destination", WAIT, || {
+                let (db, want) = (db.clone(), want.clone());
+                async move {
+                    let (s, d) = (
+                        events(source_port(), &db).await?,
+                        events(dest_port(), &db).await?,
+                    );
+                    let names: Vec<(String, String)> =
+                        d.iter().map(|e| (e.0.clone(), e.2.clone())).collect();
+                    let ok = names == want
+                        && d.iter().all(|e| e.1 == "SLAVESIDE_DISABLED")
+                        && s.len() == d.len()
+                        && s.iter().zip(&d).all(|(a, b)| a.3 == b.3);
+                    Ok((!ok).then(|| format!("source {s:?}, destination {d:?}")))
+                }
+            })
+            .await
+        }
+    };
+    wait_events(expect(&[("e1", "")])).await?;
+
+    src.exec(
+        "CREATE EVENT e2 ON SCHEDULE EVERY 1 DAY STARTS CURRENT_TIMESTAMP + INTERVAL 1 DAY ENABLE COMMENT 'daily' \
+           DO UPDATE t SET v = v + 1; \
+         ALTER EVENT e1 ENABLE; ALTER EVENT e1 COMMENT 'once';",
+    )
+    .await?;
+    wait_events(expect(&[("e1", "once"), ("e2", "daily")])).await?;
+    src.exec("DROP EVENT e2").await?;
+    wait_events(expect(&[("e1", "once")])).await?;
+    source.assert_running()?;
+    sink.assert_running()?;
+    assert!(
+        !sink.log_text().contains("schema change failed"),
+        "{}",
+        sink.log_tail()
+    );
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    Ok(())
+}
