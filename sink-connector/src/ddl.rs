@@ -47,6 +47,16 @@ pub async fn table_exists(conn: &mut Conn, table: &TableId) -> Result<bool, Sink
     Ok(n.unwrap_or(0) > 0)
 }
 
+/// Creates the database if it does not exist.
+pub async fn ensure_database(conn: &mut Conn, database: &str) -> Result<(), SinkError> {
+    conn.query_drop(format!(
+        "CREATE DATABASE IF NOT EXISTS {}",
+        quote_ident(database)
+    ))
+    .await
+    .map_err(|e| from_mysql(&format!("cannot create database {database}"), e))
+}
+
 /// Creates the table (and its database) if it does not exist.
 pub async fn ensure_table(conn: &mut Conn, table: &TableSchema) -> Result<bool, SinkError> {
     if table_exists(conn, &table.id).await? {
@@ -58,10 +68,8 @@ pub async fn ensure_table(conn: &mut Conn, table: &TableSchema) -> Result<bool, 
             table.id
         )));
     }
+    ensure_database(conn, &table.id.database).await?;
     let db = quote_ident(&table.id.database);
-    conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS {db}"))
-        .await
-        .map_err(|e| from_mysql(&format!("cannot create database {}", table.id.database), e))?;
     // SHOW CREATE TABLE names the table without its database.
     conn.query_drop(format!("USE {db}"))
         .await

@@ -579,6 +579,10 @@ async fn apply_schema_change(
     )
     .await;
     let database = mapping.database(&change.database);
+    if change.kind == DEFINITION && !database.is_empty() {
+        // Sequences come before the first table of their database.
+        ddl::ensure_database(applier.conn(), &database).await?;
+    }
     let outcome = if change.kind == "RENAME TABLE" {
         ddl::execute_rename(
             applier.conn(),

@@ -375,6 +375,9 @@ impl BinlogReader {
             if !self.ddl.as_ref().is_some_and(|d| d.selection().table(&id)) {
                 return Ok(());
             }
+            if let Some((next, round)) = self.sequence_state(rows) {
+                return self.publish_setval(out, &id, next, round, start).await;
+            }
             self.adopt(out, &id, rows, start).await?;
             self.checked_maps.insert(rows.table_id());
         }
@@ -531,6 +534,75 @@ impl BinlogReader {
             Err(_) => return None,
         };
         Some((tme, columns))
+    }
+
+    /// When the rows event is a sequence's (the columns every MariaDB
+    /// sequence has, in order), its new `next_not_cached_value` and
+    /// `cycle_count`.
+    fn sequence_state(&self, rows: &RowsEventData<'_>) -> Option<(i64, i64)> {
+        const COLUMNS: [&str; 8] = [
+            "next_not_cached_value",
+            "minimum_value",
+            "maximum_value",
+            "start_value",
+            "increment",
+            "cache_size",
+            "cycle_option",
+            "cycle_count",
+        ];
+        let tme = self.stream.get_tme(rows.table_id())?;
+        let (_, columns) = self.logged_columns(rows)?;
+        if columns.len() != COLUMNS.len()
+            || !columns
+                .iter()
+                .zip(COLUMNS)
+                .all(|(c, name)| c.name_str() == name)
+        {
+            return None;
+        }
+        let (_, after) = rows.rows(tme).last()?.ok()?;
+        let int = |i: usize| match after.as_ref()?.as_ref(i)? {
+            BinlogValue::Value(mysql_async::Value::Int(v)) => Some(*v),
+            BinlogValue::Value(mysql_async::Value::UInt(v)) => i64::try_from(*v).ok(),
+            _ => None,
+        };
+        Some((int(0)?, int(7)?))
+    }
+
+    /// A sequence moved forward at the source (its cache refilled, or
+    /// SETVAL): the statement that moves it at the destination, on the
+    /// schema-changes topic in binlog order.
+    async fn publish_setval(
+        &mut self,
+        out: &mut Output,
+        id: &TableId,
+        next: i64,
+        round: i64,
+        start: u64,
+    ) -> Result<(), SourceError> {
+        let txn = self.txn.as_ref();
+        let change = change_stream::schema_change::SchemaChange {
+            source: SourceInfo {
+                version: change_stream::VERSION.to_string(),
+                name: self.prefix.clone(),
+                server_id: txn.map_or(0, |t| t.gtid.server_id),
+                gtid: txn.map(|t| t.gtid.to_string()),
+                file: self.file.clone(),
+                pos: start,
+                row: 0,
+                db: id.database.clone(),
+                table: Some(id.table.clone()),
+                ts_ms: txn.map_or(0, |t| t.ts_ms),
+                snapshot: false,
+            },
+            database: id.database.clone(),
+            kind: "SETVAL".into(),
+            ddl: Some(crate::schema::setval(&id.table, next, round)),
+            sql_mode: None,
+            tables: Vec::new(),
+        };
+        tracing::debug!(sequence = %id, next, round, "sequence moved");
+        crate::ddl::publish(out, &change).await
     }
 
     /// Starts encoding the rows of a table the reader did not know, by the

@@ -424,6 +424,13 @@ async fn publish_definitions(
     out.publish_schema(change_stream::schema_change::key_schema())
         .await?;
     let now = binlog::now_ms();
+    // Sequences before the tables whose defaults use them.
+    let (sequences, objects): (Vec<_>, Vec<_>) = objects
+        .iter()
+        .partition(|o| matches!(o.kind, "SEQUENCE" | "SETVAL"));
+    for o in sequences.into_iter().filter(|_| first_start) {
+        publish_object(out, o, None, server_id).await?;
+    }
     for t in tables {
         if let Some(k) = &t.codec.key {
             out.publish_schema(k).await?;
@@ -444,7 +451,7 @@ async fn publish_definitions(
         );
         ddl::publish(out, &change).await?;
     }
-    for o in objects.iter().filter(|_| first_start) {
+    for o in objects.into_iter().filter(|_| first_start) {
         publish_object(out, o, None, server_id).await?;
     }
     Ok(())

@@ -224,7 +224,8 @@ async fn read(
 /// A view, routine or trigger, as `SHOW CREATE` prints it.
 #[derive(Clone, Debug)]
 pub struct ObjectDef {
-    /// `FUNCTION`, `PROCEDURE`, `VIEW`, `EVENT` or `TRIGGER`.
+    /// `SEQUENCE`, `SETVAL` (a sequence's value), `FUNCTION`, `PROCEDURE`,
+    /// `VIEW`, `EVENT` or `TRIGGER`.
     pub kind: &'static str,
     pub database: String,
     pub name: String,
@@ -236,10 +237,20 @@ pub struct ObjectDef {
     pub table: Option<TableId>,
 }
 
-/// Reads the views, stored functions and procedures, events and triggers
-/// of `databases`, in an order in which they can be created: functions,
-/// then procedures, then views (a view after the views it reads), then
-/// events, then triggers.
+/// The statement that brings a sequence (in the current database) forward
+/// to `next` in round `round`: it never moves one back, so running it
+/// twice, or late, is harmless.
+pub fn setval(name: &str, next: i64, round: i64) -> String {
+    format!(
+        "SELECT SETVAL({}, {next}, 0, {round})",
+        change_stream::table::quote_ident(name)
+    )
+}
+
+/// Reads the sequences (each with its current value), views, stored
+/// functions and procedures, events and triggers of `databases`, in an
+/// order in which they can be created: sequences, functions, procedures,
+/// views (a view after the views it reads), events, triggers.
 pub async fn read_objects(
     conn: &mut Conn,
     databases: &[String],
@@ -279,6 +290,47 @@ pub async fn read_objects(
                     "cannot read the definition of {kind} {id}: the source account may not see it; grant it SELECT on mysql.proc (routines) or SHOW VIEW and TRIGGER on the database"
                 ))
             })
+    }
+
+    // Sequences first: a table's DEFAULT NEXTVAL(...) needs its sequence.
+    // Each is followed by its current value.
+    let sequences: Vec<(String, String)> = conn
+        .exec(
+            format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA IN ({dbs}) AND TABLE_TYPE = 'SEQUENCE' ORDER BY TABLE_SCHEMA, TABLE_NAME"
+            ),
+            databases.to_vec(),
+        )
+        .await
+        .map_err(sql_err)?;
+    for (db, name) in sequences {
+        let (create, _) = show_create(conn, "SEQUENCE", &db, &name, 1).await?;
+        let state: Option<(i64, i64)> = conn
+            .query_first(format!(
+                "SELECT next_not_cached_value, cycle_count FROM {}",
+                TableId::new(db.as_str(), name.as_str()).quoted()
+            ))
+            .await
+            .map_err(sql_err)?;
+        out.push(ObjectDef {
+            kind: "SEQUENCE",
+            database: db.clone(),
+            name: name.clone(),
+            create,
+            sql_mode: None,
+            table: None,
+        });
+        if let Some((next, round)) = state {
+            out.push(ObjectDef {
+                kind: "SETVAL",
+                database: db,
+                create: setval(&name, next, round),
+                name,
+                sql_mode: None,
+                table: None,
+            });
+        }
     }
 
     let routines: Vec<(String, String, String)> = conn

@@ -563,3 +563,93 @@ async fn events_are_created_disabled_at_the_destination() -> Result<()> {
     drop_database(&[source_port(), dest_port()], &db).await?;
     Ok(())
 }
+
+/// (next_not_cached_value, cycle_count) of a sequence.
+async fn sequence_state(port: u16, sequence: &str) -> Result<Option<(i64, i64)>> {
+    let mut conn = Db::connect(port).await?;
+    Ok(conn
+        .conn
+        .query_first(format!(
+            "SELECT next_not_cached_value, cycle_count FROM {sequence}"
+        ))
+        .await
+        .ok()
+        .flatten())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_are_created_first_and_kept_in_step() -> Result<()> {
+    let db = unique("sequences");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; USE `{db}`; \
+         CREATE SEQUENCE s START WITH 100 CACHE 10; \
+         CREATE TABLE t (id BIGINT PRIMARY KEY DEFAULT NEXTVAL(s), v INT); \
+         INSERT INTO t (v) VALUES (1), (2), (3);"
+    ))
+    .await?;
+    let prefix = unique("sequences");
+    let mut source = start_source(&prefix, &db, 7808).await?;
+    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    // The table, which needs its sequence, is created, and the sequence
+    // is where the source's is.
+    wait_same_database(
+        source_port(),
+        dest_port(),
+        &db,
+        WAIT,
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    let wait_in_step = |name: &'static str| {
+        let sequence = format!("`{db}`.`{name}`");
+        async move {
+            wait_until("the sequence in step", WAIT, || {
+                let sequence = sequence.clone();
+                async move {
+                    let s = sequence_state(source_port(), &sequence).await?;
+                    let d = sequence_state(dest_port(), &sequence).await?;
+                    Ok((s.is_none() || s != d).then(|| format!("source {s:?}, destination {d:?}")))
+                }
+            })
+            .await
+        }
+    };
+    wait_in_step("s").await?;
+
+    // Values taken from the cache, a refill, SETVAL and a new sequence.
+    src.exec(
+        "INSERT INTO t (v) SELECT seq FROM seq_1_to_25; \
+         CREATE SEQUENCE s2 START WITH 7 INCREMENT BY 5; \
+         DO NEXTVAL(s2); DO SETVAL(s, 5000);",
+    )
+    .await?;
+    wait_in_step("s").await?;
+    wait_in_step("s2").await?;
+    src.exec("INSERT INTO t (v) VALUES (99)").await?;
+    wait_same_database(
+        source_port(),
+        dest_port(),
+        &db,
+        WAIT,
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    wait_in_step("s").await?;
+    assert!(
+        !sink.log_text().contains("schema change failed"),
+        "{}",
+        sink.log_tail()
+    );
+    assert!(
+        !source
+            .log_text()
+            .contains("no longer exists under this name"),
+        "{}",
+        source.log_tail()
+    );
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    Ok(())
+}
