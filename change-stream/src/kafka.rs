@@ -38,6 +38,59 @@ pub fn check_broker(config: &ClientConfig, timeout: Duration) -> Result<(), Erro
         .map_err(|e| Error::Kafka(describe(&e)))
 }
 
+/// How often [`watch_broker`] asks the broker for its metadata (and how
+/// long it waits for the answer).
+pub const PROBE_EVERY: Duration = Duration::from_secs(10);
+
+/// Watches that the broker answers, for the connectors' retry window on
+/// broker connections: their clients wait for the broker without end (so
+/// that no record is dropped), and this is what ends the wait. Returns,
+/// once the broker has not answered for `window`, the error to exit with;
+/// never returns while it answers.
+pub async fn watch_broker(config: ClientConfig, window: Duration, probe_every: Duration) -> String {
+    let mut failing = FailingSince::default();
+    let servers = config
+        .get("bootstrap.servers")
+        .unwrap_or_default()
+        .to_string();
+    loop {
+        let cc = config.clone();
+        let probe = tokio::task::spawn_blocking(move || check_broker(&cc, probe_every))
+            .await
+            .unwrap_or_else(|e| Err(Error::Kafka(e.to_string())));
+        match probe {
+            Ok(()) => failing.ok(),
+            Err(e) => {
+                let down = failing.failed(Instant::now());
+                tracing::warn!(error = %e, down_secs = down.as_secs(), "the broker does not answer");
+                if down >= window {
+                    return format!(
+                        "Kafka: the broker at {servers} has not answered for {} minutes (retry.connection_window_minutes = {}): {e}; the stored position is intact: fix the broker and start the connector again",
+                        down.as_secs() / 60,
+                        window.as_secs() / 60
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(probe_every).await;
+    }
+}
+
+/// Since when consecutive probes have failed.
+#[derive(Debug, Default)]
+struct FailingSince(Option<Instant>);
+
+impl FailingSince {
+    fn ok(&mut self) {
+        self.0 = None;
+    }
+
+    /// Records a failure at `now`; how long the failures have lasted.
+    fn failed(&mut self, now: Instant) -> Duration {
+        now.duration_since(*self.0.get_or_insert(now))
+    }
+}
+
 /// A topic to create if missing.
 #[derive(Clone, Debug)]
 pub struct TopicSpec {
@@ -190,5 +243,43 @@ pub fn describe(e: &KafkaError) -> String {
             format!("{e} (is the broker running and reachable?)")
         }
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_count_from_the_first_of_a_run() {
+        let mut f = FailingSince::default();
+        let t0 = Instant::now();
+        assert_eq!(f.failed(t0), Duration::ZERO);
+        assert_eq!(
+            f.failed(t0 + Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
+        f.ok();
+        assert_eq!(f.failed(t0 + Duration::from_secs(40)), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn watch_ends_when_no_broker_answers_for_the_window() {
+        // Nothing listens on port 1.
+        let config = client_config("127.0.0.1:1", &BTreeMap::new());
+        let message = tokio::time::timeout(
+            Duration::from_secs(60),
+            watch_broker(config, Duration::from_secs(2), Duration::from_millis(500)),
+        )
+        .await
+        .expect("the watch gives up after its window");
+        assert!(
+            message.contains("the broker at 127.0.0.1:1 has not answered"),
+            "{message}"
+        );
+        assert!(
+            message.contains("retry.connection_window_minutes"),
+            "{message}"
+        );
     }
 }

@@ -12,7 +12,11 @@ pub fn run_main<E: std::fmt::Display>(
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(main) {
+    let result = runtime.block_on(main);
+    // A blocking call still waiting for a server that does not answer (a
+    // broker that is down) must not keep the process from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name}: error: {e}");

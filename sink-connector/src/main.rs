@@ -141,32 +141,41 @@ async fn run(config: Config) -> Result<(), SinkError> {
     // its window; anything else ends the sink at once.
     let mut connection_retries = change_stream::retry::Retries::default();
     let mut other_retries = change_stream::retry::Retries::default();
-    loop {
-        let mut shutdown = shutdown.clone();
-        let attempt = Instant::now();
-        let e = match sync(&config, &client_config, &mut registry, &mut shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(e) if *shutdown.borrow() => return Err(e),
-            Err(e) => e,
-        };
-        let (retries, key, minutes, what) = if e.is_transient() {
-            (
-                &mut connection_retries,
-                "connection_window_minutes",
-                config.retry.connection_window_minutes,
-                "lost a connection",
-            )
-        } else if e.is_statement_failure() {
-            (
-                &mut other_retries,
-                "other_window_minutes",
-                config.retry.other_window_minutes,
-                "a statement failed at the destination",
-            )
-        } else {
-            return Err(e);
-        };
-        let delay = match retries.failure(attempt.elapsed(), change_stream::retry::minutes(minutes)) {
+    // The consumer waits for the broker without end; this ends the wait
+    // after the connection window.
+    let watch = change_stream::kafka::watch_broker(
+        client_config.clone(),
+        change_stream::retry::minutes(config.retry.connection_window_minutes),
+        change_stream::kafka::PROBE_EVERY,
+    );
+    tokio::pin!(watch);
+    let attempts = async {
+        loop {
+            let mut shutdown = shutdown.clone();
+            let attempt = Instant::now();
+            let e = match sync(&config, &client_config, &mut registry, &mut shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(e) if *shutdown.borrow() => return Err(e),
+                Err(e) => e,
+            };
+            let (retries, key, minutes, what) = if e.is_transient() {
+                (
+                    &mut connection_retries,
+                    "connection_window_minutes",
+                    config.retry.connection_window_minutes,
+                    "lost a connection",
+                )
+            } else if e.is_statement_failure() {
+                (
+                    &mut other_retries,
+                    "other_window_minutes",
+                    config.retry.other_window_minutes,
+                    "a statement failed at the destination",
+                )
+            } else {
+                return Err(e);
+            };
+            let delay = match retries.failure(attempt.elapsed(), change_stream::retry::minutes(minutes)) {
             Ok(d) => d,
             Err(failing) => {
                 return Err(SinkError::RetriesExhausted(format!(
@@ -175,11 +184,16 @@ async fn run(config: Config) -> Result<(), SinkError> {
                 )))
             }
         };
-        tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "{what}; retrying from the destination's applied position");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => return Ok(()),
+            tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "{what}; retrying from the destination's applied position");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
         }
+    };
+    tokio::select! {
+        r = attempts => r,
+        message = &mut watch => Err(SinkError::RetriesExhausted(message)),
     }
 }
 

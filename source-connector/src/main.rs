@@ -330,54 +330,74 @@ async fn run(config: Config) -> Result<(), SourceError> {
         .collect();
     let mut position = stored;
     let mut retries = change_stream::retry::Retries::default();
-    loop {
-        let mut shutdown = shutdown.clone();
-        let attempt = std::time::Instant::now();
-        let result = sync(
-            &config,
-            &opts,
-            &mut out,
-            &mut tables,
-            &mut triggers,
-            &mut definitions_read_at,
-            position.clone(),
-            source_server_id,
-            &mut shutdown,
-        )
-        .await;
-        let result = match result {
-            Err(e) => Err(out.failure().await.unwrap_or(e)),
-            ok => ok,
-        };
-        match result {
-            Ok(()) => break,
-            Err(e) if e.is_transient() && !*shutdown.borrow() => {
-                let window = change_stream::retry::minutes(config.retry.connection_window_minutes);
-                let delay = match retries.failure(attempt.elapsed(), window) {
-                    Ok(d) => d,
-                    Err(failing) => {
-                        let _ = out.flush().await;
-                        return Err(SourceError::RetriesExhausted(format!(
+    // The producer waits for the broker without end; this ends the wait
+    // after the connection window, without flushing (the stored position
+    // is before every record not acknowledged).
+    let watch = change_stream::kafka::watch_broker(
+        client_config.clone(),
+        change_stream::retry::minutes(config.retry.connection_window_minutes),
+        change_stream::kafka::PROBE_EVERY,
+    );
+    tokio::pin!(watch);
+    let attempts = async {
+        loop {
+            let mut shutdown = shutdown.clone();
+            let attempt = std::time::Instant::now();
+            let result = sync(
+                &config,
+                &opts,
+                &mut out,
+                &mut tables,
+                &mut triggers,
+                &mut definitions_read_at,
+                position.clone(),
+                source_server_id,
+                &mut shutdown,
+            )
+            .await;
+            let result = match result {
+                Err(e) => Err(out.failure().await.unwrap_or(e)),
+                ok => ok,
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) if e.is_transient() && !*shutdown.borrow() => {
+                    let window =
+                        change_stream::retry::minutes(config.retry.connection_window_minutes);
+                    let delay = match retries.failure(attempt.elapsed(), window) {
+                        Ok(d) => d,
+                        Err(failing) => {
+                            let _ = out.flush().await;
+                            return Err(SourceError::RetriesExhausted(format!(
                             "{e}; still failing after {} minutes of retries (retry.connection_window_minutes = {}); the position is stored: fix the cause and start the connector again",
                             failing.as_secs() / 60,
                             config.retry.connection_window_minutes
                         )));
+                        }
+                    };
+                    tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "lost a connection; retrying from the last acknowledged position");
+                    position = out.flush().await?.or(position);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => {}
                     }
-                };
-                tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "lost a connection; retrying from the last acknowledged position");
-                position = out.flush().await?.or(position);
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => {}
+                }
+                Err(e) => {
+                    let _ = out.flush().await;
+                    return Err(e);
                 }
             }
-            Err(e) => {
-                let _ = out.flush().await;
-                return Err(e);
-            }
         }
+        Ok(())
+    };
+    tokio::select! {
+        r = attempts => r?,
+        message = &mut watch => return Err(SourceError::RetriesExhausted(message)),
     }
-    let last = out.close().await?;
+    let last = tokio::select! {
+        r = out.close() => r?,
+        message = &mut watch => return Err(SourceError::RetriesExhausted(message)),
+    };
     tracing::info!(position = ?last.map(|p| p.gtid.to_string()), "source connector stopped");
     Ok(())
 }
