@@ -235,7 +235,16 @@ async fn run_ddl_variant(name: &str, sink_extra: &str, variant: Variant) -> Resu
         name.replace('_', "-"),
         tag.replace('_', "-")
     ));
-    let server_id = 7000 + (crate::fingerprint_of(&prefix) % 1000) as u32;
+    // Scenarios run at once: each variant its own replica server_id (two
+    // binlog clients with one id throw each other out).
+    const SCENARIOS: [&str; 6] = [
+        "columns", "keys", "tables", "objects", "database", "options",
+    ];
+    let scenario = SCENARIOS
+        .iter()
+        .position(|s| *s == name)
+        .unwrap_or(SCENARIOS.len() + (crate::fingerprint_of(name) % 50) as usize);
+    let server_id = 6100 + 10 * scenario as u32 + variant as u32;
     let source_text = source_config(&prefix, &[&db], server_id, "");
     let source_label = format!("{prefix}-source");
     let mut source = Connector::start("source-connector", &source_label, &source_text)?;
