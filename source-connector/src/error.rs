@@ -71,6 +71,12 @@ pub fn describe_mysql(e: &mysql_async::Error) -> String {
                 s.message
             ),
             1049 => format!("{}; check [source] databases", s.message),
+            // Another binlog client connected with the same server_id and
+            // the server dropped this one.
+            4052 => format!(
+                "{} (error 4052): another replica or connector reads the binlog with the same [source] server_id; give each its own",
+                s.message
+            ),
             1227 | 1142 | 1143 => format!(
                 "{}; grant the connector's user SELECT, REPLICATION SLAVE and REPLICATION CLIENT",
                 s.message
