@@ -301,6 +301,13 @@ impl Config {
                 "0".into(),
             ));
         }
+        if self.source.databases.is_empty() && self.source.tables.is_empty() {
+            return Err(invalid(
+                "source.databases",
+                "at least one database (or an entry in source.tables)",
+                "nothing selected".into(),
+            ));
+        }
         self.selection()?;
         for (key, v) in [
             (
@@ -442,5 +449,11 @@ topic_prefix = "shop"
             .unwrap_err();
         assert!(e.to_string().contains("kafka.topic_prefix"), "{e}");
         assert!(!e.to_string().contains('\n'));
+        let e =
+            Config::parse(&GOOD.replace("databases = [\"shop\"]", "databases = []")).unwrap_err();
+        assert!(e.to_string().contains("nothing selected"), "{e}");
+        // Single tables alone are a selection.
+        Config::parse(&GOOD.replace("databases = [\"shop\"]", "tables = [\"shop.orders\"]"))
+            .unwrap();
     }
 }

@@ -11,7 +11,12 @@ use crate::error::{describe_mysql, SourceError};
 /// An index of a table: (unique, its columns, all of them NOT NULL).
 type Index = (bool, Vec<String>, bool);
 
+/// `?, ?, ...` for `IN (...)`; `NULL` (matches nothing) for none, since
+/// `IN ()` does not parse.
 fn placeholders(n: usize) -> String {
+    if n == 0 {
+        return "NULL".into();
+    }
     vec!["?"; n].join(",")
 }
 
@@ -221,7 +226,8 @@ async fn read(
     Ok(out)
 }
 
-/// A view, routine or trigger, as `SHOW CREATE` prints it.
+/// A sequence, view, routine, event or trigger, as `SHOW CREATE` prints
+/// it.
 #[derive(Clone, Debug)]
 pub struct ObjectDef {
     /// `SEQUENCE`, `SETVAL` (a sequence's value), `FUNCTION`, `PROCEDURE`,

@@ -136,3 +136,39 @@ async fn databases_tables_and_columns_are_selected() -> Result<()> {
     drop_database(&[source_port(), dest_port()], &b).await?;
     Ok(())
 }
+
+/// Single tables alone, no whole database: only they are synchronized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_tables_alone_are_a_selection() -> Result<()> {
+    let db = unique("e2e_single");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT); \
+         CREATE TABLE `{db}`.u (id INT PRIMARY KEY); INSERT INTO `{db}`.t VALUES (1, 1); INSERT INTO `{db}`.u VALUES (1);"
+    ))
+    .await?;
+    let prefix = unique("single");
+    let source_text = source_config(&prefix, &[], 5508, &format!("tables = [\"{db}.t\"]"))
+        .replace("databases = []\n", "");
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_text,
+    )?;
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
+    src.exec(&format!(
+        "INSERT INTO `{db}`.t VALUES (2, 2); INSERT INTO `{db}`.u VALUES (2)"
+    ))
+    .await?;
+    wait_same(format!("SELECT * FROM `{db}`.t ORDER BY id")).await?;
+    assert_eq!(tables_of(dest_port(), &db).await?, vec!["t".to_string()]);
+    source.assert_running()?;
+    sink.assert_running()?;
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    Ok(())
+}
