@@ -242,22 +242,9 @@ impl BinlogReader {
                 }
             }
             if let Some((schema, sql, sql_mode)) = statement {
+                let source = self.event_source(&schema, None, start);
                 match self.ddl.as_mut() {
                     Some(ddl) => {
-                        let txn = self.txn.as_ref();
-                        let source = SourceInfo {
-                            version: change_stream::VERSION.to_string(),
-                            name: self.prefix.clone(),
-                            server_id: txn.map_or(0, |t| t.gtid.server_id),
-                            gtid: txn.map(|t| t.gtid.to_string()),
-                            file: self.file.clone(),
-                            pos: start,
-                            row: 0,
-                            db: schema.clone(),
-                            table: None,
-                            ts_ms: txn.map_or(0, |t| t.ts_ms),
-                            snapshot: false,
-                        };
                         ddl.handle(out, &mut self.tables, &sql, &schema, sql_mode, source)
                             .await?;
                         // Shapes are compared again after any schema change.
@@ -411,20 +398,7 @@ impl BinlogReader {
                 self.file
             )));
         }
-        let txn = self.txn.as_ref();
-        let mut source = SourceInfo {
-            version: change_stream::VERSION.to_string(),
-            name: self.prefix.clone(),
-            server_id: txn.map_or(0, |t| t.gtid.server_id),
-            gtid: txn.map(|t| t.gtid.to_string()),
-            file: self.file.clone(),
-            pos: start,
-            row: 0,
-            db: id.database.clone(),
-            table: Some(id.table.clone()),
-            ts_ms: txn.map_or(0, |t| t.ts_ms),
-            snapshot: false,
-        };
+        let mut source = self.event_source(&id.database, Some(&id.table), start);
         for (i, row) in rows.rows(tme).enumerate() {
             let (before, after) = row.map_err(|e| {
                 SourceError::Binlog(format!(
@@ -536,6 +510,25 @@ impl BinlogReader {
         Some((tme, columns))
     }
 
+    /// The `source` block of a record from the event at `pos` of the
+    /// current file, in the current transaction.
+    fn event_source(&self, db: &str, table: Option<&str>, pos: u64) -> SourceInfo {
+        let txn = self.txn.as_ref();
+        SourceInfo {
+            version: change_stream::VERSION.to_string(),
+            name: self.prefix.clone(),
+            server_id: txn.map_or(0, |t| t.gtid.server_id),
+            gtid: txn.map(|t| t.gtid.to_string()),
+            file: self.file.clone(),
+            pos,
+            row: 0,
+            db: db.to_string(),
+            table: table.map(str::to_string),
+            ts_ms: txn.map_or(0, |t| t.ts_ms),
+            snapshot: false,
+        }
+    }
+
     /// When the rows event is a sequence's (the columns every MariaDB
     /// sequence has, in order), its new `next_not_cached_value` and
     /// `cycle_count`.
@@ -580,21 +573,8 @@ impl BinlogReader {
         round: i64,
         start: u64,
     ) -> Result<(), SourceError> {
-        let txn = self.txn.as_ref();
         let change = change_stream::schema_change::SchemaChange {
-            source: SourceInfo {
-                version: change_stream::VERSION.to_string(),
-                name: self.prefix.clone(),
-                server_id: txn.map_or(0, |t| t.gtid.server_id),
-                gtid: txn.map(|t| t.gtid.to_string()),
-                file: self.file.clone(),
-                pos: start,
-                row: 0,
-                db: id.database.clone(),
-                table: Some(id.table.clone()),
-                ts_ms: txn.map_or(0, |t| t.ts_ms),
-                snapshot: false,
-            },
+            source: self.event_source(&id.database, Some(&id.table), start),
             database: id.database.clone(),
             kind: "SETVAL".into(),
             ddl: Some(crate::schema::setval(&id.table, next, round)),

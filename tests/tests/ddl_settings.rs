@@ -32,6 +32,25 @@ async fn start_source(prefix: &str, db: &str, server_id: u32) -> Result<Connecto
     Ok(source)
 }
 
+/// Waits until `db` is the same at the source and the destination.
+async fn wait_same(db: &str, source: &mut Connector, sink: &mut Connector) -> Result<()> {
+    wait_same_database(source_port(), dest_port(), db, WAIT, &mut [source, sink]).await
+}
+
+/// Starts the source on `db` and a sink on the destination, and waits
+/// until the destination has `db`; returns both and the sink's config.
+async fn start_synced(
+    prefix: &str,
+    db: &str,
+    server_id: u32,
+) -> Result<(Connector, Connector, String)> {
+    let mut source = start_source(prefix, db, server_id).await?;
+    let sink_text = sink_config(prefix, prefix, dest_port(), "");
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    wait_same(db, &mut source, &mut sink).await?;
+    Ok((source, sink, sink_text))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_tables_fail_or_are_written_into() -> Result<()> {
     let db = unique("conflicts");
@@ -139,17 +158,7 @@ async fn failed_ddl_is_recorded_and_listed_or_stops_the_sink() -> Result<()> {
     ))
     .await?;
     let prefix = unique("ddlfail");
-    let mut source = start_source(&prefix, &db, 7802).await?;
-    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
-    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    let (mut source, mut sink, _) = start_synced(&prefix, &db, 7802).await?;
 
     // A row only the destination has makes the CHECK constraint fail there.
     let mut dst = Db::connect(dest_port()).await?;
@@ -317,14 +326,7 @@ async fn triggers_after_full_sync_are_created_as_they_are_after_the_rows() -> Re
     )?;
     // Same objects and rows: the trigger came after o's three rows, so it
     // did not fire for them.
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    wait_same(&db, &mut source, &mut sink).await?;
     let mut dst = Db::connect(dest_port()).await?;
     let r: Option<(String,)> = dst
         .conn
@@ -349,17 +351,7 @@ async fn rename_run_before_a_crash_is_not_run_again() -> Result<()> {
     ))
     .await?;
     let prefix = unique("renamecrash");
-    let mut source = start_source(&prefix, &db, 7805).await?;
-    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
-    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    let (mut source, mut sink, sink_text) = start_synced(&prefix, &db, 7805).await?;
     sink.kill9();
 
     // A swap at the source.
@@ -397,14 +389,7 @@ async fn rename_run_before_a_crash_is_not_run_again() -> Result<()> {
     // swapped once, as at the source, not back.
     let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
     src.exec("INSERT INTO a VALUES (2, 'after')").await?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    wait_same(&db, &mut source, &mut sink).await?;
     assert!(
         sink.log_text().contains("says it ran"),
         "{}",
@@ -432,17 +417,7 @@ async fn column_rename_run_before_a_crash_counts_as_done() -> Result<()> {
     ))
     .await?;
     let prefix = unique("colrenamecrash");
-    let mut source = start_source(&prefix, &db, 7806).await?;
-    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
-    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    let (mut source, mut sink, sink_text) = start_synced(&prefix, &db, 7806).await?;
     sink.kill9();
 
     // The sink ran the ALTER and crashed before storing its position:
@@ -456,14 +431,7 @@ async fn column_rename_run_before_a_crash_counts_as_done() -> Result<()> {
         .exec(&format!("USE `{db}`; {alter}"))
         .await?;
     let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    wait_same(&db, &mut source, &mut sink).await?;
     assert!(
         sink.log_text()
             .contains("already has the columns the statement leads to"),
@@ -509,9 +477,7 @@ async fn events_are_created_disabled_at_the_destination() -> Result<()> {
     ))
     .await?;
     let prefix = unique("events");
-    let mut source = start_source(&prefix, &db, 7807).await?;
-    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
-    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    let (mut source, mut sink, _) = start_synced(&prefix, &db, 7807).await?;
     let expect = |names: &[(&str, &str)]| -> Vec<(String, String)> {
         names
             .iter()
@@ -590,19 +556,9 @@ async fn sequences_are_created_first_and_kept_in_step() -> Result<()> {
     ))
     .await?;
     let prefix = unique("sequences");
-    let mut source = start_source(&prefix, &db, 7808).await?;
-    let sink_text = sink_config(&prefix, &prefix, dest_port(), "");
-    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
     // The table, which needs its sequence, is created, and the sequence
     // is where the source's is.
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    let (mut source, mut sink, _) = start_synced(&prefix, &db, 7808).await?;
     let wait_in_step = |name: &'static str| {
         let sequence = format!("`{db}`.`{name}`");
         async move {
@@ -629,14 +585,7 @@ async fn sequences_are_created_first_and_kept_in_step() -> Result<()> {
     wait_in_step("s").await?;
     wait_in_step("s2").await?;
     src.exec("INSERT INTO t (v) VALUES (99)").await?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    wait_same(&db, &mut source, &mut sink).await?;
     wait_in_step("s").await?;
     assert!(
         !sink.log_text().contains("schema change failed"),
