@@ -523,4 +523,27 @@ url = "mysql://root@127.0.0.1:3308"
         assert!(e.to_string().contains("user"), "{e}");
         assert!(!e.to_string().contains('\n'));
     }
+
+    /// Every item the check reports can be acknowledged by its id.
+    #[test]
+    fn every_check_item_is_listed() {
+        let source = include_str!("check.rs");
+        let ids: Vec<&str> = source
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| {
+                s.starts_with("destination.")
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
+            })
+            .collect();
+        assert!(!ids.is_empty());
+        for id in ids {
+            assert!(
+                CHECK_ITEMS.contains(&id),
+                "{id} is missing from CHECK_ITEMS"
+            );
+        }
+    }
 }

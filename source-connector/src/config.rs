@@ -65,7 +65,7 @@ pub struct CheckSection {
 }
 
 /// The items of the source's check.
-pub const CHECK_ITEMS: [&str; 15] = [
+pub const CHECK_ITEMS: [&str; 16] = [
     "kafka.connect",
     "source.connect",
     "source.queries",
@@ -81,6 +81,7 @@ pub const CHECK_ITEMS: [&str; 15] = [
     "source.selection",
     "source.row_filters",
     "source.keys",
+    "source.foreign_keys",
 ];
 
 /// `[source]`: the MariaDB server to read.
@@ -455,5 +456,28 @@ topic_prefix = "shop"
         // Single tables alone are a selection.
         Config::parse(&GOOD.replace("databases = [\"shop\"]", "tables = [\"shop.orders\"]"))
             .unwrap();
+    }
+
+    /// Every item the check reports can be acknowledged by its id.
+    #[test]
+    fn every_check_item_is_listed() {
+        let source = include_str!("check.rs");
+        let ids: Vec<&str> = source
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| {
+                s.starts_with("source.")
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
+            })
+            .collect();
+        assert!(!ids.is_empty());
+        for id in ids {
+            assert!(
+                CHECK_ITEMS.contains(&id),
+                "{id} is missing from CHECK_ITEMS"
+            );
+        }
     }
 }
