@@ -3,7 +3,33 @@
 //! Both connectors' `check` commands build one, and `run` refuses to start
 //! when an item fails.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// `[check]`: the precheck's settings, the same in both connectors.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSection {
+    /// Items whose failure is acknowledged: reported as warnings, and not
+    /// stopping `run`.
+    #[serde(default)]
+    pub acknowledge: Vec<String>,
+}
+
+impl CheckSection {
+    /// The first acknowledged name that is none of `items`, with what is
+    /// expected instead: `(expected, actual)` for a setting error.
+    pub fn unknown(&self, items: &[&str]) -> Option<(String, String)> {
+        self.acknowledge
+            .iter()
+            .find(|a| !items.contains(&a.as_str()))
+            .map(|bad| {
+                (
+                    format!("names of check items ({})", items.join(", ")),
+                    bad.clone(),
+                )
+            })
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use change_stream::check::CheckSection;
 use change_stream::config_text;
 use serde::Deserialize;
 
@@ -144,16 +145,6 @@ impl Default for RetrySection {
             other_window_minutes: defaults::other_window_minutes(),
         }
     }
-}
-
-/// `[check]`: the precheck.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckSection {
-    /// Items whose failure is acknowledged: reported as warnings, and not
-    /// stopping `run`.
-    #[serde(default)]
-    pub acknowledge: Vec<String>,
 }
 
 /// The items of the sink's check.
@@ -405,17 +396,8 @@ impl Config {
                 r.other_window_minutes.to_string(),
             ));
         }
-        if let Some(bad) = self
-            .check
-            .acknowledge
-            .iter()
-            .find(|a| !CHECK_ITEMS.contains(&a.as_str()))
-        {
-            return Err(invalid(
-                "check.acknowledge",
-                &format!("names of check items ({})", CHECK_ITEMS.join(", ")),
-                bad.clone(),
-            ));
+        if let Some((expected, bad)) = self.check.unknown(&CHECK_ITEMS) {
+            return Err(invalid("check.acknowledge", &expected, bad));
         }
         if !self.destination.url.starts_with("mysql://")
             && !self.destination.url.starts_with("mariadb://")

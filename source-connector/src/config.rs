@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use change_stream::check::CheckSection;
 use change_stream::config_text;
 
 use crate::error::SourceError;
@@ -52,16 +53,6 @@ impl Default for RetrySection {
             connection_window_minutes: defaults::connection_window_minutes(),
         }
     }
-}
-
-/// `[check]`: the precheck.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckSection {
-    /// Items whose failure is acknowledged: reported as warnings, and not
-    /// stopping `run`.
-    #[serde(default)]
-    pub acknowledge: Vec<String>,
 }
 
 /// The items of the source's check.
@@ -276,17 +267,8 @@ impl Config {
             expected: expected.into(),
             actual,
         };
-        if let Some(bad) = self
-            .check
-            .acknowledge
-            .iter()
-            .find(|a| !CHECK_ITEMS.contains(&a.as_str()))
-        {
-            return Err(invalid(
-                "check.acknowledge",
-                &format!("names of check items ({})", CHECK_ITEMS.join(", ")),
-                bad.clone(),
-            ));
+        if let Some((expected, bad)) = self.check.unknown(&CHECK_ITEMS) {
+            return Err(invalid("check.acknowledge", &expected, bad));
         }
         if !self.source.url.starts_with("mysql://") && !self.source.url.starts_with("mariadb://") {
             return Err(invalid(

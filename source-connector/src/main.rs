@@ -523,6 +523,26 @@ async fn publish_object(
     ddl::publish(out, &change).await
 }
 
+/// A binlog reader from `from` that follows schema changes (publishing
+/// them and updating the shapes of `tables`).
+async fn stream_reader(
+    config: &Config,
+    opts: &Opts,
+    from: &change_stream::position::GtidPosition,
+    tables: &HashMap<TableId, Arc<TableCtx>>,
+    prefix: &str,
+) -> Result<BinlogReader, SourceError> {
+    BinlogReader::connect(
+        opts.clone(),
+        config.source.server_id,
+        from,
+        tables.clone(),
+        prefix,
+        Some(DdlContext::new(opts.clone(), Arc::new(config.selection()?))),
+    )
+    .await
+}
+
 /// One attempt: snapshot (fresh or resumed) if needed, then stream.
 /// Returns `Ok` only on shutdown.
 #[allow(clippy::too_many_arguments)] // the state one attempt carries over to the next
@@ -550,15 +570,8 @@ async fn sync(
                     // updated) before any snapshot row.
                     if let Some(from) = definitions_read_at.take() {
                         if from != point.gtid {
-                            let mut reader = BinlogReader::connect(
-                                opts.clone(),
-                                config.source.server_id,
-                                &from,
-                                tables.clone(),
-                                out.prefix(),
-                                Some(DdlContext::new(opts.clone(), Arc::new(config.selection()?))),
-                            )
-                            .await?;
+                            let mut reader =
+                                stream_reader(config, opts, &from, tables, out.prefix()).await?;
                             let no_rows = HashSet::new();
                             let ended = reader
                                 .read(
@@ -705,15 +718,7 @@ async fn sync(
         out.flush().await?;
         triggers.clear();
     }
-    let mut reader = BinlogReader::connect(
-        opts.clone(),
-        config.source.server_id,
-        &gtid,
-        tables.clone(),
-        out.prefix(),
-        Some(DdlContext::new(opts.clone(), Arc::new(config.selection()?))),
-    )
-    .await?;
+    let mut reader = stream_reader(config, opts, &gtid, tables, out.prefix()).await?;
     let result = reader
         .read(out, &mut enc, source_server_id, None, None, true, shutdown)
         .await;
