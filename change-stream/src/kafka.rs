@@ -53,11 +53,28 @@ pub async fn watch_broker(config: ClientConfig, window: Duration, probe_every: D
         .get("bootstrap.servers")
         .unwrap_or_default()
         .to_string();
+    // One client for every probe: it reconnects by itself.
+    let client: Result<std::sync::Arc<BaseConsumer>, String> = config
+        .create()
+        .map(std::sync::Arc::new)
+        .map_err(|e| e.to_string());
     loop {
-        let cc = config.clone();
-        let probe = tokio::task::spawn_blocking(move || check_broker(&cc, probe_every))
-            .await
-            .unwrap_or_else(|e| Err(Error::Kafka(e.to_string())));
+        let probe = match &client {
+            Ok(client) => {
+                let client = client.clone();
+                tokio::task::spawn_blocking(move || {
+                    // Serves the client's queued events, so they do not pile up.
+                    let _ = client.poll(Duration::ZERO);
+                    client
+                        .fetch_metadata(None, probe_every)
+                        .map(|_| ())
+                        .map_err(|e| Error::Kafka(describe(&e)))
+                })
+                .await
+                .unwrap_or_else(|e| Err(Error::Kafka(e.to_string())))
+            }
+            Err(e) => Err(Error::Kafka(e.clone())),
+        };
         match probe {
             Ok(()) => failing.ok(),
             Err(e) => {
