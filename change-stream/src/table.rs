@@ -225,6 +225,15 @@ pub enum KeyKind {
     None,
 }
 
+impl Column {
+    /// A MariaDB compressed column (`VARCHAR(n) COMPRESSED`, `BLOB
+    /// COMPRESSED`): its type prints as `varchar(n) /*M!100301
+    /// COMPRESSED*/`, and the binlog carries its values compressed.
+    pub fn compressed(&self) -> bool {
+        self.column_type.to_ascii_lowercase().contains("compressed")
+    }
+}
+
 /// A table's shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableSchema {

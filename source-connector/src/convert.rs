@@ -11,6 +11,9 @@
 //! - YEAR: the binlog decoder reports the zero year as 1900.
 //! - Character data: the snapshot session reads utf8mb4; the binlog carries
 //!   the column's own character set.
+//! - Compressed columns (`VARCHAR(n) COMPRESSED`, `BLOB COMPRESSED`): the
+//!   snapshot reads the value; the binlog carries it as stored, compressed
+//!   (see [`uncompress`]).
 
 use change_stream::table::{Column, ColumnKind};
 use change_stream::value::{Cell, Date, DateTime};
@@ -35,6 +38,12 @@ pub fn to_cell(column: &Column, value: Value, origin: Origin) -> Result<Cell, St
     if value == Value::NULL {
         return Ok(Cell::Null);
     }
+    let value = match value {
+        Value::Bytes(b) if origin == Origin::Binlog && column.compressed() => {
+            Value::Bytes(uncompress(&b).map_err(|why| bad(column, &Value::Bytes(b), why))?)
+        }
+        v => v,
+    };
     let cell = match (&column.kind, value) {
         (ColumnKind::Int { unsigned: true, .. }, Value::Int(v)) if v >= 0 => Cell::UInt(v as u64),
         (ColumnKind::Int { unsigned: true, .. }, Value::UInt(v)) => Cell::UInt(v),
@@ -315,6 +324,41 @@ fn encoding_of(charset: &str) -> Option<&'static encoding_rs::Encoding> {
     })
 }
 
+/// A compressed column's value as MariaDB stores it (and logs it): empty
+/// for the empty string; otherwise a header byte, then either the value
+/// itself (header 0: not worth compressing) or its original length and
+/// zlib data. The header's high nibble is the method (8: zlib, the only
+/// one), bit 3 says the deflate stream has no zlib wrapper, and bits 0-2
+/// give the byte count of the big-endian original length.
+pub fn uncompress(stored: &[u8]) -> Result<Vec<u8>, &'static str> {
+    use std::io::Read;
+    let Some((&header, rest)) = stored.split_first() else {
+        return Ok(Vec::new());
+    };
+    match header >> 4 {
+        0 => return Ok(rest.to_vec()),
+        8 => {}
+        _ => return Err("unknown compression method in a compressed column"),
+    }
+    let len_bytes = (header & 0x07) as usize;
+    if rest.len() < len_bytes {
+        return Err("compressed value shorter than its header");
+    }
+    let (len, data) = rest.split_at(len_bytes);
+    let original = len.iter().fold(0usize, |n, &b| (n << 8) | b as usize);
+    let mut out = Vec::with_capacity(original);
+    let read = if header & 0x08 != 0 {
+        flate2::read::DeflateDecoder::new(data).read_to_end(&mut out)
+    } else {
+        flate2::read::ZlibDecoder::new(data).read_to_end(&mut out)
+    };
+    match read {
+        Ok(_) if out.len() == original => Ok(out),
+        Ok(_) => Err("compressed value of another length than its header says"),
+        Err(_) => Err("compressed value that does not inflate"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +421,31 @@ mod tests {
             to_cell(&tm, Value::Time(true, 34, 22, 59, 59, 0), Origin::Binlog).unwrap(),
             Cell::Time(-3_020_399_000_000)
         );
+    }
+
+    #[test]
+    fn compressed_values_inflate() {
+        use std::io::Write;
+        assert_eq!(uncompress(b"").unwrap(), b"");
+        assert_eq!(uncompress(b"\0abc").unwrap(), b"abc");
+        let text = b"compressible ".repeat(40);
+        for raw in [false, true] {
+            let mut stored = vec![0x80 | if raw { 0x08 } else { 0 } | 2];
+            stored.extend_from_slice(&(text.len() as u16).to_be_bytes());
+            let data = if raw {
+                let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Default::default());
+                e.write_all(&text).unwrap();
+                e.finish().unwrap()
+            } else {
+                let mut e = flate2::write::ZlibEncoder::new(Vec::new(), Default::default());
+                e.write_all(&text).unwrap();
+                e.finish().unwrap()
+            };
+            stored.extend_from_slice(&data);
+            assert_eq!(uncompress(&stored).unwrap(), text);
+            stored.truncate(stored.len() - 2);
+            assert!(uncompress(&stored).is_err());
+        }
+        assert!(uncompress(b"\x12ab").is_err());
     }
 }

@@ -153,7 +153,9 @@ pub fn shape(
             | MYSQL_TYPE_TINY_BLOB
             | MYSQL_TYPE_MEDIUM_BLOB
             | MYSQL_TYPE_LONG_BLOB
-            | MYSQL_TYPE_JSON => {
+            | MYSQL_TYPE_JSON
+            | MYSQL_TYPE_VARCHAR_COMPRESSED
+            | MYSQL_TYPE_BLOB_COMPRESSED => {
                 // INET4/INET6/UUID are logged as fixed binary strings.
                 match hint(&name).map(|c| &c.kind) {
                     Some(k @ (ColumnKind::Inet4 | ColumnKind::Inet6 | ColumnKind::Uuid))
@@ -181,11 +183,22 @@ pub fn shape(
             }
             _ => None,
         };
-        let (data_type, column_type) = match same {
+        let (data_type, mut column_type) = match same {
             Some(c) => (c.data_type.clone(), c.column_type.clone()),
             None if data_type.is_empty() => (column_type.clone(), column_type),
             None => (data_type.to_string(), column_type),
         };
+        // Whether values arrive compressed is the binlog's to say, whatever
+        // the hint (the column may have been altered since).
+        let compressed = matches!(
+            ty,
+            MYSQL_TYPE_VARCHAR_COMPRESSED | MYSQL_TYPE_BLOB_COMPRESSED
+        );
+        if compressed && !column_type.to_ascii_lowercase().contains("compressed") {
+            column_type.push_str(" /*M!100301 COMPRESSED*/");
+        } else if !compressed {
+            column_type = column_type.replace(" /*M!100301 COMPRESSED*/", "");
+        }
         if col.flags().contains(ColumnFlags::PRI_KEY_FLAG) {
             key.push(i);
         }

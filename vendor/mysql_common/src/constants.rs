@@ -698,6 +698,10 @@ pub enum ColumnType {
     MYSQL_TYPE_DATETIME2,
     MYSQL_TYPE_TIME2,
     MYSQL_TYPE_TYPED_ARRAY, // Used for replication only
+    // Patched: MariaDB's compressed columns (`VARCHAR ... COMPRESSED`,
+    // `BLOB COMPRESSED`), which only the binlog's table maps name.
+    MYSQL_TYPE_BLOB_COMPRESSED = 140,
+    MYSQL_TYPE_VARCHAR_COMPRESSED = 141,
     MYSQL_TYPE_VECTOR = 242,
     MYSQL_TYPE_UNKNOWN = 243,
     MYSQL_TYPE_JSON = 245,
@@ -735,7 +739,13 @@ impl ColumnType {
         use ColumnType::*;
         matches!(
             self,
-            MYSQL_TYPE_STRING | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_VARCHAR | MYSQL_TYPE_BLOB
+            MYSQL_TYPE_STRING
+                | MYSQL_TYPE_VAR_STRING
+                | MYSQL_TYPE_VARCHAR
+                | MYSQL_TYPE_BLOB
+                // Patched: MariaDB's compressed columns carry a charset too.
+                | MYSQL_TYPE_VARCHAR_COMPRESSED
+                | MYSQL_TYPE_BLOB_COMPRESSED
         )
     }
 
@@ -787,6 +797,9 @@ impl TryFrom<u8> for ColumnType {
             0x12_u8 => Ok(ColumnType::MYSQL_TYPE_DATETIME2),
             0x13_u8 => Ok(ColumnType::MYSQL_TYPE_TIME2),
             0x14_u8 => Ok(ColumnType::MYSQL_TYPE_TYPED_ARRAY),
+            // Patched: MariaDB's compressed columns.
+            0x8c_u8 => Ok(ColumnType::MYSQL_TYPE_BLOB_COMPRESSED),
+            0x8d_u8 => Ok(ColumnType::MYSQL_TYPE_VARCHAR_COMPRESSED),
             0xf2_u8 => Ok(ColumnType::MYSQL_TYPE_VECTOR),
             0xf3_u8 => Ok(ColumnType::MYSQL_TYPE_UNKNOWN),
             0xf5_u8 => Ok(ColumnType::MYSQL_TYPE_JSON),

@@ -294,7 +294,11 @@ impl ColumnType {
             | Self::MYSQL_TYPE_DATETIME2
             | Self::MYSQL_TYPE_TIMESTAMP2
             | Self::MYSQL_TYPE_JSON
-            | Self::MYSQL_TYPE_VECTOR => ptr.get(..1).map(|x| (x, 1)),
+            | Self::MYSQL_TYPE_VECTOR
+            // Patched: a compressed BLOB's metadata is its pack length.
+            | Self::MYSQL_TYPE_BLOB_COMPRESSED => ptr.get(..1).map(|x| (x, 1)),
+            // Patched: a compressed VARCHAR's metadata is its byte length.
+            Self::MYSQL_TYPE_VARCHAR_COMPRESSED => ptr.get(..2).map(|x| (x, 2)),
             Self::MYSQL_TYPE_VARCHAR => {
                 if is_array {
                     ptr.get(..3).map(|x| (x, 3))

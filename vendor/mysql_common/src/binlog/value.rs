@@ -211,7 +211,9 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
             | MYSQL_TYPE_LONG_BLOB
             | MYSQL_TYPE_BLOB
             | MYSQL_TYPE_GEOMETRY
-            | MYSQL_TYPE_VECTOR => {
+            | MYSQL_TYPE_VECTOR
+            // Patched: a compressed BLOB, as stored (still compressed).
+            | MYSQL_TYPE_BLOB_COMPRESSED => {
                 let n_bytes = match col_meta[0] {
                     1 => *buf.parse::<RawInt<u8>>(())? as usize,
                     2 => *buf.parse::<RawInt<LeU16>>(())? as usize,
@@ -222,7 +224,8 @@ impl<'de> MyDeserialize<'de> for BinlogValue<'de> {
                 let bytes: &[u8] = buf.parse(n_bytes)?;
                 Ok(BinlogValue::Value(Bytes(bytes.into())))
             }
-            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => {
+            // Patched: a compressed VARCHAR, as stored (still compressed).
+            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_VARCHAR_COMPRESSED => {
                 let type_len = (col_meta[0] as u16 | ((col_meta[1] as u16) << 8)) as usize;
                 let n_bytes = if type_len < 256 {
                     *buf.parse::<RawInt<u8>>(())? as usize
