@@ -88,24 +88,128 @@ fn row_literal(table: &TableSchema, cols: &[usize], row: &[Cell], out: &mut Sql)
     out.push(b')');
 }
 
-/// Packs `items` into statements `head item, item ...` of at most
-/// `max_bytes` (a single larger item goes alone).
-fn pack(head: &str, sep: &str, tail: &str, items: &[Sql], max_bytes: usize, out: &mut Vec<Sql>) {
-    let mut cur = Vec::new();
-    for item in items {
-        if !cur.is_empty() && cur.len() + sep.len() + item.len() + tail.len() > max_bytes {
-            cur.extend_from_slice(tail.as_bytes());
-            out.push(std::mem::take(&mut cur));
-        }
-        if cur.is_empty() {
-            cur.extend_from_slice(head.as_bytes());
+/// Whether writing `row` needs the lenient `sql_mode` (it holds an ENUM
+/// error value, which a strict session refuses).
+fn needs_lenient(table: &TableSchema, row: &[Cell]) -> bool {
+    table
+        .columns
+        .iter()
+        .zip(row)
+        .any(|(c, v)| crate::sql::is_enum_error_value(&c.kind, v))
+}
+
+/// The prefix of a statement that writes ENUM error values: the session's
+/// `sql_mode` without strictness, for that statement alone.
+const LENIENT: &str =
+    "SET STATEMENT sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION' FOR ";
+
+/// One statement of a batch, with what it writes: its table, and for each
+/// row it carries, in order, the row's key (its key column literals; the
+/// whole image for a table without a key), so that a row the destination
+/// refuses can be named.
+pub struct Statement {
+    pub sql: Sql,
+    pub table: Arc<TableSchema>,
+    pub rows: Vec<Vec<Sql>>,
+}
+
+impl Statement {
+    /// `table, key (...)` of the `n`-th row (1-based, as the server counts
+    /// in "at row n"), or of every row when the server does not say.
+    fn describe_rows(&self, n: Option<usize>) -> String {
+        let names: Vec<&str> = if self.table.key.is_empty() {
+            written_columns(&self.table)
+                .into_iter()
+                .map(|i| self.table.columns[i].name.as_str())
+                .collect()
         } else {
-            cur.extend_from_slice(sep.as_bytes());
+            self.table.key_columns().map(|c| c.name.as_str()).collect()
+        };
+        let render = |row: &Vec<Sql>| -> String {
+            let text: Vec<String> = names
+                .iter()
+                .zip(row)
+                .map(|(n, v)| format!("{} = {}", quote_ident(n), String::from_utf8_lossy(v)))
+                .collect();
+            let mut text = text.join(", ");
+            if text.len() > 200 {
+                let cut = (0..=200)
+                    .rev()
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                text.truncate(cut);
+                text.push_str("...");
+            }
+            format!("({text})")
+        };
+        let what = if self.table.key.is_empty() {
+            "row"
+        } else {
+            "key"
+        };
+        match n.and_then(|n| self.rows.get(n.checked_sub(1)?)) {
+            Some(row) => format!("table {}, {what} {}", self.table.id, render(row)),
+            None if self.rows.len() == 1 => {
+                format!("table {}, {what} {}", self.table.id, render(&self.rows[0]))
+            }
+            None => format!(
+                "table {}, one of {} rows ({what}s {} to {})",
+                self.table.id,
+                self.rows.len(),
+                self.rows.first().map(render).unwrap_or_default(),
+                self.rows.last().map(render).unwrap_or_default()
+            ),
         }
-        cur.extend_from_slice(item);
     }
-    if !cur.is_empty() {
-        cur.extend_from_slice(tail.as_bytes());
+}
+
+/// The row number in a server error ("... at row 3").
+fn error_row(message: &str) -> Option<usize> {
+    let at = message.rfind(" at row ")?;
+    message[at + 8..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Packs `items` (each a literal and the row it writes) into statements
+/// `head item, item ...` of at most `max_bytes` (a single larger item goes
+/// alone).
+fn pack(
+    table: &Arc<TableSchema>,
+    head: &str,
+    sep: &str,
+    tail: &str,
+    items: Vec<(Sql, Vec<Sql>)>,
+    max_bytes: usize,
+    out: &mut Vec<Statement>,
+) {
+    let mut cur = Statement {
+        sql: Vec::new(),
+        table: table.clone(),
+        rows: Vec::new(),
+    };
+    for (item, row) in items {
+        if !cur.sql.is_empty() && cur.sql.len() + sep.len() + item.len() + tail.len() > max_bytes {
+            cur.sql.extend_from_slice(tail.as_bytes());
+            let next = Statement {
+                sql: Vec::new(),
+                table: table.clone(),
+                rows: Vec::new(),
+            };
+            out.push(std::mem::replace(&mut cur, next));
+        }
+        if cur.sql.is_empty() {
+            cur.sql.extend_from_slice(head.as_bytes());
+        } else {
+            cur.sql.extend_from_slice(sep.as_bytes());
+        }
+        cur.sql.extend_from_slice(&item);
+        cur.rows.push(row);
+    }
+    if !cur.sql.is_empty() {
+        cur.sql.extend_from_slice(tail.as_bytes());
         out.push(cur);
     }
 }
@@ -118,7 +222,7 @@ pub fn plan(
     changes: &[Change],
     max_bytes: usize,
     keep_existing: bool,
-) -> Result<Vec<Sql>, SinkError> {
+) -> Result<Vec<Statement>, SinkError> {
     let mut keyed: Vec<(TableId, Arc<TableSchema>, Folded)> = Vec::new();
     let mut keyed_index: HashMap<TableId, usize> = HashMap::new();
     let mut statements = Vec::new();
@@ -188,28 +292,39 @@ fn keyed_statements(
     keyed: &mut Vec<(TableId, Arc<TableSchema>, Folded)>,
     keyed_index: &mut HashMap<TableId, usize>,
     max_bytes: usize,
-    out: &mut Vec<Sql>,
+    out: &mut Vec<Statement>,
 ) {
     for (id, table, folded) in keyed.drain(..) {
         let name = id.quoted();
         let key_cols: Vec<String> = table.key_columns().map(|c| quote_ident(&c.name)).collect();
-        let gone = folded
-            .finals
-            .iter()
-            .filter(|(_, row, _)| row.is_none())
-            .map(|(k, _, _)| k);
+        let cols = written_columns(&table);
+        let mut gone = Vec::new();
+        // REPLACE and INSERT IGNORE rows, each strict or lenient.
+        let mut present: [Vec<(Sql, Vec<Sql>)>; 4] = Default::default();
+        for (key, row, keep) in folded.finals {
+            match row {
+                None => gone.push(key),
+                Some(row) => {
+                    let mut s = Vec::new();
+                    row_literal(&table, &cols, &row, &mut s);
+                    let slot = usize::from(keep) * 2 + usize::from(needs_lenient(&table, &row));
+                    present[slot].push((s, key));
+                }
+            }
+        }
         if key_cols.len() == 1 {
-            let items: Vec<Sql> = gone.map(|k| k[0].clone()).collect();
+            let items: Vec<(Sql, Vec<Sql>)> = gone.into_iter().map(|k| (k[0].clone(), k)).collect();
             if !items.is_empty() {
                 let head = format!("DELETE FROM {name} WHERE {} IN (", key_cols[0]);
-                pack(&head, ", ", ")", &items, max_bytes, out);
+                pack(&table, &head, ", ", ")", items, max_bytes, out);
             }
         } else {
             // (a = 1 AND b = 2) OR ...: index ranges for MariaDB's optimizer.
-            let items: Vec<Sql> = gone
+            let items: Vec<(Sql, Vec<Sql>)> = gone
+                .into_iter()
                 .map(|k| {
                     let mut item = b"(".to_vec();
-                    for (n, (c, v)) in key_cols.iter().zip(k).enumerate() {
+                    for (n, (c, v)) in key_cols.iter().zip(&k).enumerate() {
                         if n > 0 {
                             item.extend_from_slice(b" AND ");
                         }
@@ -218,41 +333,30 @@ fn keyed_statements(
                         item.extend_from_slice(v);
                     }
                     item.push(b')');
-                    item
+                    (item, k)
                 })
                 .collect();
             if !items.is_empty() {
-                pack(
-                    &format!("DELETE FROM {name} WHERE "),
-                    " OR ",
-                    "",
-                    &items,
-                    max_bytes,
-                    out,
-                );
+                let head = format!("DELETE FROM {name} WHERE ");
+                pack(&table, &head, " OR ", "", items, max_bytes, out);
             }
         }
-        let cols = written_columns(&table);
         let names: Vec<String> = cols
             .iter()
             .map(|&i| quote_ident(&table.columns[i].name))
             .collect();
-        for (verb, keep) in [("REPLACE", false), ("INSERT IGNORE", true)] {
-            let present: Vec<Sql> = folded
-                .finals
-                .iter()
-                .filter(|(_, _, k)| *k == keep)
-                .filter_map(|(_, row, _)| row.as_ref())
-                .map(|row| {
-                    let mut s = Vec::new();
-                    row_literal(&table, &cols, row, &mut s);
-                    s
-                })
-                .collect();
-            if !present.is_empty() {
-                let head = format!("{verb} INTO {name} ({}) VALUES ", names.join(", "));
-                pack(&head, ", ", "", &present, max_bytes, out);
+        for (slot, items) in present.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
             }
+            let verb = if slot >= 2 {
+                "INSERT IGNORE"
+            } else {
+                "REPLACE"
+            };
+            let lenient = if slot % 2 == 1 { LENIENT } else { "" };
+            let head = format!("{lenient}{verb} INTO {name} ({}) VALUES ", names.join(", "));
+            pack(&table, &head, ", ", "", items, max_bytes, out);
         }
     }
     keyed_index.clear();
@@ -280,9 +384,9 @@ fn match_image(table: &TableSchema, row: &[Cell], s: &mut Sql) {
 }
 
 fn unkeyed_statement(
-    table: &TableSchema,
+    table: &Arc<TableSchema>,
     r: &ChangeRecord,
-    out: &mut Vec<Sql>,
+    out: &mut Vec<Statement>,
 ) -> Result<(), SinkError> {
     let name = table.id.quoted();
     let cols = written_columns(table);
@@ -290,14 +394,34 @@ fn unkeyed_statement(
         .iter()
         .map(|&i| quote_ident(&table.columns[i].name))
         .collect();
-    match (r.op, &r.before, &r.after) {
+    let image = |row: &[Cell]| -> Vec<Sql> {
+        cols.iter()
+            .map(|&i| {
+                let mut v = Vec::new();
+                push_literal(&mut v, &table.columns[i].kind, &row[i]);
+                v
+            })
+            .collect()
+    };
+    let lenient = |row: &[Cell], s: &mut Sql| {
+        if needs_lenient(table, row) {
+            s.extend_from_slice(LENIENT.as_bytes());
+        }
+    };
+    let (sql, row) = match (r.op, &r.before, &r.after) {
         (Op::Read | Op::Create, _, Some(after)) => {
-            let mut s = format!("INSERT INTO {name} ({}) VALUES ", names.join(", ")).into_bytes();
+            let mut s = Vec::new();
+            lenient(after, &mut s);
+            s.extend_from_slice(
+                format!("INSERT INTO {name} ({}) VALUES ", names.join(", ")).as_bytes(),
+            );
             row_literal(table, &cols, after, &mut s);
-            out.push(s);
+            (s, after)
         }
         (Op::Update, Some(before), Some(after)) => {
-            let mut s = format!("UPDATE {name} SET ").into_bytes();
+            let mut s = Vec::new();
+            lenient(after, &mut s);
+            s.extend_from_slice(format!("UPDATE {name} SET ").as_bytes());
             for (n, &i) in cols.iter().enumerate() {
                 if n > 0 {
                     s.extend_from_slice(b", ");
@@ -309,13 +433,13 @@ fn unkeyed_statement(
             s.extend_from_slice(b" WHERE ");
             match_image(table, before, &mut s);
             s.extend_from_slice(b" LIMIT 1");
-            out.push(s);
+            (s, before)
         }
         (Op::Delete, Some(before), _) => {
             let mut s = format!("DELETE FROM {name} WHERE ").into_bytes();
             match_image(table, before, &mut s);
             s.extend_from_slice(b" LIMIT 1");
-            out.push(s);
+            (s, before)
         }
         (op, _, _) => {
             return Err(SinkError::Record(format!(
@@ -323,7 +447,12 @@ fn unkeyed_statement(
                 table.id
             )))
         }
-    }
+    };
+    out.push(Statement {
+        sql,
+        table: table.clone(),
+        rows: vec![image(row)],
+    });
     Ok(())
 }
 
@@ -387,16 +516,23 @@ impl Applier {
         &mut self.conn
     }
 
-    /// Runs `statements` and then `state_sql` in one transaction.
-    pub async fn apply(&mut self, statements: &[Sql], state_sql: &str) -> Result<(), SinkError> {
+    /// Runs `statements` and then `state_sql` in one transaction. A
+    /// statement the destination refuses is named by the table and the
+    /// key of the row it refused (the server's "at row n"), not by its
+    /// text, which can be megabytes.
+    pub async fn apply(
+        &mut self,
+        statements: &[Statement],
+        state_sql: &str,
+    ) -> Result<(), SinkError> {
         // A statement longer than max_allowed_packet would make the server
         // drop the connection, which looks like an outage and is retried
         // for ever; it is a setting to change instead.
-        if let Some(s) = statements.iter().find(|s| s.len() > self.max_packet) {
+        if let Some(s) = statements.iter().find(|s| s.sql.len() > self.max_packet) {
             return Err(SinkError::Record(format!(
-                "a statement of {} bytes is needed for a row ({}...), more than the destination's max_allowed_packet ({}); raise max_allowed_packet",
-                s.len(),
-                String::from_utf8_lossy(&s[..s.len().min(120)]),
+                "a statement of {} bytes is needed for {}, more than the destination's max_allowed_packet ({}); raise max_allowed_packet",
+                s.sql.len(),
+                s.describe_rows(None),
                 self.max_packet
             )));
         }
@@ -405,9 +541,18 @@ impl Applier {
             .await
             .map_err(|e| from_mysql("cannot start a transaction", e))?;
         for s in statements {
-            if let Err(e) = conn.query_drop(s.as_slice()).await {
-                let short = String::from_utf8_lossy(&s[..s.len().min(300)]).into_owned();
-                let err = from_mysql(&format!("statement failed: {short}"), e);
+            if let Err(e) = conn.query_drop(s.sql.as_slice()).await {
+                let row = match &e {
+                    mysql_async::Error::Server(se) => error_row(&se.message),
+                    _ => None,
+                };
+                let err = from_mysql(
+                    &format!(
+                        "the destination refused a change of {}",
+                        s.describe_rows(row)
+                    ),
+                    e,
+                );
                 let _ = conn.query_drop("ROLLBACK").await;
                 return Err(err);
             }
@@ -428,10 +573,10 @@ mod tests {
     use change_stream::event::SourceInfo;
     use change_stream::table::{Column, KeyKind};
 
-    fn texts(statements: Vec<Sql>) -> Vec<String> {
+    fn texts(statements: Vec<Statement>) -> Vec<String> {
         statements
             .into_iter()
-            .map(|s| String::from_utf8(s).unwrap())
+            .map(|s| String::from_utf8(s.sql).unwrap())
             .collect()
     }
 
@@ -534,5 +679,50 @@ mod tests {
             s[2],
             "DELETE FROM `d`.`t` WHERE `id` <=> 1 AND `v` <=> 'b' LIMIT 1"
         );
+    }
+
+    #[test]
+    fn enum_error_values_are_written_leniently_and_refused_rows_named() {
+        let mut t = (*table(true)).clone();
+        t.columns[1] = Column {
+            name: "e".into(),
+            data_type: "enum".into(),
+            column_type: "enum('a','b')".into(),
+            kind: ColumnKind::parse("enum", "enum('a','b')").unwrap(),
+            nullable: true,
+            charset: None,
+            collation: None,
+            generated: None,
+        };
+        let t = Arc::new(t);
+        let changes = vec![
+            change(&t, Op::Create, None, Some((1, "a"))),
+            change(&t, Op::Create, None, Some((2, ""))),
+            change(&t, Op::Create, None, Some((3, "b"))),
+        ];
+        let plan = plan(&changes, 1 << 20, false).unwrap();
+        assert_eq!(plan[1].rows, vec![vec![b"2".to_vec()]]);
+        assert_eq!(
+            texts(plan),
+            vec![
+                "REPLACE INTO `d`.`t` (`id`, `e`) VALUES (1, 'a'), (3, 'b')".to_string(),
+                format!("{LENIENT}REPLACE INTO `d`.`t` (`id`, `e`) VALUES (2, 0)"),
+            ]
+        );
+        let plan = super::plan(&changes[..1], 1 << 20, false).unwrap();
+        assert_eq!(
+            plan[0].describe_rows(error_row("Data truncated for column 'e' at row 1")),
+            "table d.t, key (`id` = 1)"
+        );
+        let two = vec![
+            change(&t, Op::Create, None, Some((1, "a"))),
+            change(&t, Op::Create, None, Some((3, "b"))),
+        ];
+        let all = super::plan(&two, 1 << 20, false).unwrap();
+        assert_eq!(
+            all[0].describe_rows(error_row("Column 'e' cannot be null")),
+            "table d.t, one of 2 rows (keys (`id` = 1) to (`id` = 3))"
+        );
+        assert_eq!(all[0].describe_rows(Some(2)), "table d.t, key (`id` = 3)");
     }
 }

@@ -46,8 +46,26 @@ fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'\'');
 }
 
+/// Whether `cell` is an ENUM column's error value: the empty string of
+/// index 0, which a non-strict session stores for a value that is not a
+/// member. It arrives as `''`; when `''` is not a member, that is what it
+/// is. A strict session refuses it, so the statements that write it run
+/// with a lenient `sql_mode` (see `apply.rs`) and give it as `0`.
+pub fn is_enum_error_value(kind: &ColumnKind, cell: &Cell) -> bool {
+    match (kind, cell) {
+        (ColumnKind::Enum { labels }, Cell::Text(s)) => {
+            s.is_empty() && !labels.iter().any(String::is_empty)
+        }
+        _ => false,
+    }
+}
+
 /// Appends the literal of `cell` for a column of `kind` to `out`.
 pub fn push_literal(out: &mut Vec<u8>, kind: &ColumnKind, cell: &Cell) {
+    if is_enum_error_value(kind, cell) {
+        out.push(b'0');
+        return;
+    }
     // Writing to a Vec cannot fail.
     let _ = match cell {
         Cell::Null => out.write_all(b"NULL"),
@@ -147,5 +165,20 @@ mod tests {
             text(ColumnKind::Text, Cell::Text("日本 😀".into())),
             "'日本 😀'"
         );
+        let e = ColumnKind::Enum {
+            labels: vec!["a".into(), "b".into()],
+        };
+        assert!(is_enum_error_value(&e, &Cell::Text(String::new())));
+        assert_eq!(text(e.clone(), Cell::Text(String::new())), "0");
+        assert_eq!(text(e, Cell::Text("b".into())), "'b'");
+        // With '' a member, '' is that member.
+        let with_empty = ColumnKind::Enum {
+            labels: vec!["".into(), "a".into()],
+        };
+        assert!(!is_enum_error_value(
+            &with_empty,
+            &Cell::Text(String::new())
+        ));
+        assert_eq!(text(with_empty, Cell::Text(String::new())), "''");
     }
 }

@@ -3,3 +3,12 @@ UPDATE es SET e = 'medium', ee = 'a', s = 'ünïcode', s64 = 'b63', en = 'on' WH
 UPDATE es SET e = NULL, ee = '', s = '', s64 = '' WHERE id = 2;
 DELETE FROM es WHERE id = 3;
 UPDATE eskey SET k = 'b' WHERE v = 1;
+SET SESSION sql_mode = '';
+INSERT INTO eerr VALUES (4, 'zzz', 'zzz', 4), (5, 'x', 'p', 5);
+UPDATE eerr SET e = 'not a member', v = 30 WHERE id = 3;
+UPDATE eerr SET e = 'y' WHERE id = 1;
+INSERT INTO eerr_nokey VALUES ('wrong', 3);
+UPDATE eerr_nokey SET v = 10 WHERE v = 1;
+UPDATE eerr_nokey SET e = 'bad' WHERE v = 2;
+DELETE FROM eerr_nokey WHERE v = 3;
+SET SESSION sql_mode = DEFAULT;

@@ -18,3 +18,12 @@ INSERT INTO es VALUES
   (5, NULL, '', 'exec', 'b40', DEFAULT);
 CREATE TABLE eskey (k ENUM('a', 'b', 'c') PRIMARY KEY, v INT);
 INSERT INTO eskey VALUES ('a', 1), ('c', 3);
+-- The ENUM error value: the empty string of index 0, which a non-strict
+-- session stores for a value that is not a member (a strict destination
+-- refuses both '' and 0 for it). Keyed and keyless tables.
+SET SESSION sql_mode = '';
+CREATE TABLE eerr (id INT PRIMARY KEY, e ENUM('x', 'y') NOT NULL, n ENUM('p', 'q') NULL, v INT);
+INSERT INTO eerr VALUES (1, 'nope', 'q', 1), (2, 'x', 'bad', 2), (3, 'y', NULL, 3);
+CREATE TABLE eerr_nokey (e ENUM('x', 'y'), v INT);
+INSERT INTO eerr_nokey VALUES ('invalid', 1), ('x', 2);
+SET SESSION sql_mode = DEFAULT;
