@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::position::{file_seq, EventOrder};
+use crate::position::{ChangeOrder, Gtid};
 use crate::value::Cell;
 
 /// The operation of a change record.
@@ -62,14 +62,15 @@ pub struct SourceInfo {
 }
 
 impl SourceInfo {
-    /// The record's place in the binlog; `None` for snapshot records, which
-    /// all sit at the snapshot point.
-    pub fn event_order(&self) -> Option<EventOrder> {
-        (!self.snapshot).then(|| EventOrder {
-            file_seq: file_seq(&self.file),
-            pos: self.pos,
-            row: self.row,
-        })
+    /// The record's place in the source's history (see [`ChangeOrder`]);
+    /// `None` for snapshot records, which all sit at the snapshot point, and
+    /// for definitions read at start.
+    pub fn change_order(&self) -> Option<ChangeOrder> {
+        if self.snapshot {
+            return None;
+        }
+        let gtid: Gtid = self.gtid.as_deref()?.parse().ok()?;
+        Some(ChangeOrder::new(gtid, self.pos, self.row))
     }
 }
 

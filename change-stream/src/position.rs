@@ -8,9 +8,13 @@
 //!   number per replication domain. It is what a replica connects with, and it
 //!   survives binlog rotation and purging, so it is what the source stores to
 //!   resume from.
-//! - [`EventOrder`]: one row change inside the binlog: its coordinates plus
-//!   the index of the row in the rows event. Records of the same source carry
-//!   strictly increasing `EventOrder`s in binlog order.
+//! - [`ChangeOrder`]: one row change in the source's history: its
+//!   transaction's GTID domain and sequence number, then the offset of its
+//!   rows event and the row's index in the event. Within a GTID domain,
+//!   records carry strictly increasing `ChangeOrder`s, and unlike binlog
+//!   coordinates they do not start over when the binlog files do (`RESET
+//!   MASTER` with the GTID state restored, another `log_bin` name): this is
+//!   what the sink recognises a record sent twice by.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -119,6 +123,11 @@ impl GtidPosition {
         self.domains.get(&domain).copied()
     }
 
+    /// The last GTID of each domain.
+    pub fn domains(&self) -> impl Iterator<Item = Gtid> + '_ {
+        self.domains.values().copied()
+    }
+
     /// True when `gtid` is already contained in this position.
     pub fn contains(&self, gtid: Gtid) -> bool {
         self.domains
@@ -166,44 +175,52 @@ impl<'de> Deserialize<'de> for GtidPosition {
     }
 }
 
-/// Where one row change sits in the binlog: the rows event's coordinates and
-/// the row's index inside that event. Strictly increasing along the binlog.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EventOrder {
-    pub file_seq: u64,
+/// Where one row change sits in the source's history: the GTID of its
+/// transaction (domain, sequence number), then the offset of its rows event
+/// and the row's index in it (a transaction lies within one binlog file, so
+/// the offsets grow along it). Records of one domain are strictly ordered;
+/// records of different domains are not comparable, and the derived order
+/// (domain first) only serves to keep them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangeOrder {
+    pub domain: u32,
+    pub seq: u64,
     pub pos: u64,
     pub row: u32,
 }
 
-impl EventOrder {
-    pub fn new(coords: &BinlogCoordinates, row: u32) -> Self {
+impl ChangeOrder {
+    pub fn new(gtid: Gtid, pos: u64, row: u32) -> Self {
         Self {
-            file_seq: coords.file_seq(),
-            pos: coords.pos,
+            domain: gtid.domain,
+            seq: gtid.seq,
+            pos,
             row,
         }
     }
 }
 
-impl fmt::Display for EventOrder {
+impl fmt::Display for ChangeOrder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file_seq, self.pos, self.row)
+        write!(f, "{}-{}:{}:{}", self.domain, self.seq, self.pos, self.row)
     }
 }
 
-impl FromStr for EventOrder {
+impl FromStr for ChangeOrder {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || Error::InvalidPosition(format!("`{s}` is not an event order (file:pos:row)"));
-        let mut parts = s.split(':');
-        let file_seq = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let pos = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let row = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(EventOrder { file_seq, pos, row })
+        let bad =
+            || Error::InvalidPosition(format!("`{s}` is not a change order (domain-seq:pos:row)"));
+        let (gtid, rest) = s.split_once(':').ok_or_else(bad)?;
+        let (domain, seq) = gtid.split_once('-').ok_or_else(bad)?;
+        let (pos, row) = rest.split_once(':').ok_or_else(bad)?;
+        Ok(ChangeOrder {
+            domain: domain.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+            pos: pos.parse().map_err(|_| bad())?,
+            row: row.parse().map_err(|_| bad())?,
+        })
     }
 }
 
@@ -236,12 +253,17 @@ mod tests {
     }
 
     #[test]
-    fn event_order_round_trips_and_orders() {
-        let a = EventOrder::new(&BinlogCoordinates::new("b.000002", 10), 3);
-        let b = EventOrder::new(&BinlogCoordinates::new("b.000002", 10), 4);
-        let c = EventOrder::new(&BinlogCoordinates::new("b.000003", 4), 0);
+    fn change_order_round_trips_and_orders_within_a_domain() {
+        let g = |s: &str| s.parse::<Gtid>().unwrap();
+        let a = ChangeOrder::new(g("0-1-7"), 900, 3);
+        let b = ChangeOrder::new(g("0-1-7"), 900, 4);
+        // A later transaction at a smaller offset (the binlog files started
+        // over) is still later.
+        let c = ChangeOrder::new(g("0-2-8"), 4, 0);
         assert!(a < b && b < c);
-        assert_eq!(a.to_string().parse::<EventOrder>().unwrap(), a);
-        assert!("1:2".parse::<EventOrder>().is_err());
+        assert_eq!(a.to_string(), "0-7:900:3");
+        assert_eq!(a.to_string().parse::<ChangeOrder>().unwrap(), a);
+        assert!("1:2".parse::<ChangeOrder>().is_err());
+        assert!("0-1:2".parse::<ChangeOrder>().is_err());
     }
 }

@@ -294,10 +294,8 @@ async fn sync(
                     continue;
                 };
                 let change = SchemaChange::decode(payload)?;
-                let order = change.source.event_order().map(|o| (o, 0));
-                if order.is_some_and(|o| st.last.is_some_and(|last| o <= last))
-                    || ddl_queue.has(&change.id())
-                {
+                let order = change.source.change_order().map(|o| (o, 0));
+                if order.is_some_and(|o| st.last.covers(&o)) || ddl_queue.has(&change.id()) {
                     continue; // sent again by the source after its restart
                 }
                 ddl_queue.push(Pending {
@@ -325,8 +323,8 @@ async fn sync(
             {
                 // A schema-change marker: this partition waits for it.
                 let change = SchemaChange::decode(payload)?;
-                let order = change.source.event_order().map(|o| (o, 0));
-                if order.is_some_and(|o| st.last.is_some_and(|last| o <= last)) {
+                let order = change.source.change_order().map(|o| (o, 0));
+                if order.is_some_and(|o| st.last.covers(&o)) {
                     st.next_offset = msg.offset() + 1; // sent again by the source
                     continue;
                 }
@@ -352,10 +350,10 @@ async fn sync(
                 ))
             })?;
             if let Some(order) = record_order(&record) {
-                if st.last.is_some_and(|last| order <= last) {
+                if st.last.covers(&order) {
                     continue; // sent again by the source after its restart
                 }
-                st.last = Some(order);
+                st.last.advance(order);
             }
             let source = table.id.clone();
             let table = mapping.shape(&table);
@@ -412,8 +410,11 @@ async fn sync(
             // source sent it again): its markers are skipped, so it must
             // not wait for them.
             let sc_key = (schema_changes.clone(), 0);
-            let done = applied.get(&sc_key).and_then(|s| s.last);
-            if head.order.is_some_and(|o| done.is_some_and(|d| o <= d)) {
+            let done = applied.get(&sc_key).map(|s| &s.last);
+            if head
+                .order
+                .is_some_and(|o| done.is_some_and(|d| d.covers(&o)))
+            {
                 let pending = ddl_queue.pop(&[]).expect("a head");
                 tracing::info!(id = %pending.change.id(), "schema change sent again by the source: skipped");
                 continue;
@@ -443,9 +444,11 @@ async fn sync(
                 (schema_changes.clone(), 0),
                 PartitionState {
                     next_offset: pending.offset + 1,
-                    last: pending.order.or(applied
+                    last: applied
                         .get(&(schema_changes.clone(), 0))
-                        .and_then(|s| s.last)),
+                        .map(|s| s.last.clone())
+                        .unwrap_or_default()
+                        .with(pending.order),
                 },
             )];
             for (p, held) in &released {
@@ -453,7 +456,11 @@ async fn sync(
                     p.clone(),
                     PartitionState {
                         next_offset: held.offset + 1,
-                        last: held.order.or(applied.get(p).and_then(|s| s.last)),
+                        last: applied
+                            .get(p)
+                            .map(|s| s.last.clone())
+                            .unwrap_or_default()
+                            .with(held.order),
                     },
                 ));
             }

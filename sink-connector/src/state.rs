@@ -1,26 +1,38 @@
-//! What the sink has applied, stored at the destination itself.
+//! What the sink has applied, stored at the destination itself, and the
+//! one rule that says whether a record is already applied.
 //!
 //! The table `<state_database>.applied` holds, per topic partition, the next
-//! Kafka offset to apply and the source coordinates of the last binlog
-//! record applied. It is updated in the same transaction as the rows, so the
-//! destination and the record of what it contains can never disagree: a
-//! crash before the commit loses both, a crash after keeps both. On start
-//! the consumer is positioned from this table; Kafka's committed offsets are
-//! only a hint for monitoring.
+//! Kafka offset to apply and, per GTID domain, the place in the source's
+//! history of the last binlog record applied. It is updated in the same
+//! transaction as the rows, so the destination and the record of what it
+//! contains can never disagree: a crash before the commit loses both, a
+//! crash after keeps both. On start the consumer is positioned from this
+//! table; Kafka's committed offsets are only a hint for monitoring.
 //!
-//! The source coordinates catch records the source sent twice (after its own
+//! ## Already applied
+//! A record at an offset below the partition's next offset is applied. The
+//! place in the history catches records the source sent twice (after its own
 //! crash it resumes from its last stored position and sends again what the
-//! broker may already have): such a record has new Kafka offsets but old
-//! coordinates, at or before the last applied ones, and is skipped. Snapshot
-//! records are not compared: they are upserts of the row as it was at the
-//! snapshot point, and the source never sends one after a binlog change made
-//! later than that point (a resumed snapshot replays the binlog up to its new
-//! point first, then reads on at that point).
+//! broker may already have): such a record has new Kafka offsets but an old
+//! place, at or before the last applied one of its domain, and is skipped.
+//! The place is the transaction's GTID sequence number, then the rows
+//! event's offset and the row's index ([`ChangeOrder`]), compared within its
+//! GTID domain: unlike binlog file coordinates it does not start over when
+//! the source's binlog files do (`RESET MASTER` with the GTID state kept,
+//! another `log_bin` name), which would have every later change taken for
+//! one already applied. When the GTIDs themselves start over (a plain
+//! `RESET MASTER`), the source connector stops with an error instead of
+//! sending them (`source-connector/src/binlog.rs`).
+//!
+//! Snapshot records are not compared: they are upserts of the row as it was
+//! at the snapshot point, and the source never sends one after a binlog
+//! change made later than that point (a resumed snapshot replays the binlog
+//! up to its new point first, then reads on at that point).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use change_stream::event::{ChangeRecord, Op};
-use change_stream::position::EventOrder;
+use change_stream::position::ChangeOrder;
 use change_stream::table::quote_ident;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
@@ -28,25 +40,64 @@ use mysql_async::Conn;
 use crate::error::{from_mysql, SinkError};
 use crate::sql::quote_str;
 
-/// The order of a binlog record: its coordinates, then 0, or 1 for the
-/// create half of an update that changed the key (which shares the
-/// coordinates of the delete half written just before it).
-pub type RecordOrder = (EventOrder, u8);
+/// The place of a binlog record: its [`ChangeOrder`], then 0, or 1 for the
+/// create half of an update that changed the key (which shares the place of
+/// the delete half written just before it).
+pub type RecordOrder = (ChangeOrder, u8);
 
 pub fn record_order(record: &ChangeRecord) -> Option<RecordOrder> {
     record
         .source
-        .event_order()
+        .change_order()
         .map(|o| (o, u8::from(record.op == Op::Create)))
 }
 
-fn format_order((o, rank): &RecordOrder) -> String {
-    format!("{o}:{rank}")
-}
+/// The last binlog record applied on a partition, per GTID domain.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Applied(BTreeMap<u32, RecordOrder>);
 
-fn parse_order(s: &str) -> Option<RecordOrder> {
-    let (order, rank) = s.rsplit_once(':')?;
-    Some((order.parse().ok()?, rank.parse().ok()?))
+impl Applied {
+    /// Whether the record at `order` is already applied: at or before the
+    /// last one applied in its domain.
+    pub fn covers(&self, order: &RecordOrder) -> bool {
+        self.0
+            .get(&order.0.domain)
+            .is_some_and(|last| order <= last)
+    }
+
+    /// Records that the record at `order` is applied.
+    pub fn advance(&mut self, order: RecordOrder) {
+        self.0.insert(order.0.domain, order);
+    }
+
+    /// This, advanced by `order` when there is one.
+    pub fn with(mut self, order: Option<RecordOrder>) -> Self {
+        if let Some(o) = order {
+            self.advance(o);
+        }
+        self
+    }
+
+    /// The stored form: `domain-seq:pos:row:rank` per domain, comma-separated.
+    fn format(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| {
+            self.0
+                .values()
+                .map(|(o, rank)| format!("{o}:{rank}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        let mut out = BTreeMap::new();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (order, rank) = part.rsplit_once(':')?;
+            let order: ChangeOrder = order.parse().ok()?;
+            out.insert(order.domain, (order, rank.parse().ok()?));
+        }
+        Some(Self(out))
+    }
 }
 
 /// A topic partition.
@@ -56,8 +107,8 @@ pub type Partition = (String, i32);
 pub struct PartitionState {
     /// Offset of the next record to apply.
     pub next_offset: i64,
-    /// The last binlog record applied.
-    pub last: Option<RecordOrder>,
+    /// The last binlog records applied.
+    pub last: Applied,
 }
 
 pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkError> {
@@ -70,7 +121,7 @@ pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkErr
            `topic` VARCHAR(255) NOT NULL, \
            `kafka_partition` INT NOT NULL, \
            `next_offset` BIGINT NOT NULL, \
-           `last_event` VARCHAR(100) NULL COMMENT 'file_seq:pos:row:rank of the last binlog record applied', \
+           `last_change` TEXT NULL COMMENT 'per GTID domain, domain-seq:pos:row:rank of the last binlog record applied', \
            `group_id` VARCHAR(255) NOT NULL, \
            `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
            PRIMARY KEY (`topic`, `kafka_partition`)\
@@ -78,6 +129,22 @@ pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkErr
     ))
     .await
     .map_err(|e| from_mysql("cannot create the state table", e))?;
+    // A state table of an earlier version kept binlog coordinates, which
+    // start over with the source's binlog files.
+    let has_change: Option<i64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'applied' AND COLUMN_NAME = 'last_change'",
+            (database,),
+        )
+        .await
+        .map_err(|e| from_mysql("cannot read the state table's columns", e))?;
+    if has_change == Some(0) {
+        conn.query_drop(format!(
+            "ALTER TABLE {db}.`applied` ADD COLUMN `last_change` TEXT NULL"
+        ))
+        .await
+        .map_err(|e| from_mysql("cannot add last_change to the state table", e))?;
+    }
     conn.query_drop(format!(
         "CREATE TABLE IF NOT EXISTS {db}.`ddl_failures` (\
            `id` BIGINT AUTO_INCREMENT PRIMARY KEY, \
@@ -146,7 +213,7 @@ pub async fn load(
     let rows: Vec<(String, i32, i64, Option<String>)> = conn
         .exec(
             format!(
-                "SELECT `topic`, `kafka_partition`, `next_offset`, `last_event` FROM {}.`applied` WHERE `topic` LIKE ?",
+                "SELECT `topic`, `kafka_partition`, `next_offset`, `last_change` FROM {}.`applied` WHERE `topic` LIKE ?",
                 quote_ident(database)
             ),
             (format!("{}.%", prefix.replace('_', "\\_").replace('%', "\\%")),),
@@ -160,7 +227,7 @@ pub async fn load(
                 (topic, partition),
                 PartitionState {
                     next_offset,
-                    last: last.as_deref().and_then(parse_order),
+                    last: last.as_deref().and_then(Applied::parse).unwrap_or_default(),
                 },
             )
         })
@@ -174,7 +241,7 @@ pub fn save_sql(
     changes: &[(&Partition, &PartitionState)],
 ) -> String {
     let mut sql = format!(
-        "INSERT INTO {}.`applied` (`topic`, `kafka_partition`, `next_offset`, `last_event`, `group_id`) VALUES ",
+        "INSERT INTO {}.`applied` (`topic`, `kafka_partition`, `next_offset`, `last_change`, `group_id`) VALUES ",
         quote_ident(database)
     );
     for (i, ((topic, partition), state)) in changes.iter().enumerate() {
@@ -183,8 +250,8 @@ pub fn save_sql(
         }
         let last = state
             .last
-            .as_ref()
-            .map_or_else(|| "NULL".to_string(), |o| quote_str(&format_order(o)));
+            .format()
+            .map_or_else(|| "NULL".to_string(), |o| quote_str(&o));
         sql.push_str(&format!(
             "({}, {partition}, {}, {last}, {})",
             quote_str(topic),
@@ -193,7 +260,7 @@ pub fn save_sql(
         ));
     }
     sql.push_str(
-        " ON DUPLICATE KEY UPDATE `next_offset` = VALUES(`next_offset`), `last_event` = VALUES(`last_event`), \
+        " ON DUPLICATE KEY UPDATE `next_offset` = VALUES(`next_offset`), `last_change` = VALUES(`last_change`), \
          `group_id` = VALUES(`group_id`), `updated_at` = CURRENT_TIMESTAMP(6)",
     );
     sql
@@ -204,16 +271,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn orders_round_trip() {
-        let o = (
-            EventOrder {
-                file_seq: 3,
-                pos: 1234,
-                row: 7,
-            },
-            1,
-        );
-        assert_eq!(parse_order(&format_order(&o)), Some(o));
-        assert_eq!(parse_order("garbage"), None);
+    fn applied_is_per_domain_and_round_trips() {
+        let o = |s: &str, rank| (s.parse::<ChangeOrder>().unwrap(), rank);
+        let mut a = Applied::default();
+        assert!(!a.covers(&o("0-5:100:0", 0)));
+        a.advance(o("0-5:100:2", 0));
+        a.advance(o("1-9:50:0", 1));
+        assert!(a.covers(&o("0-5:100:2", 0)));
+        assert!(a.covers(&o("0-4:9000:0", 0)));
+        assert!(!a.covers(&o("0-5:100:2", 1)));
+        // A later transaction at a smaller offset is not applied yet.
+        assert!(!a.covers(&o("0-6:4:0", 0)));
+        assert!(!a.covers(&o("2-1:4:0", 0)));
+        assert!(a.covers(&o("1-9:50:0", 1)));
+        let stored = a.format().unwrap();
+        assert_eq!(stored, "0-5:100:2:0,1-9:50:0:1");
+        assert_eq!(Applied::parse(&stored), Some(a));
+        assert_eq!(Applied::parse("garbage"), None);
+        // A value of the earlier coordinate form is not read as a place.
+        assert_eq!(Applied::parse("3:1234:7:1"), None);
     }
 }

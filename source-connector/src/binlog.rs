@@ -196,6 +196,15 @@ impl BinlogReader {
                 }
                 let seq = u64::from_le_bytes(d[0..8].try_into().expect("8 bytes"));
                 let domain = u32::from_le_bytes(d[8..12].try_into().expect("4 bytes"));
+                // The sink tells a record sent twice by its GTID: within a
+                // domain the sequence numbers must grow.
+                if let Some(last) = self.gtid.get(domain).filter(|l| seq <= l.seq) {
+                    return Err(SourceError::History(format!(
+                        "GTID {domain}-{}-{seq} follows {last} at {}:{start}: the sequence numbers of domain {domain} went back (RESET MASTER while the connector ran, or GTIDs out of order with gtid_strict_mode OFF); changes would be taken for ones already sent: start over with a new snapshot under a new kafka.topic_prefix (README, Operations), and set gtid_strict_mode = ON at the source",
+                        header.server_id(),
+                        self.file
+                    )));
+                }
                 self.txn = Some(Txn {
                     gtid: Gtid {
                         domain,
@@ -664,6 +673,73 @@ fn row_cells(ctx: &TableCtx, row: BinlogRow) -> Result<Vec<Cell>, SourceError> {
         })
         .collect::<Result<Vec<Cell>, SourceError>>()?;
     Ok(cells)
+}
+
+/// Whether the source's binlog still holds the history `stored` is a
+/// point of. In the same history, the stored binlog coordinates resolve
+/// to the stored GTID position (`BINLOG_GTID_POS`), or, once their file is
+/// purged, the binlog starts at or after that position. When neither holds,
+/// the binlog was reset (`RESET MASTER`) and its GTIDs started over: a
+/// replica connecting by GTID would be served from a transaction that only
+/// shares its GTID with the stored one, and every change in between would
+/// be lost. Binlog files that start over with the GTID state kept (`RESET
+/// MASTER` then `SET GLOBAL gtid_binlog_state`) pass: the sink orders
+/// records by GTID, not by binlog coordinates.
+pub async fn check_history(conn: &mut Conn, stored: &StoredPosition) -> Result<(), SourceError> {
+    let err = |e: mysql_async::Error| SourceError::Source(describe_mysql(&e));
+    if stored.file.is_empty() || stored.gtid.is_empty() {
+        return Ok(());
+    }
+    let at = gtid_at(conn, &stored.file, stored.pos).await.map_err(err)?;
+    let holds = |state: &GtidPosition, exact: bool| {
+        stored.gtid.domains().all(|g| {
+            state.get(g.domain).is_some_and(|s| {
+                if exact {
+                    s.seq == g.seq
+                } else {
+                    s.seq >= g.seq
+                }
+            })
+        })
+    };
+    if at.as_ref().is_some_and(|at| holds(at, true)) {
+        return Ok(());
+    }
+    let files: Vec<String> = conn
+        .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| {
+            row.get::<String, _>(0).unwrap_or_default()
+        })
+        .await
+        .map_err(err)?;
+    let Some(first) = files.first() else {
+        return Ok(());
+    };
+    let start = gtid_at(conn, first, 4)
+        .await
+        .map_err(err)?
+        .unwrap_or_default();
+    if holds(&start, false) {
+        return Ok(());
+    }
+    Err(SourceError::History(format!(
+        "the source's binlog is not the one the stored position {} ({}:{}) is in: that point is gone and the binlog now starts at {} (RESET MASTER?); changes since the position would be lost: start over with a new snapshot under a new kafka.topic_prefix (README, Operations)",
+        stored.gtid,
+        stored.file,
+        stored.pos,
+        if start.is_empty() { "no GTID".to_string() } else { start.to_string() }
+    )))
+}
+
+/// The GTID position at binlog coordinates, if the server knows them.
+async fn gtid_at(
+    conn: &mut Conn,
+    file: &str,
+    pos: u64,
+) -> Result<Option<GtidPosition>, mysql_async::Error> {
+    let p: Option<Option<String>> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
+        .await?;
+    Ok(p.flatten().and_then(|p| p.parse().ok()))
 }
 
 pub fn now_ms() -> i64 {

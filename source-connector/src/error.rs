@@ -36,6 +36,10 @@ pub enum SourceError {
     Stream(#[from] change_stream::Error),
     #[error("binlog: {0}")]
     Binlog(String),
+    /// The source's binlog is no longer the history the position is in
+    /// (`RESET MASTER`, GTIDs out of order): going on would lose changes.
+    #[error("binlog: {0}")]
+    History(String),
 }
 
 impl SourceError {
@@ -75,6 +79,11 @@ pub fn describe_mysql(e: &mysql_async::Error) -> String {
             // the server dropped this one.
             4052 => format!(
                 "{} (error 4052): another replica or connector reads the binlog with the same [source] server_id; give each its own",
+                s.message
+            ),
+            // The GTID position asked for is not in the binlog.
+            1236 => format!(
+                "{} (error 1236): the source's binlog no longer holds the stored position (its files were purged, or RESET MASTER ran); the changes since cannot be read: start over with a new snapshot under a new kafka.topic_prefix (README, Operations), and keep the binlog longer (binlog_expire_logs_seconds)",
                 s.message
             ),
             1227 | 1142 | 1143 => format!(

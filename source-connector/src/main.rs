@@ -558,6 +558,12 @@ async fn sync(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
     let mut enc = Encoder::default();
+    if let Some(p) = &position {
+        // Before reading on from a stored position: is it still in the
+        // source's binlog history?
+        let mut conn = connect(opts, config.source.connect_timeout_secs).await?;
+        binlog::check_history(&mut conn, p).await?;
+    }
     let gtid = match position {
         Some(p) if p.snapshot.is_none() => p.gtid,
         position => {

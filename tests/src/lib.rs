@@ -405,12 +405,79 @@ impl Drop for BrokerPause {
     }
 }
 
+/// A MariaDB server of a test's own (`scripts/stack.sh mariadb`),
+/// configured like the stack's source, for tests that change its global
+/// settings or its binlog; stopped when dropped.
+pub struct PrivateServer {
+    dir: PathBuf,
+    name: String,
+    pub port: u16,
+}
+
+impl PrivateServer {
+    /// Starts server `name` (its data under `target/e2e/<name>-stack`) on a
+    /// port above `base_port` chosen by the process id, with `server_id`.
+    pub fn start(name: &str, base_port: u16, server_id: u32) -> Result<Self> {
+        let server = Self {
+            dir: workspace().join(format!("target/e2e/{name}-stack")),
+            name: name.to_string(),
+            port: base_port + (std::process::id() % 1000) as u16,
+        };
+        server.stack(&[
+            "mariadb",
+            name,
+            &server.port.to_string(),
+            &server_id.to_string(),
+        ])?;
+        Ok(server)
+    }
+
+    fn stack(&self, args: &[&str]) -> Result<()> {
+        let out = Command::new(workspace().join("scripts/stack.sh"))
+            .args(args)
+            .env("STACK_DIR", &self.dir)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "stack.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        mysql_url(self.port)
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = self.stack(&["stop", &self.name]);
+    }
+}
+
 /// The source config for the local stack.
 pub fn source_config(prefix: &str, databases: &[&str], server_id: u32, extra: &str) -> String {
+    source_config_at(
+        &mysql_url(source_port()),
+        prefix,
+        databases,
+        server_id,
+        extra,
+    )
+}
+
+/// The source config for the source server at `url`.
+pub fn source_config_at(
+    url: &str,
+    prefix: &str,
+    databases: &[&str],
+    server_id: u32,
+    extra: &str,
+) -> String {
     let dbs: Vec<String> = databases.iter().map(|d| format!("\"{d}\"")).collect();
     format!(
-        "[source]\nurl = \"{}\"\nserver_id = {server_id}\ndatabases = [{}]\n{extra}\n\n[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\nposition_interval_ms = 200\n# Tansu answers slowly; more in flight makes librdkafka spin.\nproperties = {{ \"max.in.flight.requests.per.connection\" = \"1\" }}\n",
-        mysql_url(source_port()),
+        "[source]\nurl = \"{url}\"\nserver_id = {server_id}\ndatabases = [{}]\n{extra}\n\n[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\nposition_interval_ms = 200\n# Tansu answers slowly; more in flight makes librdkafka spin.\nproperties = {{ \"max.in.flight.requests.per.connection\" = \"1\" }}\n",
         dbs.join(", "),
         kafka_servers()
     )

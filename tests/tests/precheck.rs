@@ -8,42 +8,6 @@ use std::process::Command;
 
 use e2e_tests::*;
 
-struct Server {
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl Server {
-    fn start() -> Result<Self> {
-        let port = 25000 + (std::process::id() % 1000) as u16;
-        let server = Self {
-            dir: workspace().join("target/e2e/precheck-stack"),
-            port,
-        };
-        server.stack(&["mariadb", "precheck", &port.to_string(), "41"])?;
-        Ok(server)
-    }
-
-    fn stack(&self, args: &[&str]) -> Result<()> {
-        let out = Command::new(workspace().join("scripts/stack.sh"))
-            .args(args)
-            .env("STACK_DIR", &self.dir)
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "stack.sh {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.stack(&["stop", "precheck"]);
-    }
-}
-
 /// Runs `<binary> <command> --config <text> [args]`: exit code, stdout,
 /// stderr.
 fn cli(
@@ -89,7 +53,7 @@ fn status(report: &serde_json::Value, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_precheck_explains_every_failed_item() -> Result<()> {
-    let server = Server::start()?;
+    let server = PrivateServer::start("precheck", 25000, 41)?;
     let mut db = Db::connect(server.port).await?;
     db.exec(
         "CREATE DATABASE IF NOT EXISTS shop; \
