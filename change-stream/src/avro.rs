@@ -111,10 +111,10 @@ pub fn split_single_object(bytes: &[u8]) -> Result<(u64, &[u8]), Error> {
     Ok((fp, &bytes[10..]))
 }
 
-/// CRC-64-AVRO (Rabin) of a text.
-pub fn fingerprint(text: &str) -> u64 {
+/// CRC-64-AVRO (Rabin) of a text (or of any bytes).
+pub fn fingerprint(text: impl AsRef<[u8]>) -> u64 {
     let mut hasher = Rabin::new();
-    hasher.update(text.as_bytes());
+    hasher.update(text.as_ref());
     u64::from_le_bytes(hasher.finalize().as_slice().try_into().expect("8 bytes"))
 }
 

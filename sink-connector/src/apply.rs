@@ -459,6 +459,8 @@ fn unkeyed_statement(
 /// The destination connection.
 pub struct Applier {
     conn: Conn,
+    /// What it was opened with, for sessions of other kinds.
+    opts: mysql_async::OptsBuilder,
     pub max_statement_bytes: usize,
     /// The destination's max_allowed_packet: no statement may be longer.
     max_packet: usize,
@@ -491,7 +493,7 @@ impl Applier {
                 "SET @tributary_apply = 1",
                 SESSION_SQL_MODE,
             ]);
-        let mut conn = match tokio::time::timeout(std::time::Duration::from_secs(timeout_secs), Conn::new(opts)).await {
+        let mut conn = match tokio::time::timeout(std::time::Duration::from_secs(timeout_secs), Conn::new(opts.clone())).await {
             Err(_) => {
                 return Err(SinkError::DestinationLost(format!(
                     "cannot connect to {target} within {timeout_secs}s; check [destination] url and that the server runs"
@@ -507,6 +509,7 @@ impl Applier {
         let max_packet = packet.unwrap_or(16 << 20) as usize;
         Ok(Self {
             conn,
+            opts,
             max_statement_bytes: max_statement_bytes.min(max_packet.saturating_sub(64 * 1024)),
             max_packet,
         })
@@ -516,14 +519,23 @@ impl Applier {
         &mut self.conn
     }
 
-    /// Runs `statements` and then `state_sql` in one transaction. A
+    /// A new session set up like this one, without a default database
+    /// (MariaDB has no way back to none once a session has one).
+    pub async fn session_without_database(&self) -> Result<Conn, SinkError> {
+        Conn::new(self.opts.clone().db_name(None::<String>))
+            .await
+            .map_err(|e| from_mysql("cannot open a session at the destination", e))
+    }
+
+    /// Runs `statements` and then `state` (the positions they reach) in
+    /// one transaction. A
     /// statement the destination refuses is named by the table and the
     /// key of the row it refused (the server's "at row n"), not by its
     /// text, which can be megabytes.
     pub async fn apply(
         &mut self,
         statements: &[Statement],
-        state_sql: &str,
+        state: &[String],
     ) -> Result<(), SinkError> {
         // A statement longer than max_allowed_packet would make the server
         // drop the connection, which looks like an outage and is retried
@@ -557,9 +569,11 @@ impl Applier {
                 return Err(err);
             }
         }
-        conn.query_drop(state_sql)
-            .await
-            .map_err(|e| from_mysql("cannot record the applied position", e))?;
+        for sql in state {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| from_mysql("cannot record the applied position", e))?;
+        }
         conn.query_drop("COMMIT")
             .await
             .map_err(|e| from_mysql("commit failed", e))?;

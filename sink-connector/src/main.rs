@@ -2,9 +2,11 @@
 //! applies them to a destination MariaDB.
 //!
 //! Stages, one file each: `consume.rs` (the Kafka consumer), `decode.rs`
-//! (writer schemas and table definitions), `ddl.rs` (creating tables),
-//! `apply.rs` (batches in transactions), `state.rs` (what has been applied),
-//! `sql.rs` (literals). This file wires them.
+//! (writer schemas and table definitions), `ddl.rs` (creating tables, and
+//! holding partitions at schema-change markers), `apply.rs` (batches in
+//! transactions), `schema_apply.rs` (running a schema change once),
+//! `state.rs` (what has been applied), `sql.rs` (literals). This file wires
+//! them.
 
 mod apply;
 mod check;
@@ -14,6 +16,7 @@ mod ddl;
 mod decode;
 mod error;
 mod mapping;
+mod schema_apply;
 mod sql;
 mod state;
 
@@ -22,7 +25,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use change_stream::schema_change::{SchemaChange, DEFINITION, SNAPSHOT_RESTART};
+use change_stream::schema_change::SchemaChange;
 use change_stream::table::TableId;
 use change_stream::topics;
 use clap::{Parser, Subcommand};
@@ -30,7 +33,7 @@ use rdkafka::Message;
 use tokio::sync::watch;
 
 use crate::apply::{Applier, Change};
-use crate::config::{Config, ConflictMode, DdlErrorPolicy, TriggerMethod};
+use crate::config::{Config, ConflictMode};
 use crate::consume::Input;
 use crate::ddl::{DdlQueue, Held, Pending};
 use crate::decode::Registry;
@@ -431,7 +434,7 @@ async fn sync(
                 break;
             };
             let pending = ddl_queue.pop(&released).expect("a head");
-            apply_schema_change(
+            let mut with_position = schema_apply::apply(
                 config,
                 &mapping,
                 &mut applier,
@@ -466,21 +469,9 @@ async fn sync(
             }
             let refs: Vec<(&Partition, &PartitionState)> =
                 positions.iter().map(|(p, s)| (p, s)).collect();
-            applier
-                .apply(
-                    &[],
-                    &state::save_sql(state_db, &config.kafka.group_id, &refs),
-                )
-                .await?;
-            if pending.change.kind == "RENAME TABLE" {
-                ddl::forget_rename(
-                    applier.conn(),
-                    state_db,
-                    &config.kafka.topic_prefix,
-                    &pending.change.id(),
-                )
-                .await;
-            }
+            with_position.push(state::save_sql(state_db, &config.kafka.group_id, &refs));
+            applier.apply(&[], &with_position).await?;
+            schema_apply::applied(&mut applier, config, &pending).await;
             for (p, held) in &released {
                 input.resume_at(p, held.offset + 1)?;
             }
@@ -527,156 +518,13 @@ async fn apply_batch(
         let mut positions: Vec<(&Partition, &PartitionState)> = touched.iter().collect();
         positions.sort_by(|a, b| a.0.cmp(b.0));
         let state_sql = state::save_sql(state_db, &config.kafka.group_id, &positions);
-        applier.apply(&statements, &state_sql).await?;
+        applier.apply(&statements, &[state_sql]).await?;
         input.commit_hint(&positions);
         tracing::debug!(
             records = changes.len(),
             statements = statements.len(),
             "batch applied"
         );
-    }
-    Ok(())
-}
-
-/// Runs one schema change at the destination (or, for a definition,
-/// creates the table if it is missing).
-async fn apply_schema_change(
-    config: &Config,
-    mapping: &Mapping,
-    applier: &mut Applier,
-    registry: &mut Registry,
-    ready: &mut HashSet<TableId>,
-    pending: &Pending,
-) -> Result<(), SinkError> {
-    let change = &pending.change;
-    registry.apply_change(change);
-    if change.kind == DEFINITION {
-        // A table (and a trigger's table) is created if it is missing.
-        for t in &change.tables {
-            if let Some(def) = &t.definition {
-                if !ready.contains(&t.id) {
-                    let def = mapping.schema(def);
-                    if change.ddl.is_none() {
-                        ddl::check_conflicts(
-                            applier.conn(),
-                            &[std::sync::Arc::new(def.clone())],
-                            config.schema.on_conflict,
-                        )
-                        .await?;
-                    }
-                    ddl::ensure_table(applier.conn(), &def).await?;
-                    ready.insert(t.id.clone());
-                }
-            }
-        }
-    }
-    let Some(statement) = &change.ddl else {
-        return Ok(());
-    };
-    // A snapshot restart discards rows the table's snapshot sent: it goes
-    // with them, whether inserts are applied.
-    let operation = if change.kind == SNAPSHOT_RESTART {
-        "INSERT"
-    } else {
-        change.kind.as_str()
-    };
-    if change.kind != DEFINITION
-        && change
-            .tables
-            .iter()
-            .any(|t| !config.allows(&t.id, operation))
-    {
-        tracing::info!(kind = %change.kind, id = %change.id(), "schema change filtered out ([[filter]] operations)");
-        return Ok(());
-    }
-    let guard = config.schema.triggers == TriggerMethod::Guard;
-    let ansi = change_stream::ddl::ansi_quotes(change.sql_mode.as_deref());
-    let statement = mapping.rewrite(statement, &change.database, ansi);
-    let sql = ddl::prepare(
-        applier.conn(),
-        &statement,
-        change.sql_mode.as_deref(),
-        guard,
-    )
-    .await;
-    let database = mapping.database(&change.database);
-    if change.kind == DEFINITION && !database.is_empty() {
-        // Sequences come before the first table of their database.
-        ddl::ensure_database(applier.conn(), &database).await?;
-    }
-    let outcome = if change.kind == "RENAME TABLE" {
-        ddl::execute_rename(
-            applier.conn(),
-            &config.destination.state_database,
-            &config.kafka.topic_prefix,
-            &change.id(),
-            &database,
-            change.sql_mode.as_deref(),
-            &sql,
-        )
-        .await?
-    } else {
-        ddl::execute(applier.conn(), &database, change.sql_mode.as_deref(), &sql).await?
-    };
-    // An ALTER that renamed a column before a crash fails when run again
-    // for an unknown column: when every table it names already has the
-    // columns it leads to, it ran.
-    let outcome = match outcome {
-        ddl::Outcome::Failed(error)
-            if change.kind == "ALTER TABLE" && error.ends_with("(error 1054)") =>
-        {
-            let mut shaped = !change.tables.is_empty();
-            for t in &change.tables {
-                shaped &= match &t.definition {
-                    Some(def) => ddl::has_columns(applier.conn(), &mapping.schema(def)).await?,
-                    None => false,
-                };
-            }
-            if shaped {
-                ddl::Outcome::AlreadyApplied(format!(
-                    "{error}, and the table already has the columns the statement leads to"
-                ))
-            } else {
-                ddl::Outcome::Failed(error)
-            }
-        }
-        outcome => outcome,
-    };
-    match outcome {
-        ddl::Outcome::Applied => {
-            tracing::info!(kind = %change.kind, id = %change.id(), "schema change applied")
-        }
-        ddl::Outcome::AlreadyApplied(why) => {
-            tracing::info!(kind = %change.kind, id = %change.id(), reason = %why, "schema change already applied")
-        }
-        ddl::Outcome::Failed(error) => {
-            let shown: String = sql.chars().take(300).collect();
-            if config.apply.on_ddl_error == DdlErrorPolicy::Stop {
-                return Err(SinkError::Destination(format!(
-                    "schema change {} failed: {error}: {shown} (apply.on_ddl_error = stop)",
-                    change.id()
-                )));
-            }
-            tracing::error!(id = %change.id(), %error, statement = %shown, "schema change failed at the destination; recorded in ddl_failures, going on (apply.on_ddl_error = continue)");
-            state::record_failure(
-                applier.conn(),
-                &config.destination.state_database,
-                &config.kafka.topic_prefix,
-                change,
-                &error,
-            )
-            .await?;
-        }
-    }
-    if change.kind == DEFINITION {
-        return Ok(());
-    }
-    for t in &change.tables {
-        if t.definition.is_some() {
-            ready.insert(t.id.clone());
-        } else {
-            ready.remove(&t.id);
-        }
     }
     Ok(())
 }

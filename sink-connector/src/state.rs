@@ -158,32 +158,36 @@ pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkErr
     ))
     .await
     .map_err(|e| from_mysql("cannot create the ddl_failures table", e))?;
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {db}.`ddl_journal` (\
+           `topic_prefix` VARCHAR(255) NOT NULL PRIMARY KEY, \
+           `change_id` VARCHAR(255) NOT NULL, \
+           `objects_before` VARCHAR(16) NOT NULL COMMENT 'fingerprint of the objects it names, before it ran', \
+           `started_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)\
+         ) ENGINE=InnoDB COMMENT='the schema change the sink started and has not stored the position past'"
+    ))
+    .await
+    .map_err(|e| from_mysql("cannot create the ddl_journal table", e))?;
     Ok(())
 }
 
-/// Records a schema change that failed at the destination.
-pub async fn record_failure(
-    conn: &mut Conn,
+/// The statement recording a schema change that failed at the
+/// destination (run with the position past it).
+pub fn record_failure_sql(
     database: &str,
     prefix: &str,
     change: &change_stream::schema_change::SchemaChange,
     error: &str,
-) -> Result<(), SinkError> {
-    conn.exec_drop(
-        format!(
-            "INSERT INTO {}.`ddl_failures` (`topic_prefix`, `source_position`, `default_database`, `statement`, `error`) VALUES (?, ?, ?, ?, ?)",
-            quote_ident(database)
-        ),
-        (
-            prefix,
-            format!("{} ({})", change.id(), change.source.gtid.as_deref().unwrap_or("")),
-            change.database.as_str(),
-            change.ddl.as_deref().unwrap_or(""),
-            error,
-        ),
+) -> String {
+    format!(
+        "INSERT INTO {}.`ddl_failures` (`topic_prefix`, `source_position`, `default_database`, `statement`, `error`) VALUES ({}, {}, {}, {}, {})",
+        quote_ident(database),
+        quote_str(prefix),
+        quote_str(&format!("{} ({})", change.id(), change.source.gtid.as_deref().unwrap_or(""))),
+        quote_str(&change.database),
+        quote_str(change.ddl.as_deref().unwrap_or("")),
+        quote_str(error),
     )
-    .await
-    .map_err(|e| from_mysql("cannot record a failed schema change", e))
 }
 
 /// The failed schema changes of a prefix, oldest first: (when, position,

@@ -251,6 +251,16 @@ pub struct Connector {
 impl Connector {
     /// Starts `binary run --config <file with config_text>`.
     pub fn start(binary_name: &str, label: &str, config_text: &str) -> Result<Self> {
+        Self::start_with_env(binary_name, label, config_text, &[])
+    }
+
+    /// [`Connector::start`] with more environment variables.
+    pub fn start_with_env(
+        binary_name: &str,
+        label: &str,
+        config_text: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = workspace().join("target/e2e");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join(format!("{label}.toml"));
@@ -267,6 +277,7 @@ impl Connector {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()?;
@@ -305,6 +316,30 @@ impl Connector {
                 anyhow::bail!("{} did not stop within 60s", self.name);
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the process exits by itself; its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            let c = self
+                .child
+                .as_mut()
+                .ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?;
+            if let Some(status) = c.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                anyhow::bail!(
+                    "{} did not exit within {}s: {}",
+                    self.name,
+                    timeout.as_secs(),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

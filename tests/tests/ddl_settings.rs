@@ -406,38 +406,83 @@ async fn rename_run_before_a_crash_is_not_run_again() -> Result<()> {
     Ok(())
 }
 
+/// Runs `alter` at the source with a sink that crashes right after running
+/// it at the destination (before storing the position past it), then
+/// restarts the sink; the destination must equal the source.
+async fn crash_after(
+    alter: &str,
+    db: &str,
+    prefix: &str,
+    source: &mut Connector,
+    sink_text: &str,
+    round: u32,
+) -> Result<Connector> {
+    let mut src = Db::connect(source_port()).await?;
+    let mut crashing = Connector::start_with_env(
+        "sink-connector",
+        &format!("{prefix}-sink-crash{round}"),
+        sink_text,
+        &[("TRIBUTARY_FAILPOINT", "after-schema-change")],
+    )?;
+    src.exec(&format!("USE `{db}`; {alter}")).await?;
+    let status = crashing.wait_exit(WAIT).await?;
+    assert_eq!(status.code(), Some(137), "{}", crashing.log_tail());
+    src.exec(&format!(
+        "INSERT INTO `{db}`.t (id) VALUES ({})",
+        100 + round
+    ))
+    .await?;
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink-after{round}"),
+        sink_text,
+    )?;
+    wait_same(db, source, &mut sink).await?;
+    assert!(
+        sink.log_text().contains(
+            "it ran before the sink stopped: the objects it names changed since it started"
+        ),
+        "{}",
+        sink.log_tail()
+    );
+    Ok(sink)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn column_rename_run_before_a_crash_counts_as_done() -> Result<()> {
-    let db = unique("colrenamecrash");
+async fn schema_change_run_just_before_a_crash_is_not_run_again() -> Result<()> {
+    let db = unique("ddlcrash");
     drop_database(&[source_port(), dest_port()], &db).await?;
     let mut src = Db::connect(source_port()).await?;
     src.exec(&format!(
         "CREATE DATABASE `{db}`; USE `{db}`; \
-         CREATE TABLE t (id INT PRIMARY KEY, e TEXT, v INT); INSERT INTO t VALUES (1, 'one', 1);"
+         CREATE TABLE t (id INT PRIMARY KEY, a INT, b INT, e TEXT, v INT); \
+         INSERT INTO t VALUES (1, 10, 20, 'one', 1);"
     ))
     .await?;
-    let prefix = unique("colrenamecrash");
+    let prefix = unique("ddlcrash");
     let (mut source, mut sink, sink_text) = start_synced(&prefix, &db, 7806).await?;
-    sink.kill9();
-
-    // The sink ran the ALTER and crashed before storing its position:
-    // simulated by running it at the destination too. Run again, it fails
-    // (the column `e` is unknown by now), which must count as done.
-    let alter = "ALTER TABLE t RENAME COLUMN e TO ee, CHANGE v vv BIGINT";
-    src.exec(alter).await?;
-    src.exec("INSERT INTO t VALUES (2, 'two', 2)").await?;
-    Db::connect(dest_port())
-        .await?
-        .exec(&format!("USE `{db}`; {alter}"))
-        .await?;
-    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
-    wait_same(&db, &mut source, &mut sink).await?;
-    assert!(
-        sink.log_text()
-            .contains("already has the columns the statement leads to"),
-        "{}",
-        sink.log_tail()
-    );
+    sink.stop()?;
+    // Run twice without an error, this swaps the columns back.
+    crash_after(
+        "ALTER TABLE t CHANGE a b INT, CHANGE b a INT",
+        &db,
+        &prefix,
+        &mut source,
+        &sink_text,
+        1,
+    )
+    .await?
+    .stop()?;
+    // Run twice, this fails (unknown column `e`).
+    let mut sink = crash_after(
+        "ALTER TABLE t RENAME COLUMN e TO ee, CHANGE v vv BIGINT",
+        &db,
+        &prefix,
+        &mut source,
+        &sink_text,
+        2,
+    )
+    .await?;
     let mut dst = Db::connect(dest_port()).await?;
     let failures: Option<i64> = dst
         .conn
@@ -446,7 +491,31 @@ async fn column_rename_run_before_a_crash_counts_as_done() -> Result<()> {
             (prefix.as_str(),),
         )
         .await?;
-    assert_eq!(failures, Some(0), "the ALTER was recorded as failed");
+    assert_eq!(failures, Some(0), "a statement was recorded as failed");
+    let columns: Vec<String> = dst
+        .conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 't' ORDER BY ORDINAL_POSITION",
+            (db.as_str(),),
+        )
+        .await?;
+    assert_eq!(columns, ["id", "b", "a", "ee", "vv"]);
+
+    // A statement that fails the first time it runs (the table is gone at
+    // the destination: a divergence) is a failure, not "already done".
+    dst.exec(&format!("DROP TABLE `{db}`.t")).await?;
+    src.exec("ALTER TABLE t ADD COLUMN extra INT").await?;
+    let q = "SELECT COUNT(*) FROM tributary.ddl_failures WHERE topic_prefix = ? AND statement LIKE '%ADD COLUMN extra%' AND error LIKE '%1146%'";
+    wait_until("the failed ALTER recorded", WAIT, || {
+        let prefix = prefix.clone();
+        async move {
+            let mut dst = Db::connect(dest_port()).await?;
+            let n: Option<i64> = dst.conn.exec_first(q, (prefix.as_str(),)).await?;
+            Ok((n != Some(1)).then(|| format!("{n:?} recorded")))
+        }
+    })
+    .await?;
+    sink.assert_running()?;
     drop_database(&[source_port(), dest_port()], &db).await?;
     Ok(())
 }
@@ -600,5 +669,65 @@ async fn sequences_are_created_first_and_kept_in_step() -> Result<()> {
         source.log_tail()
     );
     drop_database(&[source_port(), dest_port()], &db).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_whose_database_is_missing_runs_without_one() -> Result<()> {
+    let db = unique("usesel");
+    let scratch = unique("usescratch");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    drop_database(&[source_port(), dest_port()], &scratch).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{scratch}`; CREATE TABLE `{scratch}`.t (id INT PRIMARY KEY, secret INT); \
+         CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT); \
+         INSERT INTO `{db}`.t VALUES (1, 1);"
+    ))
+    .await?;
+    let prefix = unique("usesel");
+    let (source, mut sink, _) = start_synced(&prefix, &db, 7809).await?;
+
+    // A view of the selected database over a table of the session's
+    // default database, which only the source has: at the destination the
+    // statement must not run in another database (where `t` would be
+    // `{db}`.t), but fail for want of its own.
+    src.exec(&format!(
+        "USE `{scratch}`; CREATE VIEW `{db}`.v AS SELECT id FROM t; \
+         INSERT INTO `{db}`.t VALUES (2, 2);"
+    ))
+    .await?;
+    let q = "SELECT COUNT(*) FROM tributary.ddl_failures WHERE topic_prefix = ? AND statement LIKE '%VIEW%SELECT id FROM t%' AND error LIKE '%(error 1046)%'";
+    wait_until("the view's statement recorded as failed", WAIT, || {
+        let prefix = prefix.clone();
+        async move {
+            let mut dst = Db::connect(dest_port()).await?;
+            let n: Option<i64> = dst.conn.exec_first(q, (prefix.as_str(),)).await?;
+            Ok((n != Some(1)).then(|| format!("{n:?} recorded")))
+        }
+    })
+    .await?;
+    let mut dst = Db::connect(dest_port()).await?;
+    assert!(
+        !dst.table_exists(&db, "v").await?,
+        "the view was created at the destination, over another database's table"
+    );
+    assert!(sink
+        .log_text()
+        .contains("the default database of a schema change does not exist at the destination"));
+    let rows = format!("SELECT COUNT(*) FROM `{db}`.t WHERE id = 2");
+    wait_until("the row after the view", WAIT, || {
+        let rows = rows.clone();
+        async move {
+            let mut dst = Db::connect(dest_port()).await?;
+            let n: Option<i64> = dst.conn.query_first(rows).await?;
+            Ok((n != Some(1)).then(|| "not yet".to_string()))
+        }
+    })
+    .await?;
+    sink.assert_running()?;
+    drop(source);
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    drop_database(&[source_port(), dest_port()], &scratch).await?;
     Ok(())
 }
