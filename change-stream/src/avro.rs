@@ -76,7 +76,7 @@ impl AvroSchema {
         let schema = Schema::parse(&value).map_err(|e| Error::Schema(e.to_string()))?;
         let json = serde_json::to_string(&value).expect("JSON value serializes");
         Ok(Self {
-            fingerprint: fingerprint(&canonical_form(&value)),
+            fingerprint: fingerprint(canonical_form(&value)),
             json,
             schema,
         })
@@ -417,7 +417,7 @@ impl TableCodec {
             "name": "Row",
             "fields": row_fields,
         });
-        let version = format!("{:08x}", fingerprint(&row.to_string()) >> 32);
+        let version = format!("{:08x}", fingerprint(row.to_string()) >> 32);
         let source: Json = serde_json::from_str(SOURCE_SCHEMA).expect("source.avsc is JSON");
         let envelope = json!({
             "type": "record",

@@ -388,7 +388,7 @@ pub async fn prepare(conn: &mut Conn, sql: &str, sql_mode: Option<&str>, guard: 
 fn rename_marker(prefix: &str, id: &str) -> String {
     format!(
         "rename_{:016x}",
-        change_stream::avro::fingerprint(&format!("{prefix}\n{id}"))
+        change_stream::avro::fingerprint(format!("{prefix}\n{id}"))
     )
 }
 

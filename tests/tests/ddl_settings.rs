@@ -376,7 +376,7 @@ async fn rename_run_before_a_crash_is_not_run_again() -> Result<()> {
     let id = id.expect("found");
     let marker = format!(
         "rename_{:016x}_done",
-        change_stream::avro::fingerprint(&format!("{prefix}\n{id}"))
+        change_stream::avro::fingerprint(format!("{prefix}\n{id}"))
     );
     let mut dst = Db::connect(dest_port()).await?;
     dst.exec(&format!(
