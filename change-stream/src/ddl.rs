@@ -569,6 +569,43 @@ pub fn guard_trigger(sql: &str, ansi_quotes: bool) -> Option<String> {
     Some(format!("{head}{GUARD_OPEN}{rest}{GUARD_CLOSE}"))
 }
 
+/// For a `CREATE FUNCTION`, its name (database, function) when it
+/// declares none of `DETERMINISTIC`, `NO SQL` and `READS SQL DATA`: a
+/// destination with its binlog on refuses to create it (error 1418) unless
+/// `log_bin_trust_function_creators` is set. `None` for other statements.
+/// The characteristics sit between `RETURNS <type>` and the body, which
+/// starts with `RETURN`, `BEGIN` or a label.
+pub fn function_needing_trust(
+    sql: &str,
+    default_db: &str,
+    ansi_quotes: bool,
+) -> Option<(String, String)> {
+    let Ddl::Object {
+        kind,
+        database,
+        name,
+    } = classify_in(sql, default_db, ansi_quotes)
+    else {
+        return None;
+    };
+    if kind != "CREATE FUNCTION" {
+        return None;
+    }
+    let toks = tokenize(sql, ansi_quotes);
+    let returns = toks.iter().position(|t| t.is_kw("RETURNS"))?;
+    let head: Vec<&Tok> = toks[returns + 1..]
+        .iter()
+        .take_while(|t| !t.is_kw("RETURN") && !t.is_kw("BEGIN") && **t != Tok::Punct(':'))
+        .collect();
+    let at = |i: usize, kw: &str| head.get(i).is_some_and(|t| t.is_kw(kw));
+    let safe = (0..head.len()).any(|i| {
+        (at(i, "DETERMINISTIC") && !(i > 0 && at(i - 1, "NOT")))
+            || (at(i, "NO") && at(i + 1, "SQL"))
+            || (at(i, "READS") && at(i + 1, "SQL") && at(i + 2, "DATA"))
+    });
+    (!safe).then_some((database, name))
+}
+
 /// A `CREATE EVENT` or `ALTER EVENT` made to leave the event disabled where
 /// it is replayed (`DISABLE ON SLAVE`, as native replication marks the
 /// events it creates): the source's event runs at the source, and its rows
@@ -883,5 +920,36 @@ mod tests {
             None
         );
         assert_eq!(definer("CREATE VIEW v AS SELECT 1"), None);
+    }
+
+    #[test]
+    fn functions_needing_trust() {
+        let f = |sql: &str| function_needing_trust(sql, "d", false);
+        assert_eq!(
+            f("CREATE DEFINER=`root`@`%` FUNCTION f(x INT) RETURNS int(11) RETURN x + RAND()"),
+            Some(("d".into(), "f".into()))
+        );
+        assert_eq!(
+            f("CREATE FUNCTION s.f() RETURNS varchar(10) CHARSET utf8mb4 NOT DETERMINISTIC MODIFIES SQL DATA BEGIN RETURN 'x'; END"),
+            Some(("s".into(), "f".into()))
+        );
+        assert_eq!(
+            f("CREATE FUNCTION f(x INT) RETURNS INT DETERMINISTIC RETURN x"),
+            None
+        );
+        assert_eq!(
+            f("CREATE FUNCTION f() RETURNS INT COMMENT 'no sql' NO SQL RETURN 1"),
+            None
+        );
+        assert_eq!(
+            f("CREATE FUNCTION f() RETURNS INT READS SQL DATA lbl: BEGIN RETURN 1; END"),
+            None
+        );
+        // The body does not count.
+        assert_eq!(
+            f("CREATE FUNCTION f() RETURNS INT BEGIN DECLARE deterministic INT; RETURN 1; END"),
+            Some(("d".into(), "f".into()))
+        );
+        assert_eq!(f("CREATE PROCEDURE p() SELECT 1"), None);
     }
 }

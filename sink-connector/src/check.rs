@@ -64,8 +64,23 @@ pub async fn report(config: &Config) -> Report {
             }
         }
     }
-    // The source's tables, under their names at the destination.
+    // The source's functions that a destination with its binlog on
+    // refuses to create without log_bin_trust_function_creators.
     let mapping = config.mapping().unwrap_or_default();
+    let mut functions_needing_trust = Vec::new();
+    if broker_ok {
+        let topic = topics::schema_changes_topic(&config.kafka.topic_prefix);
+        let cc = client_config.clone();
+        if let Ok(Ok(records)) = tokio::task::spawn_blocking(move || {
+            change_stream::kafka::read_to_end(&cc, &topic, Duration::from_secs(30))
+        })
+        .await
+        {
+            functions_needing_trust =
+                functions_needing_trust_in(records.into_iter().filter_map(|(_, v)| v), &mapping);
+        }
+    }
+    // The source's tables, under their names at the destination.
     let definitions: Vec<_> = if broker_ok && registry.refresh_definitions().await.is_ok() {
         registry
             .definitions()
@@ -101,7 +116,16 @@ pub async fn report(config: &Config) -> Report {
         "a connection to the destination",
     );
     let conn = applier.conn();
-    if let Err(e) = check_destination(conn, config, source_version, &definitions, &mut r).await {
+    if let Err(e) = check_destination(
+        conn,
+        config,
+        source_version,
+        &definitions,
+        &functions_needing_trust,
+        &mut r,
+    )
+    .await
+    {
         r.push(
             "destination.queries",
             Status::Fail,
@@ -119,6 +143,7 @@ async fn check_destination(
     config: &Config,
     source_version: Option<String>,
     definitions: &[std::sync::Arc<change_stream::table::TableSchema>],
+    functions_needing_trust: &[String],
     r: &mut Report,
 ) -> Result<(), crate::error::SinkError> {
     let sql = |e| crate::error::from_mysql("check", e);
@@ -220,6 +245,48 @@ async fn check_destination(
         );
     }
 
+    // Functions the destination would refuse (error 1418), where a native
+    // replica creates them.
+    let (log_bin, trust): (Option<String>, Option<String>) = conn
+        .query_first("SELECT @@log_bin, @@log_bin_trust_function_creators")
+        .await
+        .map_err(sql)?
+        .unwrap_or_default();
+    let on = |v: &Option<String>| {
+        v.as_deref()
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("ON"))
+    };
+    let required = "every function of the source can be created at the destination (with its binlog on, functions without DETERMINISTIC, NO SQL or READS SQL DATA need log_bin_trust_function_creators = ON)";
+    if !on(&log_bin) || on(&trust) {
+        r.pass(
+            "destination.function_creators",
+            if on(&trust) {
+                "log_bin_trust_function_creators is ON"
+            } else {
+                "the destination's binlog is off"
+            },
+            required,
+        );
+    } else if functions_needing_trust.is_empty() {
+        r.pass(
+            "destination.function_creators",
+            "log_bin ON, log_bin_trust_function_creators OFF; no function of the source's needs it",
+            required,
+        );
+    } else {
+        r.push(
+            "destination.function_creators",
+            Status::Fail,
+            format!(
+                "log_bin ON, log_bin_trust_function_creators OFF, and {} function(s) of the source's declare none of DETERMINISTIC, NO SQL, READS SQL DATA: {}",
+                functions_needing_trust.len(),
+                functions_needing_trust.join(", ")
+            ),
+            required,
+            "SET GLOBAL log_bin_trust_function_creators = 1 at the destination (and log_bin_trust_function_creators = 1 in its config), as a native replica needs no such setting; or declare the functions DETERMINISTIC, NO SQL or READS SQL DATA at the source",
+        );
+    }
+
     // The state database is the sink's own.
     if definitions
         .iter()
@@ -294,4 +361,39 @@ async fn check_destination(
         }
     }
     Ok(())
+}
+
+/// The functions (as `db.name` at the destination) that the schema-change
+/// records, read in order, leave defined without DETERMINISTIC, NO SQL or
+/// READS SQL DATA.
+fn functions_needing_trust_in(
+    records: impl Iterator<Item = Vec<u8>>,
+    mapping: &crate::mapping::Mapping,
+) -> Vec<String> {
+    let mut found = std::collections::BTreeMap::new();
+    for value in records {
+        let Ok(change) = change_stream::schema_change::SchemaChange::decode(&value) else {
+            continue;
+        };
+        let Some(sql) = &change.ddl else { continue };
+        let ansi = change_stream::ddl::ansi_quotes(change.sql_mode.as_deref());
+        match change_stream::ddl::classify_in(sql, &change.database, ansi) {
+            change_stream::ddl::Ddl::Object {
+                kind,
+                database,
+                name,
+            } if kind.ends_with(" FUNCTION") => {
+                let needs = change_stream::ddl::function_needing_trust(sql, &change.database, ansi)
+                    .is_some();
+                let key = format!("{}.{name}", mapping.database(&database));
+                if needs {
+                    found.insert(key, ());
+                } else {
+                    found.remove(&key);
+                }
+            }
+            _ => {}
+        }
+    }
+    found.into_keys().collect()
 }

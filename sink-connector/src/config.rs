@@ -148,7 +148,7 @@ impl Default for RetrySection {
 }
 
 /// The items of the sink's check.
-pub const CHECK_ITEMS: [&str; 8] = [
+pub const CHECK_ITEMS: [&str; 9] = [
     "kafka.connect",
     "destination.connect",
     "destination.queries",
@@ -157,6 +157,7 @@ pub const CHECK_ITEMS: [&str; 8] = [
     "destination.definer",
     "destination.state_database",
     "destination.conflicts",
+    "destination.function_creators",
 ];
 
 /// `[schema]`: how the source's schema is created at the destination.

@@ -5,6 +5,7 @@
 //! config), and the sink's check against the stack's destination.
 
 use std::process::Command;
+use std::time::Duration;
 
 use e2e_tests::*;
 
@@ -248,5 +249,111 @@ async fn sink_precheck_reports_the_destination() -> Result<()> {
         "{err}"
     );
     dst.exec("DROP USER IF EXISTS 'weak'@'127.0.0.1'").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_precheck_sees_functions_the_destination_would_refuse() -> Result<()> {
+    // A source that allows functions without DETERMINISTIC, NO SQL or READS
+    // SQL DATA, and a destination with its binlog on that does not.
+    let source = PrivateServer::start("fnsource", 23000, 42)?;
+    let dest = PrivateServer::start("fndest", 24000, 43)?;
+    let db = unique("fncreators");
+    drop_database(&[source.port, dest.port], &db).await?;
+    Db::connect(dest.port)
+        .await?
+        .exec("SET GLOBAL log_bin_trust_function_creators = 0")
+        .await?;
+    Db::connect(source.port)
+        .await?
+        .exec(&format!(
+            "SET GLOBAL log_bin_trust_function_creators = 1; \
+             CREATE DATABASE `{db}`; USE `{db}`; \
+             CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 10); \
+             CREATE FUNCTION twice(x INT) RETURNS INT RETURN x * 2; \
+             CREATE FUNCTION safe(x INT) RETURNS INT DETERMINISTIC RETURN x + 1; \
+             CREATE VIEW doubled AS SELECT id, twice(v) AS w FROM t;"
+        ))
+        .await?;
+    let prefix = unique("fncreators");
+    let src = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config_at(&source.url(), &prefix, &[&db], 5702, ""),
+    )?;
+    src.wait_log("source connector started", Duration::from_secs(60))
+        .await?;
+    let sink_text = sink_config(&prefix, &prefix, dest.port, "");
+
+    let (code, out, err) = cli(
+        "sink-connector",
+        "check",
+        "fncreators-check",
+        &sink_text,
+        &["--format", "json"],
+    )?;
+    assert_ne!(code, 0, "{out} {err}");
+    let report: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(
+        status(&report, "destination.function_creators"),
+        "fail",
+        "{out}"
+    );
+    let item = report["items"]
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|i| i["id"] == "destination.function_creators")
+        })
+        .expect("the item")
+        .to_string();
+    assert!(item.contains(&format!("{db}.twice")), "{item}");
+    assert!(!item.contains(&format!("{db}.safe")), "{item}");
+    assert!(
+        item.contains("log_bin_trust_function_creators = 1"),
+        "{item}"
+    );
+    // `run` refuses to start on it.
+    let (code, err) = run_to_exit(
+        "sink-connector",
+        "fncreators-run",
+        &sink_text,
+        Duration::from_secs(60),
+    )?;
+    assert_ne!(code, 0);
+    assert!(err.contains("destination.function_creators"), "{err}");
+
+    // With the setting the README gives, the function and the view over it
+    // arrive.
+    Db::connect(dest.port)
+        .await?
+        .exec("SET GLOBAL log_bin_trust_function_creators = 1")
+        .await?;
+    let (code, out, _) = cli(
+        "sink-connector",
+        "check",
+        "fncreators-check2",
+        &sink_text,
+        &[],
+    )?;
+    assert_eq!(code, 0, "{out}");
+    let _sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_text)?;
+    let q = format!("SELECT w FROM `{db}`.doubled WHERE id = 1");
+    wait_until(
+        "the view over the function",
+        Duration::from_secs(120),
+        || {
+            let q = q.clone();
+            let port = dest.port;
+            async move {
+                let mut d = Db::connect(port).await?;
+                let w: Option<i64> =
+                    mysql_async::prelude::Queryable::query_first(&mut d.conn, q).await?;
+                Ok((w != Some(20)).then(|| format!("{w:?}")))
+            }
+        },
+    )
+    .await?;
     Ok(())
 }
