@@ -46,6 +46,17 @@ const GTID_EVENT: u8 = 162;
 /// Seconds between heartbeats the server sends while the binlog is idle.
 const HEARTBEAT_SECS: u64 = 2;
 
+/// Which rows a read turns into records.
+#[derive(Clone, Copy)]
+pub enum Rows<'a> {
+    /// Every selected table's.
+    All,
+    /// None: only schema changes are followed.
+    None,
+    /// Every selected table's but these.
+    Except(&'a HashSet<TableId>),
+}
+
 /// How `read` ends.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -77,12 +88,10 @@ pub struct BinlogReader {
     /// Names of the server's binlog files, to clean the name of the first
     /// (artificial) rotate event, which can carry trailing checksum bytes.
     known_files: Vec<String>,
-    warned_ddl: HashSet<String>,
     /// Table map ids whose row shape was compared with the definition.
     checked_maps: HashSet<u64>,
-    /// Turns DDL into schema changes; `None` while replaying inside a
-    /// snapshot, where DDL is only reported.
-    ddl: Option<DdlContext>,
+    /// Turns DDL into schema changes.
+    ddl: DdlContext,
 }
 
 impl BinlogReader {
@@ -93,7 +102,7 @@ impl BinlogReader {
         gtid: &GtidPosition,
         tables: HashMap<TableId, Arc<TableCtx>>,
         prefix: &str,
-        ddl: Option<DdlContext>,
+        ddl: DdlContext,
     ) -> Result<Self, SourceError> {
         let err = |e: mysql_async::Error| SourceError::Binlog(describe_mysql(&e));
         let mut conn = Conn::new(opts).await.map_err(err)?;
@@ -134,15 +143,13 @@ impl BinlogReader {
             tables,
             prefix: prefix.to_string(),
             known_files: files,
-            warned_ddl: HashSet::new(),
             checked_maps: HashSet::new(),
             ddl,
         })
     }
 
     /// Reads events and writes records until `stop` is reached (if given)
-    /// or shutdown is requested. With `only`, rows of other tables are
-    /// skipped. `checkpoints` says whether transaction ends are stored as
+    /// or shutdown is requested; `rows` says which rows are written. `checkpoints` says whether transaction ends are stored as
     /// positions (not while replaying inside a snapshot).
     #[allow(clippy::too_many_arguments)]
     pub async fn read(
@@ -151,7 +158,7 @@ impl BinlogReader {
         enc: &mut Encoder,
         source_server_id: u32,
         stop: Option<&BinlogCoordinates>,
-        only: Option<&HashSet<TableId>>,
+        rows_of: Rows<'_>,
         checkpoints: bool,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Ended, SourceError> {
@@ -226,7 +233,7 @@ impl BinlogReader {
                         self.file = self.clean_file_name(r.name_raw());
                     }
                     Some(EventData::RowsEvent(rows)) => {
-                        self.rows_event(out, enc, &rows, start, only).await?;
+                        self.rows_event(out, enc, &rows, start, rows_of).await?;
                     }
                     Some(EventData::XidEvent(_)) => committed = true,
                     Some(EventData::QueryEvent(q)) => {
@@ -252,19 +259,15 @@ impl BinlogReader {
             }
             if let Some((schema, sql, sql_mode)) = statement {
                 let source = self.event_source(&schema, None, start);
-                match self.ddl.as_mut() {
-                    Some(ddl) => {
-                        ddl.handle(out, &mut self.tables, &sql, &schema, sql_mode, source)
-                            .await?;
-                        // Shapes are compared again after any schema change.
-                        self.checked_maps.clear();
-                        // Store the position after the statement at once: a
-                        // restart must not read rows from before it with the
-                        // shapes from after it.
-                        schema_changed = true;
-                    }
-                    None => self.note_statement(&schema, &sql),
-                }
+                self.ddl
+                    .handle(out, &mut self.tables, &sql, &schema, sql_mode, source)
+                    .await?;
+                // Shapes are compared again after any schema change.
+                self.checked_maps.clear();
+                // Store the position after the statement at once: a restart
+                // must not read rows from before it with the shapes from
+                // after it.
+                schema_changed = true;
             }
             if committed {
                 if let Some(t) = self.txn.take() {
@@ -310,21 +313,6 @@ impl BinlogReader {
         name
     }
 
-    /// While replaying inside a snapshot, DDL is only reported: the
-    /// snapshot that follows reads the tables as they are after it.
-    fn note_statement(&mut self, schema: &str, sql: &str) {
-        let kind = change_stream::ddl::classify(sql, schema);
-        if kind != change_stream::ddl::Ddl::Other
-            && self.warned_ddl.insert(format!("{schema}:{}", kind.kind()))
-        {
-            tracing::warn!(
-                database = schema,
-                statement = %sql.chars().take(200).collect::<String>(),
-                "DDL while resuming a snapshot: the resumed snapshot reads the tables in their new shape"
-            );
-        }
-    }
-
     /// Marks the end of the last complete transaction as the position to
     /// store once its records are acknowledged.
     async fn send_checkpoint(
@@ -352,7 +340,7 @@ impl BinlogReader {
         enc: &mut Encoder,
         rows: &RowsEventData<'_>,
         start: u64,
-        only: Option<&HashSet<TableId>>,
+        rows_of: Rows<'_>,
     ) -> Result<(), SourceError> {
         let tme = self.stream.get_tme(rows.table_id()).ok_or_else(|| {
             SourceError::Binlog(format!(
@@ -361,14 +349,16 @@ impl BinlogReader {
             ))
         })?;
         let id = TableId::new(tme.database_name(), tme.table_name());
-        if only.is_some_and(|only| !only.contains(&id)) {
-            return Ok(());
+        match rows_of {
+            Rows::None => return Ok(()),
+            Rows::Except(skip) if skip.contains(&id) => return Ok(()),
+            _ => {}
         }
         if !self.tables.contains_key(&id) {
             // A table of a selected database that the reader does not know:
             // it was dropped or renamed after the position the reader
             // started from. Its rows are taken with the binlog's shape.
-            if !self.ddl.as_ref().is_some_and(|d| d.selection().table(&id)) {
+            if !self.ddl.selection().table(&id) {
                 return Ok(());
             }
             if let Some((next, round)) = self.sequence_state(rows) {
@@ -470,10 +460,7 @@ impl BinlogReader {
             .columns
             .iter()
             .map(|c| c.name.clone()));
-        let (charsets, fresh) = match self.ddl.as_mut() {
-            Some(ddl) => (ddl.charsets().await?, ddl.definition(id).await?),
-            None => (HashMap::new(), None),
-        };
+        let (charsets, fresh) = (self.ddl.charsets().await?, self.ddl.definition(id).await?);
         let mut hints: Vec<&change_stream::table::TableSchema> = Vec::new();
         hints.extend(fresh.as_ref());
         hints.push(&ctx.full);
@@ -492,9 +479,7 @@ impl BinlogReader {
             )));
         }
         tracing::info!(table = %id, position = %format!("{}:{start}", self.file), "rows in the binlog have another shape than the table's definition (a schema change the reader is behind or restarted across): encoding them by the binlog's shape");
-        let Some(selection) = self.ddl.as_ref().map(|d| d.selection().clone()) else {
-            return Ok(());
-        };
+        let selection = self.ddl.selection().clone();
         let new = TableCtx::new(&self.prefix, shape, &selection)?;
         if let Some(k) = &new.codec.key {
             out.publish_schema(k).await?;
@@ -606,9 +591,7 @@ impl BinlogReader {
         let Some((tme, columns)) = self.logged_columns(rows) else {
             return Ok(());
         };
-        let Some(ddl) = self.ddl.as_mut() else {
-            return Ok(());
-        };
+        let ddl = &mut self.ddl;
         let charsets = ddl.charsets().await?;
         let charset = |c: u16| charsets.get(&c).cloned();
         let shape = crate::tablemap::shape(id, &tme, &columns, &charset, &[])?;

@@ -16,7 +16,7 @@
 //! meets a record whose schema is not yet on the schemas topic. New table
 //! topics (CREATE TABLE, RENAME TABLE) are created before their marker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use change_stream::ddl::{Ddl, TableEffect};
@@ -126,7 +126,28 @@ impl DdlContext {
                 }
             }
             Ddl::Table { effects, .. } => {
-                changes = self.table_changes(effects, tables).await?;
+                // A table the reader does not know, dropped or renamed by
+                // the statement, that has a topic: it existed when the
+                // position the reader started from was stored, and is gone
+                // from the source by now (the connector was down).
+                let mut gone = HashSet::new();
+                for e in effects {
+                    let old = match e {
+                        TableEffect::Dropped(id) | TableEffect::Renamed { from: id, .. } => id,
+                        _ => continue,
+                    };
+                    if !tables.contains_key(old)
+                        && self.selection.table(old)
+                        && out.topic_exists(&topics::table_topic(
+                            out.prefix(),
+                            &old.database,
+                            &old.table,
+                        ))?
+                    {
+                        gone.insert(old.clone());
+                    }
+                }
+                changes = self.table_changes(effects, tables, &gone).await?;
                 if changes.is_empty() {
                     return Ok(());
                 }
@@ -198,9 +219,10 @@ impl DdlContext {
         &mut self,
         effects: &[TableEffect],
         tables: &HashMap<TableId, Arc<TableCtx>>,
+        gone: &HashSet<TableId>,
     ) -> Result<Vec<TableChange>, SourceError> {
         // The selected tables as the statement goes along.
-        let mut known: std::collections::HashSet<TableId> = tables.keys().cloned().collect();
+        let mut known: HashSet<TableId> = tables.keys().chain(gone).cloned().collect();
         let mut touched: Vec<(TableId, ChangeEffect)> = Vec::new();
         let mut touch =
             |id: &TableId, effect: ChangeEffect| match touched.iter_mut().find(|(t, _)| t == id) {
@@ -252,7 +274,7 @@ impl DdlContext {
         let mut out = Vec::new();
         for (id, effect) in touched {
             let exists_after = known.contains(&id);
-            if !exists_after && !tables.contains_key(&id) {
+            if !exists_after && !tables.contains_key(&id) && !gone.contains(&id) {
                 continue; // never had a topic, and has no table now
             }
             let definition = if exists_after {

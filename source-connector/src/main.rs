@@ -538,7 +538,7 @@ async fn stream_reader(
         from,
         tables.clone(),
         prefix,
-        Some(DdlContext::new(opts.clone(), Arc::new(config.selection()?))),
+        DdlContext::new(opts.clone(), Arc::new(config.selection()?)),
     )
     .await
 }
@@ -578,14 +578,13 @@ async fn sync(
                         if from != point.gtid {
                             let mut reader =
                                 stream_reader(config, opts, &from, tables, out.prefix()).await?;
-                            let no_rows = HashSet::new();
                             let ended = reader
                                 .read(
                                     out,
                                     &mut enc,
                                     source_server_id,
                                     Some(&point.coords),
-                                    Some(&no_rows),
+                                    binlog::Rows::None,
                                     false,
                                     shutdown,
                                 )
@@ -606,44 +605,36 @@ async fn sync(
                     // points (harmless where none of its rows were sent: the
                     // new snapshot writes each row's state again); a keyless
                     // table only when it was done, since it is otherwise
-                    // read again from its start, below.
-                    let started: HashSet<TableId> = progress
-                        .tables_done
-                        .iter()
-                        .cloned()
-                        .chain(
-                            tables
-                                .values()
-                                .filter(|t| !t.schema.key.is_empty())
-                                .map(|t| t.schema.id.clone()),
-                        )
+                    // read again from its start, below. Schema changes in
+                    // between are published in their place, as in the
+                    // stream: the destination has the tables as they were
+                    // at the first point, and the rows read at the new
+                    // point have the shapes of then.
+                    let done: HashSet<&TableId> = progress.tables_done.iter().collect();
+                    let read_again: HashSet<TableId> = tables
+                        .values()
+                        .filter(|t| t.schema.key.is_empty() && !done.contains(&t.schema.id))
+                        .map(|t| t.schema.id.clone())
                         .collect();
                     let previous =
                         change_stream::position::BinlogCoordinates::new(p.file.clone(), p.pos);
-                    if !started.is_empty() && previous != point.coords {
-                        tracing::info!(from = %previous, to = %point.coords, tables = started.len(), "resuming an interrupted snapshot: replaying the binlog between the two snapshot points");
-                        let mut reader = BinlogReader::connect(
-                            opts.clone(),
-                            config.source.server_id,
-                            &p.gtid,
-                            tables.clone(),
-                            out.prefix(),
-                            None,
-                        )
-                        .await?;
+                    if previous != point.coords {
+                        tracing::info!(from = %previous, to = %point.coords, "resuming an interrupted snapshot: replaying the binlog between the two snapshot points");
+                        let mut reader =
+                            stream_reader(config, opts, &p.gtid, tables, out.prefix()).await?;
                         let ended = reader
                             .read(
                                 out,
                                 &mut enc,
                                 source_server_id,
                                 Some(&point.coords),
-                                Some(&started),
+                                binlog::Rows::Except(&read_again),
                                 false,
                                 shutdown,
                             )
-                            .await?;
-                        reader.close().await;
-                        if ended == binlog::Ended::Shutdown {
+                            .await;
+                        *tables = reader.close().await;
+                        if ended? == binlog::Ended::Shutdown {
                             return Ok(());
                         }
                     }
@@ -651,10 +642,9 @@ async fn sync(
                     // start: whatever rows of it went out before are
                     // discarded first, since the sink cannot tell them from
                     // the rows read again.
-                    let done: HashSet<&TableId> = progress.tables_done.iter().collect();
                     let mut restarted: Vec<&Arc<TableCtx>> = tables
                         .values()
-                        .filter(|t| t.schema.key.is_empty() && !done.contains(&t.schema.id))
+                        .filter(|t| read_again.contains(&t.schema.id))
                         .collect();
                     restarted.sort_by(|a, b| a.schema.id.cmp(&b.schema.id));
                     for t in restarted {
@@ -726,7 +716,15 @@ async fn sync(
     }
     let mut reader = stream_reader(config, opts, &gtid, tables, out.prefix()).await?;
     let result = reader
-        .read(out, &mut enc, source_server_id, None, None, true, shutdown)
+        .read(
+            out,
+            &mut enc,
+            source_server_id,
+            None,
+            binlog::Rows::All,
+            true,
+            shutdown,
+        )
         .await;
     // Whatever ended the stream, keep the shapes its schema changes left.
     *tables = reader.close().await;

@@ -141,6 +141,18 @@ impl Output {
             .map_err(|e| SourceError::Kafka(e.to_string()))
     }
 
+    /// Whether a topic exists (from the list of every topic, which, unlike
+    /// asking for the topic by name, cannot create it).
+    pub fn topic_exists(&self, topic: &str) -> Result<bool, SourceError> {
+        let metadata = tokio::task::block_in_place(|| {
+            self.producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(30))
+        })
+        .map_err(|e| SourceError::Kafka(format!("cannot list the topics: {}", describe(&e))))?;
+        Ok(metadata.topics().iter().any(|t| t.name() == topic))
+    }
+
     /// The number of partitions of a topic.
     pub fn partitions(&self, topic: &str) -> Result<i32, SourceError> {
         let metadata = tokio::task::block_in_place(|| {

@@ -22,9 +22,13 @@
 //! stopped, at P2. Everything the destination got from the first snapshot is
 //! thereby brought from P1 to P2 (deletes included), the rest is read at P2,
 //! and streaming starts at P2. Tables not started yet need no replay.
-//! Records sent twice around the interruption are either snapshot upserts of
-//! the same state or binlog records with the same coordinates, which the sink
-//! skips. A table without a key has no key to resume from: unless it was
+//! The replay follows schema changes as the stream does: a statement run
+//! while the connector was down (a new column, a new index, a table created
+//! or dropped) is published in its place, so the destination's tables,
+//! created as they were at P1, take it before the rows read at P2 in the new
+//! shape. Records sent twice around the interruption are either snapshot
+//! upserts of the same state or binlog records of the same place in the
+//! history, which the sink skips. A table without a key has no key to resume from: unless it was
 //! done, it is read again from its start, after a `SNAPSHOT RESTART` marker
 //! that has the destination discard its earlier rows first.
 
