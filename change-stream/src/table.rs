@@ -230,7 +230,12 @@ impl Column {
     /// COMPRESSED`): its type prints as `varchar(n) /*M!100301
     /// COMPRESSED*/`, and the binlog carries its values compressed.
     pub fn compressed(&self) -> bool {
-        self.column_type.to_ascii_lowercase().contains("compressed")
+        matches!(self.kind, ColumnKind::Text | ColumnKind::Bytes)
+            && self
+                .column_type
+                .as_bytes()
+                .windows(b"compressed".len())
+                .any(|w| w.eq_ignore_ascii_case(b"compressed"))
     }
 }
 

@@ -10,6 +10,11 @@ use e2e_tests::*;
 
 const WAIT: Duration = Duration::from_secs(180);
 
+/// Waits until `db` is the same on both sides, definitions and rows.
+async fn wait_same(db: &str, source: &mut Connector, sink: &mut Connector) -> Result<()> {
+    wait_same_database(source_port(), dest_port(), db, WAIT, &mut [source, sink]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_while_the_source_is_down_mid_snapshot_arrives() -> Result<()> {
     let db = unique("ddl_midsnap");
@@ -69,14 +74,7 @@ async fn ddl_while_the_source_is_down_mid_snapshot_arrives() -> Result<()> {
         &format!("{prefix}-source-2"),
         &source_config(&prefix, &[&db], 8021, "snapshot_chunk_rows = 500"),
     )?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    wait_same(&db, &mut source, &mut sink).await?;
     assert!(
         source
             .log_text()
@@ -87,14 +85,7 @@ async fn ddl_while_the_source_is_down_mid_snapshot_arrives() -> Result<()> {
     // And later changes in the new shapes.
     src.exec("INSERT INTO a (id, v, pad, extra) VALUES (40000, 1, 'late', 9); INSERT INTO c VALUES (3, 'three');")
         .await?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    wait_same(&db, &mut source, &mut sink).await?;
     drop_database(&[source_port(), dest_port()], &db).await?;
     Ok(())
 }
@@ -117,14 +108,7 @@ async fn a_table_dropped_and_created_again_while_the_source_is_behind() -> Resul
         &format!("{prefix}-sink"),
         &sink_config(&prefix, &prefix, dest_port(), ""),
     )?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    wait_same(&db, &mut source, &mut sink).await?;
 
     // Behind the binlog (stopped) while a test suite's statements run: a
     // table created, filled, dropped and created again with other columns,
@@ -146,14 +130,7 @@ async fn a_table_dropped_and_created_again_while_the_source_is_behind() -> Resul
     )
     .await?;
     source = Connector::start("source-connector", &format!("{prefix}-source-2"), &config)?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    wait_same(&db, &mut source, &mut sink).await?;
     // And on, live, then with the source behind a large transaction while
     // the statements run.
     src.exec(
@@ -169,14 +146,7 @@ async fn a_table_dropped_and_created_again_while_the_source_is_behind() -> Resul
          DROP TABLE t1; CREATE TABLE t1 (n INT PRIMARY KEY, m TEXT); INSERT INTO t1 VALUES (5, 'five');",
     )
     .await?;
-    wait_same_database(
-        source_port(),
-        dest_port(),
-        &db,
-        WAIT,
-        &mut [&mut source, &mut sink],
-    )
-    .await?;
+    wait_same(&db, &mut source, &mut sink).await?;
     drop_database(&[source_port(), dest_port()], &db).await?;
     Ok(())
 }
