@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The local stack: a source MariaDB, a destination MariaDB and a
-# Kafka-protocol broker (Tansu), all on loopback, with their data under
-# $STACK_DIR. Installs what is missing on a fresh Debian machine.
+# The local stack: a source MariaDB, two destination MariaDB servers and an
+# Apache Kafka broker, all on loopback, with their data under $STACK_DIR.
+# Installs what is missing on a fresh Debian machine (MariaDB from Debian's
+# packages; Kafka with Maven from Maven Central, once per machine).
 #
 #   scripts/stack.sh up       start what is not running (idempotent)
 #   scripts/stack.sh down     stop what `up` started, keep the data
@@ -17,7 +18,10 @@
 #   STACK_DEST_PORT   [3308]           destination MariaDB (server_id 2)
 #   STACK_DEST2_PORT  [3309]           second destination (server_id 3, binlog
 #                                      off), for fan-out tests
-#   STACK_KAFKA_PORT  [9092]           Kafka-protocol broker
+#   STACK_KAFKA_PORT  [9092]           Kafka broker
+#   STACK_KAFKA_CONTROLLER_PORT [broker port + 1]
+#                                      its KRaft controller
+#   STACK_KAFKA_HEAP  [1g]             the broker's Java heap
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,10 +30,11 @@ SOURCE_PORT=${STACK_SOURCE_PORT:-3307}
 DEST_PORT=${STACK_DEST_PORT:-3308}
 DEST2_PORT=${STACK_DEST2_PORT:-3309}
 KAFKA_PORT=${STACK_KAFKA_PORT:-9092}
-# The broker is Tansu 0.6.0 with two patches of its storage
-# (vendor/README.md), built once from vendor/ and kept outside the checkout
-# so that clones share it.
-TANSU_HOME=${TANSU_HOME:-$HOME/.local/share/tributary/tansu-0.6.0-patch1}
+CONTROLLER_PORT=${STACK_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
+# Apache Kafka, as scripts/kafka/pom.xml names it, fetched once into a
+# directory outside the checkout so that clones share it.
+KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$repo/scripts/kafka/pom.xml")
+KAFKA_HOME=${KAFKA_HOME:-$HOME/.local/share/tributary/kafka-$KAFKA_VERSION}
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
@@ -44,29 +49,31 @@ apt_install() {
 
 mariadbd_bin() { command -v mariadbd || { [ -x /usr/sbin/mariadbd ] && echo /usr/sbin/mariadbd; } || true; }
 
-tansu_bin() {
-    [ -x "$TANSU_HOME/bin/tansu" ] && echo "$TANSU_HOME/bin/tansu" || true
-}
+kafka_installed() { [ -f "$KAFKA_HOME/libs/.complete" ]; }
 
 install_missing() {
     local pkgs=()
     [ -n "$(mariadbd_bin)" ] || pkgs+=(mariadb-server)
     command -v mariadb >/dev/null || pkgs+=(mariadb-client)
     command -v mariadb-install-db >/dev/null || [ -x /usr/bin/mariadb-install-db ] || pkgs+=(mariadb-server)
-    if [ -z "$(tansu_bin)" ]; then
-        command -v cc >/dev/null || pkgs+=(build-essential)
-        command -v pkg-config >/dev/null || pkgs+=(pkg-config)
+    if ! kafka_installed; then
+        command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
+        command -v mvn >/dev/null || pkgs+=(maven)
     fi
     [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
-    if [ -z "$(tansu_bin)" ]; then
-        command -v cargo >/dev/null || die "cargo is needed to build the Tansu broker; install Rust (https://rustup.rs)"
-        log "building the Tansu broker into $TANSU_HOME (takes about 17 minutes on 2 cores)"
-        CARGO_TARGET_DIR="$STACK_DIR/tansu-build" cargo install --path "$repo/vendor/tansu" --locked \
-            --features libsql --root "$TANSU_HOME" >"$STACK_DIR/tansu-install.log" 2>&1 \
-            || die "building Tansu failed; see $STACK_DIR/tansu-install.log"
-        rm -rf "$STACK_DIR/tansu-build"
+    if ! kafka_installed; then
+        log "fetching Apache Kafka $KAFKA_VERSION with Maven into $KAFKA_HOME"
+        mkdir -p "$KAFKA_HOME"
+        cp "$repo/scripts/kafka/pom.xml" "$KAFKA_HOME/pom.xml"
+        rm -rf "$KAFKA_HOME/libs"
+        mvn -q -B -f "$KAFKA_HOME/pom.xml" dependency:copy-dependencies \
+            -DoutputDirectory="$KAFKA_HOME/libs" -DincludeScope=runtime >"$STACK_DIR/kafka-install.log" 2>&1 \
+            || die "fetching Apache Kafka with Maven failed; see $STACK_DIR/kafka-install.log"
+        touch "$KAFKA_HOME/libs/.complete"
     fi
 }
+
+kafka_java() { java -cp "$KAFKA_HOME/libs/*" "$@"; }
 
 # pid_alive FILE: the pid in FILE runs and is the process we started.
 pid_alive() {
@@ -74,15 +81,6 @@ pid_alive() {
     [ -f "$f" ] || return 1
     pid=$(cat "$f")
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
-wait_port() { # NAME PORT SECONDS
-    local name=$1 port=$2 secs=$3 i
-    for ((i = 0; i < secs * 10; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "$name did not open port $port within ${secs}s; see its log under $STACK_DIR"
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -141,25 +139,35 @@ mariadb_up() {
 }
 
 kafka_up() {
-    local pidf=$STACK_DIR/kafka.pid
+    local pidf=$STACK_DIR/kafka.pid dir=$STACK_DIR/kafka
     if pid_alive "$pidf"; then log "kafka already running (pid $(cat "$pidf"), port $KAFKA_PORT)"; return; fi
     port_busy "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set STACK_KAFKA_PORT to a free port"
-    mkdir -p "$STACK_DIR/kafka"
-    # Tansu reads the path of a sqlite:// URL as relative to its working
-    # directory, so it runs in its data directory. Its maintenance (retention
-    # and compaction as SQL over every record, every 10 minutes by default,
-    # overlapping when slow) is run once a day instead: on large topics it
-    # takes a core for minutes.
-    local tansu
-    tansu=$(tansu_bin)
-    (cd "$STACK_DIR/kafka" && exec setsid "$tansu" broker \
-        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        --storage-engine "sqlite://tansu.db?maintenance_interval=24h" \
-        </dev/null >>"$STACK_DIR/kafka.log" 2>&1) &
+    port_busy "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT is taken by another process; set STACK_KAFKA_CONTROLLER_PORT to a free port"
+    mkdir -p "$dir"
+    sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" -e "s|@LOG_DIR@|$dir/data|g" \
+        "$repo/scripts/kafka/server.properties" >"$dir/server.properties"
+    if [ ! -f "$dir/data/meta.properties" ]; then
+        # KRaft storage, formatted once: topics survive a restart.
+        local id
+        id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+        kafka_java kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" --standalone \
+            >"$STACK_DIR/kafka-format.log" 2>&1 || die "formatting Kafka's storage failed; see $STACK_DIR/kafka-format.log"
+    fi
+    local started_at
+    started_at=$(wc -l <"$STACK_DIR/kafka.log" 2>/dev/null || echo 0)
+    setsid java -Xms256m -Xmx"${STACK_KAFKA_HEAP:-1g}" -XX:+UseG1GC -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$repo/scripts/kafka/log4j2.properties" \
+        -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties" \
+        </dev/null >>"$STACK_DIR/kafka.log" 2>&1 &
     echo $! >"$pidf"
-    wait_port kafka "$KAFKA_PORT" 60
-    log "kafka (Tansu) running on 127.0.0.1:$KAFKA_PORT (pid $(cat "$pidf"))"
+    local i
+    for ((i = 0; i < 1200; i++)); do
+        tail -n +"$((started_at + 1))" "$STACK_DIR/kafka.log" | grep -q "Kafka Server started" && break
+        pid_alive "$pidf" || die "kafka exited at start; see $STACK_DIR/kafka.log"
+        sleep 0.1
+    done
+    [ "$i" -lt 1200 ] || die "kafka did not start within 120s; see $STACK_DIR/kafka.log"
+    log "kafka $KAFKA_VERSION running on 127.0.0.1:$KAFKA_PORT (pid $(cat "$pidf"))"
 }
 
 stop_one() { # NAME

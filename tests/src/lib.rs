@@ -1,4 +1,4 @@
-//! End-to-end test harness: real MariaDB servers and a real Kafka-protocol
+//! End-to-end test harness: real MariaDB servers and a real Apache Kafka
 //! broker from `scripts/stack.sh`, and the connectors' real binaries.
 //!
 //! Each test gets its own source database and topic prefix (with a run id,
@@ -512,7 +512,7 @@ pub fn source_config_at(
 ) -> String {
     let dbs: Vec<String> = databases.iter().map(|d| format!("\"{d}\"")).collect();
     format!(
-        "[source]\nurl = \"{url}\"\nserver_id = {server_id}\ndatabases = [{}]\n{extra}\n\n[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\nposition_interval_ms = 200\n# Tansu answers slowly; more in flight makes librdkafka spin.\nproperties = {{ \"max.in.flight.requests.per.connection\" = \"1\" }}\n",
+        "[source]\nurl = \"{url}\"\nserver_id = {server_id}\ndatabases = [{}]\n{extra}\n\n[kafka]\nbootstrap_servers = \"{}\"\ntopic_prefix = \"{prefix}\"\nposition_interval_ms = 200\n",
         dbs.join(", "),
         kafka_servers()
     )
