@@ -154,7 +154,7 @@ kafka_up() {
             >"$STACK_DIR/kafka-format.log" 2>&1 || die "formatting Kafka's storage failed; see $STACK_DIR/kafka-format.log"
     fi
     local started_at
-    started_at=$(wc -l <"$STACK_DIR/kafka.log" 2>/dev/null || echo 0)
+    started_at=$( (wc -l <"$STACK_DIR/kafka.log") 2>/dev/null || echo 0)
     setsid java -Xms256m -Xmx"${STACK_KAFKA_HEAP:-1g}" -XX:+UseG1GC -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$repo/scripts/kafka/log4j2.properties" \
         -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties" \

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -149,6 +151,38 @@ pub async fn ensure_topics(config: &ClientConfig, topics: &[TopicSpec]) -> Resul
             Err((topic, code)) => {
                 return Err(Error::Kafka(format!("cannot create topic {topic}: {code}")))
             }
+        }
+    }
+    Ok(())
+}
+
+/// Sets the topics' configurations to theirs (as a whole: a setting not
+/// given goes back to the broker's default).
+pub async fn set_topic_configs(config: &ClientConfig, topics: &[TopicSpec]) -> Result<(), Error> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|e| Error::Kafka(e.to_string()))?;
+    let changes: Vec<AlterConfig<'_>> = topics
+        .iter()
+        .map(|t| {
+            t.config.iter().fold(
+                AlterConfig::new(ResourceSpecifier::Topic(&t.name)),
+                |a, (k, v)| a.set(k, v),
+            )
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .alter_configs(&changes, &opts)
+        .await
+        .map_err(|e| Error::Kafka(format!("cannot set topic configs: {}", describe(&e))))?;
+    for r in results {
+        if let Err((topic, code)) = r {
+            return Err(Error::Kafka(format!(
+                "cannot set the configuration of topic {topic:?}: {code}"
+            )));
         }
     }
     Ok(())

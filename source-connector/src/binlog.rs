@@ -481,6 +481,12 @@ impl BinlogReader {
         tracing::info!(table = %id, position = %format!("{}:{start}", self.file), "rows in the binlog have another shape than the table's definition (a schema change the reader is behind or restarted across): encoding them by the binlog's shape");
         let selection = self.ddl.selection().clone();
         let new = TableCtx::new(&self.prefix, shape, &selection)?;
+        if new.schema.key.is_empty() && !ctx.schema.key.is_empty() {
+            // Rows without a key go to a topic created for a later shape
+            // with one: it must not be compacted.
+            out.ensure_table_topics(&[(new.topic.clone(), false)])
+                .await?;
+        }
         if let Some(k) = &new.codec.key {
             out.publish_schema(k).await?;
         }
@@ -601,7 +607,7 @@ impl BinlogReader {
             out.publish_schema(k).await?;
         }
         out.publish_schema(&ctx.codec.value).await?;
-        out.ensure_table_topics(std::slice::from_ref(&ctx.topic))
+        out.ensure_table_topics(&[(ctx.topic.clone(), !ctx.schema.key.is_empty())])
             .await?;
         out.flush().await?;
         self.tables.insert(id.clone(), ctx);

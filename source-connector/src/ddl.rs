@@ -180,8 +180,13 @@ impl DdlContext {
         let mut new_ctx = Vec::new();
         for t in &mut change.tables {
             let gone = matches!(t.effect, ChangeEffect::Dropped | ChangeEffect::RenamedFrom);
-            if !gone && !tables.contains_key(&t.id) {
-                new_topics.push(topics::table_topic(&prefix, &t.id.database, &t.id.table));
+            let topic = topics::table_topic(&prefix, &t.id.database, &t.id.table);
+            let keyed = t.definition.as_ref().is_some_and(|d| !d.key.is_empty());
+            let had_key = tables.get(&t.id).is_some_and(|c| !c.schema.key.is_empty());
+            if !gone && (!tables.contains_key(&t.id) || (had_key && !keyed)) {
+                // A new topic, or a table that lost its key (see
+                // `Output::ensure_table_topics`).
+                new_topics.push((topic, keyed));
             }
             if let Some(def) = &t.definition {
                 let ctx = TableCtx::new(&prefix, def.clone(), &self.selection)?;

@@ -281,20 +281,13 @@ async fn run(config: Config) -> Result<(), SourceError> {
         }
         tables.push(TableCtx::new(&prefix, def, &selection)?);
     }
-    let table_topics: Vec<TopicSpec> = tables
-        .iter()
-        .map(|t| TopicSpec {
-            name: t.topic.clone(),
-            partitions: kafka.partitions,
-            replication_factor: rf,
-            config: kafka.table_topic_config.clone(),
-        })
-        .collect();
     check_topic_names(&tables)?;
-    change_stream::kafka::ensure_topics(&client_config, &table_topics)
-        .await
-        .map_err(|e| SourceError::Kafka(e.to_string()))?;
     let mut out = Output::new(client_config.clone(), kafka, stored.clone())?;
+    let table_topics: Vec<(String, bool)> = tables
+        .iter()
+        .map(|t| (t.topic.clone(), !t.schema.key.is_empty()))
+        .collect();
+    out.ensure_table_topics(&table_topics).await?;
     // What the sinks' precheck compares their destination with.
     let server = serde_json::json!({"server_id": source_server_id, "version": source_version});
     out.send(

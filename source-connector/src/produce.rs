@@ -125,20 +125,43 @@ impl Output {
         &self.prefix
     }
 
-    /// Creates the table topics that do not exist yet.
-    pub async fn ensure_table_topics(&self, names: &[String]) -> Result<(), SourceError> {
-        let specs: Vec<TopicSpec> = names
+    /// Creates the topics of these tables (topic name, whether the table
+    /// has a key) that do not exist yet. The topic of a table without a key
+    /// is never compacted: Kafka refuses records without a key on a
+    /// compacted topic, and compaction would keep one record per key. So it
+    /// keeps every record (`cleanup.policy=delete`, and `retention.ms=-1`
+    /// unless `kafka.table_topic_config` sets another), and an existing one,
+    /// created while the table had a key, is set so.
+    pub async fn ensure_table_topics(&self, tables: &[(String, bool)]) -> Result<(), SourceError> {
+        let specs: Vec<TopicSpec> = tables
             .iter()
-            .map(|name| TopicSpec {
-                name: name.clone(),
-                partitions: self.table_topics.partitions,
-                replication_factor: self.table_topics.replication_factor,
-                config: self.table_topics.config.clone(),
+            .map(|(name, keyed)| {
+                let mut config = self.table_topics.config.clone();
+                if !keyed {
+                    config.insert("cleanup.policy".into(), "delete".into());
+                    config.entry("retention.ms".into()).or_insert_with(|| "-1".into());
+                }
+                TopicSpec {
+                    name: name.clone(),
+                    partitions: self.table_topics.partitions,
+                    replication_factor: self.table_topics.replication_factor,
+                    config,
+                }
             })
             .collect();
+        let err = |e: change_stream::Error| SourceError::Kafka(e.to_string());
         change_stream::kafka::ensure_topics(&self.client_config, &specs)
             .await
-            .map_err(|e| SourceError::Kafka(e.to_string()))
+            .map_err(err)?;
+        let unkeyed: Vec<TopicSpec> = specs
+            .into_iter()
+            .zip(tables)
+            .filter(|(_, (_, keyed))| !keyed)
+            .map(|(spec, _)| spec)
+            .collect();
+        change_stream::kafka::set_topic_configs(&self.client_config, &unkeyed)
+            .await
+            .map_err(err)
     }
 
     /// Whether a topic exists (from the list of every topic, which, unlike
