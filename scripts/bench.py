@@ -1,0 +1,377 @@
+"""The benchmark (run by scripts/bench.sh, which installs what it needs).
+
+Prints figures beside the baselines of the same run and writes them to
+.stack/bench/result.json; asserts nothing. Everything runs on the local
+stack: source :3307, destination :3308, second destination :3309 (the
+native replica), Kafka :9092.
+
+Figures (rows are sysbench's, 4 tables x 250,000 by default):
+- full_sync_rows_per_s: the pipeline, from start until the destination has
+  every row and CHECKSUM TABLE matches; beside dump_rows_per_s
+  (mariadb-dump --single-transaction | mariadb) and myloader_rows_per_s
+  (mydumper then myloader, 2 threads each), each into an empty database of
+  the same destination server.
+- cdc_catchup_events_per_s: the sink stopped while BENCH_CDC_TXNS sysbench
+  write-only transactions run (the source connector running, so the backlog
+  is in Kafka), then started: row events / seconds until the destination
+  equals the source. Beside native_catchup_events_per_s: a native replica
+  (4 parallel threads, optimistic) stopped during the same load, then
+  started, until MASTER_GTID_WAIT returns.
+- source_catchup_events_per_s: the source connector stopped during such a
+  load, then started, until its stored position (every change acknowledged
+  by Kafka) reaches the source's GTID position.
+- latency_p50_ms, latency_p99_ms: sysbench at a fixed rate for a while; a
+  heartbeat row is updated at the source every 50 ms, and the destination
+  polled every 2 ms: latency = when the destination first shows a beat
+  minus when its UPDATE committed at the source, both read on this process's
+  clock.
+- source/sink_cpu_s_per_million_rows (full sync) and source/sink_peak_rss_mb
+  (every process of the run).
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import pymysql
+from confluent_kafka import Consumer, TopicPartition
+
+TABLES = int(os.environ.get("BENCH_TABLES", 4))
+ROWS = int(os.environ.get("BENCH_ROWS", 250_000))
+CDC_TXNS = int(os.environ.get("BENCH_CDC_TXNS", 50_000))
+LAT_RATE = int(os.environ.get("BENCH_LATENCY_RATE", 500))
+LAT_SECS = int(os.environ.get("BENCH_LATENCY_SECS", 60))
+SOURCE = int(os.environ.get("STACK_SOURCE_PORT", 3307))
+DEST = int(os.environ.get("STACK_DEST_PORT", 3308))
+DEST2 = int(os.environ.get("STACK_DEST2_PORT", 3309))
+KAFKA = f"127.0.0.1:{os.environ.get('STACK_KAFKA_PORT', 9092)}"
+WORK = os.path.join(".stack", "bench")
+os.makedirs(WORK, exist_ok=True)
+# Each write-only transaction updates two rows, deletes one, inserts one.
+EVENTS_PER_TXN = 4
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+def conn(port, db=None):
+    return pymysql.connect(host="127.0.0.1", port=port, user="root", password="",
+                           database=db, autocommit=True)
+
+
+def q(port, sql):
+    with conn(port) as c, c.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+def tables():
+    return [f"sbtest.sbtest{t}" for t in range(1, TABLES + 1)]
+
+
+def checksums(port):
+    try:
+        return [r[1] for r in q(port, "CHECKSUM TABLE " + ", ".join(tables()))]
+    except pymysql.MySQLError:
+        return None
+
+
+def sysbench(*args, port=SOURCE):
+    cmd = ["sysbench", "oltp_write_only", "--db-driver=mysql", "--mysql-host=127.0.0.1",
+           f"--mysql-port={port}", "--mysql-user=root", "--mysql-db=sbtest",
+           f"--tables={TABLES}", f"--table-size={ROWS}", *args]
+    with open(os.path.join(WORK, "sysbench.log"), "a") as out:
+        subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait(what, cond, timeout=3600, every=0.2, procs=()):
+    start = time.time()
+    while not cond():
+        for p in procs:
+            if p.poll() is not None:
+                sys.exit(f"bench: {p.label} exited while waiting for {what}; see {p.log}")
+        if time.time() - start > timeout:
+            sys.exit(f"bench: timed out waiting for {what}")
+        time.sleep(every)
+
+
+def equal(port):
+    want = checksums(SOURCE)
+    return lambda: checksums(port) == want
+
+
+class Connector:
+    """A connector process, with its CPU and peak memory."""
+
+    peak_rss = {}
+
+    def __init__(self, binary, config):
+        self.label = binary
+        self.log = os.path.join(WORK, f"{binary}.log")
+        self.proc = subprocess.Popen(
+            [f"target/release/{binary}", "run", "--config", config],
+            stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+
+    def poll(self):
+        return self.proc.poll()
+
+    def cpu(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_peak_mb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self):
+        Connector.peak_rss[self.label] = max(Connector.peak_rss.get(self.label, 0.0),
+                                             self.rss_peak_mb())
+        self.proc.terminate()
+        self.proc.wait(120)
+
+
+def configs(prefix):
+    src = open("examples/source.toml").read()
+    src = src.replace('databases = ["shop"]', 'databases = ["sbtest"]')
+    src = src.replace('topic_prefix = "shop"', f'topic_prefix = "{prefix}"')
+    src = src.replace("127.0.0.1:3307", f"127.0.0.1:{SOURCE}").replace("127.0.0.1:9092", KAFKA)
+    sink = open("examples/sink.toml").read()
+    sink = sink.replace('topic_prefix = "shop"', f'topic_prefix = "{prefix}"')
+    sink = sink.replace('group_id = "shop"', f'group_id = "{prefix}"')
+    sink = sink.replace("127.0.0.1:3308", f"127.0.0.1:{DEST}").replace("127.0.0.1:9092", KAFKA)
+    paths = (os.path.join(WORK, "source.toml"), os.path.join(WORK, "sink.toml"))
+    for path, text in zip(paths, (src, sink)):
+        with open(path, "w") as f:
+            f.write(text)
+    return paths
+
+
+def stored_gtid(prefix):
+    """The source connector's stored GTID position (positions topic)."""
+    c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{prefix}-bench",
+                  "enable.auto.commit": False})
+    topic = f"{prefix}.positions"
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        if high <= low:
+            return None
+        c.assign([TopicPartition(topic, 0, low)])
+        last = None
+        while True:
+            m = c.poll(5)
+            if m is None:
+                break
+            if not m.error() and m.key() == b"source" and m.value():
+                last = json.loads(m.value())["gtid"]
+            if m.offset() >= high - 1:
+                break
+        return last
+    finally:
+        c.close()
+
+
+def gtid_reached(position, target):
+    """Whether a GTID position holds every domain's sequence of target."""
+    if not position:
+        return False
+    have = {g.split("-")[0]: int(g.split("-")[2]) for g in position.split(",") if g}
+    return all(have.get(g.split("-")[0], -1) >= int(g.split("-")[2])
+               for g in target.split(",") if g)
+
+
+def full_syncs(results):
+    total = TABLES * ROWS
+    for port in (SOURCE, DEST, DEST2):
+        q(port, "DROP DATABASE IF EXISTS sbtest")
+    q(SOURCE, "CREATE DATABASE sbtest")
+    log(f"preparing sbtest: {TABLES} tables x {ROWS} rows")
+    sysbench("--threads=2", "prepare")
+
+    log("mariadb-dump | mariadb")
+    t0 = time.time()
+    dump = subprocess.Popen(["mariadb-dump", "--no-defaults", "-h127.0.0.1", f"-P{SOURCE}", "-uroot",
+                             "--single-transaction", "--databases", "sbtest"], stdout=subprocess.PIPE)
+    subprocess.run(["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{DEST}", "-uroot"],
+                   stdin=dump.stdout, check=True)
+    dump.wait()
+    results["dump_seconds"] = time.time() - t0
+    assert checksums(DEST) == checksums(SOURCE), "the dump differs"
+    q(DEST, "DROP DATABASE sbtest")
+
+    log("mydumper then myloader, 2 threads each")
+    out = os.path.join(WORK, "mydumper")
+    subprocess.run(["rm", "-rf", out], check=True)
+    t0 = time.time()
+    subprocess.run(["mydumper", "-h", "127.0.0.1", "-P", str(SOURCE), "-u", "root", "-B", "sbtest",
+                    "-t", "2", "-o", out], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["myloader", "-h", "127.0.0.1", "-P", str(DEST), "-u", "root", "-d", out,
+                    "-t", "2", "-o"], check=True, stdout=subprocess.DEVNULL)
+    results["myloader_seconds"] = time.time() - t0
+    assert checksums(DEST) == checksums(SOURCE), "myloader's copy differs"
+    q(DEST, "DROP DATABASE sbtest")
+
+    log("pipeline full synchronization")
+    prefix = f"bench-{int(time.time())}"
+    source_toml, sink_toml = configs(prefix)
+    t0 = time.time()
+    sink = Connector("sink-connector", sink_toml)
+    source = Connector("source-connector", source_toml)
+    wait("the full synchronization", equal(DEST), procs=(source, sink))
+    results["full_sync_seconds"] = time.time() - t0
+    results["source_cpu_s_per_million_rows"] = source.cpu() / total * 1e6
+    results["sink_cpu_s_per_million_rows"] = sink.cpu() / total * 1e6
+    for k in ("dump", "myloader", "full_sync"):
+        results[f"{k}_rows_per_s"] = total / results[f"{k}_seconds"]
+    return prefix, source, sink
+
+
+def start_native_replica():
+    """The second destination as a native replica (4 parallel threads,
+    optimistic), from a dump of the source with its GTID position."""
+    q(DEST2, "STOP SLAVE")
+    q(DEST2, "RESET SLAVE ALL")
+    q(DEST2, "DROP DATABASE IF EXISTS sbtest")
+    gtid = q(SOURCE, "SELECT @@gtid_binlog_pos")[0][0]
+    dump = subprocess.Popen(["mariadb-dump", "--no-defaults", "-h127.0.0.1", f"-P{SOURCE}", "-uroot",
+                             "--single-transaction", "--databases", "sbtest"], stdout=subprocess.PIPE)
+    subprocess.run(["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{DEST2}", "-uroot"],
+                   stdin=dump.stdout, check=True)
+    dump.wait()
+    q(DEST2, f"SET GLOBAL gtid_slave_pos = '{gtid}'")
+    q(DEST2, "SET GLOBAL slave_parallel_threads = 4")
+    q(DEST2, "SET GLOBAL slave_parallel_mode = 'optimistic'")
+    q(DEST2, f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={SOURCE}, MASTER_USER='root', "
+             "MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos")
+    q(DEST2, "START SLAVE")
+    replica_wait()
+
+
+def replica_wait():
+    target = q(SOURCE, "SELECT @@gtid_binlog_pos")[0][0]
+    q(DEST2, f"SELECT MASTER_GTID_WAIT('{target}', 3600)")
+
+
+def catchups(results, prefix, source, sink):
+    source_toml, sink_toml = configs(prefix)
+    events = CDC_TXNS * EVENTS_PER_TXN
+    start_native_replica()
+
+    log(f"catch-up: {CDC_TXNS} write-only transactions with the sink and the replica stopped")
+    sink.stop()
+    q(DEST2, "STOP SLAVE")
+    sysbench("--threads=4", f"--events={CDC_TXNS}", "--time=0", "--rate=0", "run")
+    target = q(SOURCE, "SELECT @@gtid_binlog_pos")[0][0]
+    wait("the backlog in Kafka", lambda: gtid_reached(stored_gtid(prefix), target), every=0.5,
+         procs=(source,))
+    t0 = time.time()
+    sink = Connector("sink-connector", sink_toml)
+    wait("the sink's catch-up", equal(DEST), every=0.1, procs=(source, sink))
+    results["cdc_catchup_seconds"] = time.time() - t0
+    t0 = time.time()
+    q(DEST2, "START SLAVE")
+    replica_wait()
+    results["native_catchup_seconds"] = time.time() - t0
+    assert checksums(DEST2) == checksums(SOURCE), "the native replica differs"
+
+    log(f"source catch-up: {CDC_TXNS} transactions with the source connector stopped")
+    source.stop()
+    sysbench("--threads=4", f"--events={CDC_TXNS}", "--time=0", "--rate=0", "run")
+    target = q(SOURCE, "SELECT @@gtid_binlog_pos")[0][0]
+    t0 = time.time()
+    source = Connector("source-connector", source_toml)
+    wait("the source's catch-up", lambda: gtid_reached(stored_gtid(prefix), target), every=0.05,
+         procs=(source, sink))
+    results["source_catchup_seconds"] = time.time() - t0
+    wait("the destination after the source's catch-up", equal(DEST), procs=(source, sink))
+    replica_wait()
+    for k in ("cdc", "native", "source"):
+        results[f"{k}_catchup_events_per_s"] = events / results[f"{k}_catchup_seconds"]
+    return source, sink
+
+
+def latency(results, source, sink):
+    log(f"latency: sysbench at {LAT_RATE} transactions/s for {LAT_SECS} s, a heartbeat every 50 ms")
+    q(SOURCE, "CREATE TABLE IF NOT EXISTS sbtest.heartbeat (id INT PRIMARY KEY, beat BIGINT NOT NULL)")
+    q(SOURCE, "REPLACE INTO sbtest.heartbeat VALUES (1, 0)")
+    wait("the heartbeat table", lambda: q(DEST, "SELECT COUNT(*) FROM information_schema.TABLES "
+                                                "WHERE TABLE_SCHEMA = 'sbtest' AND TABLE_NAME = 'heartbeat'")[0][0] == 1,
+         procs=(source, sink))
+    committed = {}
+    samples = []
+    done = threading.Event()
+
+    def beat():
+        c = conn(SOURCE)
+        n = 0
+        with c.cursor() as cur:
+            while not done.is_set():
+                n += 1
+                cur.execute("UPDATE sbtest.heartbeat SET beat = %s WHERE id = 1", (n,))
+                committed[n] = time.monotonic()
+                time.sleep(0.05)
+
+    def watch():
+        c = conn(DEST)
+        seen = 0
+        with c.cursor() as cur:
+            while not done.is_set():
+                cur.execute("SELECT beat FROM sbtest.heartbeat WHERE id = 1")
+                row = cur.fetchone()
+                now = time.monotonic()
+                if row and row[0] > seen:
+                    seen = row[0]
+                    if seen in committed:
+                        samples.append((now - committed[seen]) * 1000)
+                time.sleep(0.002)
+
+    threads = [threading.Thread(target=beat), threading.Thread(target=watch)]
+    for t in threads:
+        t.start()
+    sysbench("--threads=4", f"--rate={LAT_RATE}", f"--time={LAT_SECS}", "run")
+    done.set()
+    for t in threads:
+        t.join()
+    samples.sort()
+    results["latency_samples"] = len(samples)
+    results["latency_p50_ms"] = statistics.median(samples) if samples else None
+    results["latency_p99_ms"] = samples[int(len(samples) * 0.99) - 1] if samples else None
+
+
+def main():
+    results = {"tables": TABLES, "rows_per_table": ROWS, "cdc_transactions": CDC_TXNS,
+               "cores": os.cpu_count()}
+    prefix, source, sink = full_syncs(results)
+    source, sink = catchups(results, prefix, source, sink)
+    latency(results, source, sink)
+    source.stop()
+    sink.stop()
+    q(DEST2, "STOP SLAVE")
+    results["source_peak_rss_mb"] = Connector.peak_rss.get("source-connector")
+    results["sink_peak_rss_mb"] = Connector.peak_rss.get("sink-connector")
+    with open(os.path.join(WORK, "result.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    r = results
+    print(f"""
+Benchmark ({TABLES} tables x {ROWS} rows, {CDC_TXNS} write-only transactions = {CDC_TXNS * EVENTS_PER_TXN} row events; {r['cores']} cores)
+                                     this pipeline      baseline
+full sync, rows/s                    {r['full_sync_rows_per_s']:>13,.0f}  {r['dump_rows_per_s']:>12,.0f}  mariadb-dump | mariadb ({r['full_sync_rows_per_s'] / r['dump_rows_per_s']:.2f}x)
+                                                        {r['myloader_rows_per_s']:>12,.0f}  mydumper + myloader, 2 threads ({r['full_sync_rows_per_s'] / r['myloader_rows_per_s']:.2f}x)
+sink catch-up, events/s              {r['cdc_catchup_events_per_s']:>13,.0f}  {r['native_catchup_events_per_s']:>12,.0f}  native replica, 4 threads optimistic ({r['cdc_catchup_events_per_s'] / r['native_catchup_events_per_s']:.2f}x)
+source catch-up, events/s            {r['source_catchup_events_per_s']:>13,.0f}
+latency at {LAT_RATE} txn/s, p50 / p99 ms   {r['latency_p50_ms']:>8.0f} / {r['latency_p99_ms']:<6.0f}  ({r['latency_samples']} heartbeats)
+CPU s per million rows (full sync)   source {r['source_cpu_s_per_million_rows']:.1f}, sink {r['sink_cpu_s_per_million_rows']:.1f}
+peak RSS, MB                         source {r['source_peak_rss_mb']:.0f}, sink {r['sink_peak_rss_mb']:.0f}
+written to {os.path.join(WORK, 'result.json')}""")
+
+
+if __name__ == "__main__":
+    main()
