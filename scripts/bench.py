@@ -360,17 +360,27 @@ def main():
     with open(os.path.join(WORK, "result.json"), "w") as f:
         json.dump(results, f, indent=2)
     r = results
-    print(f"""
-Benchmark ({TABLES} tables x {ROWS} rows, {CDC_TXNS} write-only transactions = {CDC_TXNS * EVENTS_PER_TXN} row events; {r['cores']} cores)
-                                     this pipeline      baseline
-full sync, rows/s                    {r['full_sync_rows_per_s']:>13,.0f}  {r['dump_rows_per_s']:>12,.0f}  mariadb-dump | mariadb ({r['full_sync_rows_per_s'] / r['dump_rows_per_s']:.2f}x)
-                                                        {r['myloader_rows_per_s']:>12,.0f}  mydumper + myloader, 2 threads ({r['full_sync_rows_per_s'] / r['myloader_rows_per_s']:.2f}x)
-sink catch-up, events/s              {r['cdc_catchup_events_per_s']:>13,.0f}  {r['native_catchup_events_per_s']:>12,.0f}  native replica, 4 threads optimistic ({r['cdc_catchup_events_per_s'] / r['native_catchup_events_per_s']:.2f}x)
-source catch-up, events/s            {r['source_catchup_events_per_s']:>13,.0f}
-latency at {LAT_RATE} txn/s, p50 / p99 ms   {r['latency_p50_ms']:>8.0f} / {r['latency_p99_ms']:<6.0f}  ({r['latency_samples']} heartbeats)
-CPU s per million rows (full sync)   source {r['source_cpu_s_per_million_rows']:.1f}, sink {r['sink_cpu_s_per_million_rows']:.1f}
-peak RSS, MB                         source {r['source_peak_rss_mb']:.0f}, sink {r['sink_peak_rss_mb']:.0f}
-written to {os.path.join(WORK, 'result.json')}""")
+    rows = [
+        ("full sync, rows/s", r["full_sync_rows_per_s"], r["dump_rows_per_s"], "mariadb-dump | mariadb"),
+        ("", None, r["myloader_rows_per_s"], "mydumper + myloader, 2 threads each"),
+        ("sink catch-up, events/s", r["cdc_catchup_events_per_s"], r["native_catchup_events_per_s"],
+         "native replica, 4 threads, optimistic"),
+        ("source catch-up, events/s", r["source_catchup_events_per_s"], None, ""),
+    ]
+    print(f"\nBenchmark ({TABLES} tables x {ROWS} rows; {CDC_TXNS} write-only transactions = "
+          f"{CDC_TXNS * EVENTS_PER_TXN} row events; {r['cores']} cores)")
+    print(f"{'':30} {'this pipeline':>14} {'baseline':>12}  {'ratio':>6}")
+    for label, ours, base, what in rows:
+        value = ours if ours is not None else rows[0][1]
+        ratio = f"{value / base:.2f}x" if base else ""
+        print(f"{label:30} {'' if ours is None else f'{ours:,.0f}':>14} "
+              f"{'' if base is None else f'{base:,.0f}':>12}  {ratio:>6}  {what}")
+    print(f"{'latency p50 / p99, ms':30} {r['latency_p50_ms']:>8.0f} / {r['latency_p99_ms']:<4.0f}"
+          f"{'':15}at {LAT_RATE} txn/s for {LAT_SECS} s, {r['latency_samples']} heartbeats")
+    print(f"{'CPU s per million rows':30} source {r['source_cpu_s_per_million_rows']:.1f}, "
+          f"sink {r['sink_cpu_s_per_million_rows']:.1f} (full sync)")
+    print(f"{'peak RSS, MB':30} source {r['source_peak_rss_mb']:.0f}, sink {r['sink_peak_rss_mb']:.0f}")
+    print(f"written to {os.path.join(WORK, 'result.json')}")
 
 
 if __name__ == "__main__":
