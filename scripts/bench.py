@@ -13,8 +13,10 @@ Figures (rows are sysbench's, 4 tables x 250,000 by default):
   the same destination server.
 - cdc_catchup_events_per_s: the sink stopped while BENCH_CDC_TXNS sysbench
   write-only transactions run (the source connector running, so the backlog
-  is in Kafka), then started: row events / seconds until the destination
-  equals the source. Beside native_catchup_events_per_s: a native replica
+  is in Kafka), then started: row events / seconds until the sink's applied
+  positions, which commit with the rows, reach the end of every table topic
+  (then CHECKSUM TABLE must match). Polling checksums instead would load
+  both servers during the measurement. Beside native_catchup_events_per_s: a native replica
   (4 parallel threads, optimistic) stopped during the same load, then
   started, until MASTER_GTID_WAIT returns.
 - source_catchup_events_per_s: the source connector stopped during such a
@@ -139,6 +141,20 @@ class Connector:
         self.proc.wait(120)
 
 
+def server_cpu():
+    """CPU seconds used so far by the stack's servers and broker."""
+    out = {}
+    for name in ("source", "dest", "dest2", "kafka"):
+        try:
+            pid = open(os.path.join(".stack", f"{name}.pid")).read().strip()
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return out
+
+
 def configs(prefix):
     src = open("examples/source.toml").read()
     src = src.replace('databases = ["shop"]', 'databases = ["sbtest"]')
@@ -177,6 +193,44 @@ def stored_gtid(prefix):
         return last
     finally:
         c.close()
+
+
+def table_topic_ends(prefix):
+    """The end offset of every partition of the run's table topics."""
+    c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{prefix}-bench"})
+    try:
+        ends = {}
+        topics = c.list_topics(timeout=10).topics
+        for name, meta in topics.items():
+            if name.startswith(f"{prefix}.sbtest."):
+                for p in meta.partitions:
+                    ends[(name, p)] = c.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+        return ends
+    finally:
+        c.close()
+
+
+def sink_reached(prefix, ends):
+    """Whether the sink has applied every record up to `ends` (its applied
+    positions commit with the rows)."""
+    def check():
+        rows = q(DEST, "SELECT topic, kafka_partition, next_offset FROM tributary.applied "
+                       f"WHERE topic LIKE '{prefix}.sbtest.%'")
+        applied = {(t, p): n for t, p, n in rows}
+        return all(applied.get(k, 0) >= end for k, end in ends.items())
+    return check
+
+
+def last_rows_there():
+    """Each table's last row at the destination (the full sync reads and
+    applies each table in key order), a cheap test before CHECKSUM TABLE."""
+    def check():
+        try:
+            return all(q(DEST, f"SELECT COUNT(*) FROM {t} WHERE id = {ROWS}")[0][0] == 1
+                       for t in tables())
+        except pymysql.MySQLError:
+            return False
+    return check
 
 
 def gtid_reached(position, target):
@@ -223,10 +277,17 @@ def full_syncs(results):
     prefix = f"bench-{int(time.time())}"
     source_toml, sink_toml = configs(prefix)
     t0 = time.time()
+    servers = server_cpu()
     sink = Connector("sink-connector", sink_toml)
     source = Connector("source-connector", source_toml)
-    wait("the full synchronization", equal(DEST), procs=(source, sink))
+    wait("the full synchronization", last_rows_there(), every=0.05, procs=(source, sink))
+    wait("the full synchronization", equal(DEST), every=0.05, procs=(source, sink))
     results["full_sync_seconds"] = time.time() - t0
+    results["full_sync_cpu_s"] = {
+        "source-connector": source.cpu(),
+        "sink-connector": sink.cpu(),
+        **{f"{k} server": v - servers.get(k, 0.0) for k, v in server_cpu().items()},
+    }
     results["source_cpu_s_per_million_rows"] = source.cpu() / total * 1e6
     results["sink_cpu_s_per_million_rows"] = sink.cpu() / total * 1e6
     for k in ("dump", "myloader", "full_sync"):
@@ -272,10 +333,12 @@ def catchups(results, prefix, source, sink):
     target = q(SOURCE, "SELECT @@gtid_binlog_pos")[0][0]
     wait("the backlog in Kafka", lambda: gtid_reached(stored_gtid(prefix), target), every=0.5,
          procs=(source,))
+    ends = table_topic_ends(prefix)
     t0 = time.time()
     sink = Connector("sink-connector", sink_toml)
-    wait("the sink's catch-up", equal(DEST), every=0.1, procs=(source, sink))
+    wait("the sink's catch-up", sink_reached(prefix, ends), every=0.02, procs=(source, sink))
     results["cdc_catchup_seconds"] = time.time() - t0
+    assert checksums(DEST) == checksums(SOURCE), "the destination differs after the catch-up"
     t0 = time.time()
     q(DEST2, "START SLAVE")
     replica_wait()
@@ -379,6 +442,8 @@ def main():
           f"{'':15}at {LAT_RATE} txn/s for {LAT_SECS} s, {r['latency_samples']} heartbeats")
     print(f"{'CPU s per million rows':30} source {r['source_cpu_s_per_million_rows']:.1f}, "
           f"sink {r['sink_cpu_s_per_million_rows']:.1f} (full sync)")
+    print(f"{'CPU s during the full sync':30} " + ", ".join(
+        f"{k} {v:.1f}" for k, v in r["full_sync_cpu_s"].items()))
     print(f"{'peak RSS, MB':30} source {r['source_peak_rss_mb']:.0f}, sink {r['sink_peak_rss_mb']:.0f}")
     print(f"written to {os.path.join(WORK, 'result.json')}")
 

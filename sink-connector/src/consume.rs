@@ -29,20 +29,16 @@ pub struct Input {
 impl Input {
     pub fn new(client_config: &ClientConfig, kafka: &KafkaSection) -> Result<Self, SinkError> {
         let mut c = client_config.clone();
-        // A fetch must be able to carry the largest record whole (some
-        // brokers never split one across fetches).
-        let fetch = kafka.message_max_bytes + 1024 * 1024;
+        // Kafka returns a record larger than the fetch limits whole, alone
+        // in its response: the response limit must hold the largest one
+        // (librdkafka's default, 100 MB, holds the default 64 MiB).
+        let response = (kafka.message_max_bytes + (1 << 20)).max(100_000_000);
         c.set("group.id", &kafka.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("fetch.max.bytes", fetch.to_string())
-            .set("max.partition.fetch.bytes", fetch.to_string())
-            .set(
-                "receive.message.max.bytes",
-                (2 * fetch + 1024 * 1024).to_string(),
-            )
+            .set("receive.message.max.bytes", response.to_string())
             .set(
                 "queued.max.messages.kbytes",
                 (kafka.fetch_buffer_bytes / 1024).to_string(),
