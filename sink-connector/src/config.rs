@@ -258,6 +258,10 @@ pub struct ApplySection {
     /// record it in `<state_database>.ddl_failures`, go on) or `stop`.
     #[serde(default)]
     pub on_ddl_error: DdlErrorPolicy,
+    /// Destination connections that apply batches at once, each for its
+    /// own tables (see `lanes.rs`).
+    #[serde(default = "defaults::connections")]
+    pub connections: usize,
 }
 
 /// See [`ApplySection::on_ddl_error`].
@@ -277,6 +281,7 @@ impl Default for ApplySection {
             batch_linger_ms: defaults::batch_linger_ms(),
             statement_max_bytes: defaults::statement_max_bytes(),
             on_ddl_error: DdlErrorPolicy::default(),
+            connections: defaults::connections(),
         }
     }
 }
@@ -314,6 +319,9 @@ mod defaults {
     }
     pub fn statement_max_bytes() -> usize {
         4 * 1024 * 1024
+    }
+    pub fn connections() -> usize {
+        2
     }
 }
 
@@ -452,6 +460,13 @@ impl Config {
                 "kafka.fetch_buffer_bytes",
                 "at least 1048576",
                 self.kafka.fetch_buffer_bytes.to_string(),
+            ));
+        }
+        if !(1..=32).contains(&self.apply.connections) {
+            return Err(invalid(
+                "apply.connections",
+                "1 to 32",
+                self.apply.connections.to_string(),
             ));
         }
         if self.apply.batch_max_records == 0 {

@@ -15,6 +15,7 @@ mod consume;
 mod ddl;
 mod decode;
 mod error;
+mod lanes;
 mod mapping;
 mod schema_apply;
 mod sql;
@@ -38,6 +39,7 @@ use crate::consume::Input;
 use crate::ddl::{DdlQueue, Held, Pending};
 use crate::decode::Registry;
 use crate::error::SinkError;
+use crate::lanes::{Job, Lanes};
 use crate::mapping::Mapping;
 use crate::state::{record_order, Partition, PartitionState};
 
@@ -229,9 +231,49 @@ async fn sync(
             .collect();
         ddl::check_conflicts(applier.conn(), &mapped, config.schema.on_conflict).await?;
     }
+    let mut appliers = Vec::with_capacity(config.apply.connections);
+    for _ in 0..config.apply.connections {
+        appliers.push(
+            Applier::connect(
+                &config.destination.url,
+                config.destination.connect_timeout_secs,
+                config.apply.statement_max_bytes,
+            )
+            .await?,
+        );
+    }
+    let mut lanes = Lanes::start(appliers, 2 * config.apply.batch_max_bytes);
+    let result = run_loop(
+        config,
+        client_config,
+        registry,
+        shutdown,
+        &mut applier,
+        &mut applied,
+        &mut lanes,
+    )
+    .await;
+    // On shutdown as on an error: what the lanes are doing ends first.
+    lanes.close().await;
+    result
+}
+
+/// Consumes and applies until shutdown or an error.
+#[allow(clippy::too_many_arguments)] // the attempt's state, lent to its loop
+async fn run_loop(
+    config: &Config,
+    client_config: &rdkafka::ClientConfig,
+    registry: &mut Registry,
+    shutdown: &mut watch::Receiver<bool>,
+    applier: &mut Applier,
+    applied: &mut HashMap<Partition, PartitionState>,
+    lanes: &mut Lanes,
+) -> Result<(), SinkError> {
+    let state_db = &config.destination.state_database;
+    let mapping = config.mapping()?;
     let mut input = Input::new(client_config, &config.kafka)?;
     let mut ready: HashSet<TableId> = HashSet::new();
-    input.discover(&applied)?;
+    input.discover(applied)?;
     let mut last_discovery = Instant::now();
     let linger = Duration::from_millis(config.apply.batch_linger_ms);
     let refresh = Duration::from_secs(config.kafka.topic_refresh_secs);
@@ -250,12 +292,13 @@ async fn sync(
             return Ok(());
         }
         if last_discovery.elapsed() >= refresh {
-            input.discover(&applied)?;
+            input.discover(applied)?;
             last_discovery = Instant::now();
         }
         // Collect a batch: up to the limits, or what arrives within the
         // linger time after the first record.
-        let mut changes: Vec<Change> = Vec::new();
+        // Each change with the lane of its topic.
+        let mut changes: Vec<(usize, Change)> = Vec::new();
         let mut touched: HashMap<Partition, PartitionState> = HashMap::new();
         let mut count = 0usize;
         let mut bytes = 0usize;
@@ -385,27 +428,29 @@ async fn sync(
             if !allowed {
                 continue; // filtered out; the position still advances
             }
-            changes.push(Change {
-                table,
-                source,
-                record,
-            });
+            changes.push((
+                lanes.lane(&key.0),
+                Change {
+                    table,
+                    source,
+                    record,
+                },
+            ));
         }
         if !touched.is_empty() {
             change_stream::throttle::take(&mut row_limit, changes.len() as f64).await;
             change_stream::throttle::take(&mut byte_limit, bytes as f64).await;
             apply_batch(
-                config,
-                &mapping,
-                &mut applier,
-                registry,
-                &mut input,
-                &mut ready,
-                &changes,
-                &touched,
+                config, &mapping, applier, registry, lanes, &mut ready, changes, &touched,
             )
             .await?;
             applied.extend(touched);
+        }
+        let committed = lanes.committed();
+        if !committed.is_empty() {
+            let refs: Vec<(&Partition, &PartitionState)> =
+                committed.iter().map(|(p, s)| (p, s)).collect();
+            input.commit_hint(&refs);
         }
         // Schema changes whose partitions have all reached their markers.
         while let Some(head) = ddl_queue.head() {
@@ -434,15 +479,11 @@ async fn sync(
                 break;
             };
             let pending = ddl_queue.pop(&released).expect("a head");
-            let mut with_position = schema_apply::apply(
-                config,
-                &mapping,
-                &mut applier,
-                registry,
-                &mut ready,
-                &pending,
-            )
-            .await?;
+            // After every row before it.
+            lanes.drain().await?;
+            let mut with_position =
+                schema_apply::apply(config, &mapping, applier, registry, &mut ready, &pending)
+                    .await?;
             let mut positions: Vec<(Partition, PartitionState)> = vec![(
                 (schema_changes.clone(), 0),
                 PartitionState {
@@ -471,7 +512,7 @@ async fn sync(
                 positions.iter().map(|(p, s)| (p, s)).collect();
             with_position.push(state::save_sql(state_db, &config.kafka.group_id, &refs));
             applier.apply(&[], &with_position).await?;
-            schema_apply::applied(&mut applier, config, &pending).await;
+            schema_apply::applied(applier, config, &pending).await;
             for (p, held) in &released {
                 input.resume_at(p, held.offset + 1)?;
             }
@@ -480,51 +521,72 @@ async fn sync(
     }
 }
 
-/// Applies one batch of row changes with the positions they reach.
+/// Hands one batch of row changes, with the positions they reach, to the
+/// lanes: each lane gets the changes and positions of its topics.
 #[allow(clippy::too_many_arguments)] // the sink's state, lent for one batch
 async fn apply_batch(
     config: &Config,
     mapping: &Mapping,
     applier: &mut Applier,
     registry: &mut Registry,
-    input: &mut Input,
+    lanes: &mut Lanes,
     ready: &mut HashSet<TableId>,
-    changes: &[Change],
+    changes: Vec<(usize, Change)>,
     touched: &HashMap<Partition, PartitionState>,
 ) -> Result<(), SinkError> {
     let state_db = &config.destination.state_database;
-    {
-        for c in changes {
-            if !ready.contains(&c.source) {
-                match registry.definition(&c.source).await {
-                    Ok(definition) => {
-                        ddl::ensure_table(applier.conn(), &mapping.schema(&definition)).await?;
-                    }
-                    // A table the source took up from the binlog alone
-                    // (renamed or dropped since): it is here already.
-                    Err(e) if !ddl::table_exists(applier.conn(), &c.table.id).await? => {
-                        return Err(e)
-                    }
-                    Err(_) => {}
+    for (_, c) in &changes {
+        if !ready.contains(&c.source) {
+            match registry.definition(&c.source).await {
+                Ok(definition) => {
+                    ddl::ensure_table(applier.conn(), &mapping.schema(&definition)).await?;
                 }
-                ready.insert(c.source.clone());
+                // A table the source took up from the binlog alone
+                // (renamed or dropped since): it is here already.
+                Err(e) if !ddl::table_exists(applier.conn(), &c.table.id).await? => return Err(e),
+                Err(_) => {}
             }
+            ready.insert(c.source.clone());
         }
+    }
+    let mut per_lane: Vec<Vec<Change>> = (0..lanes.count()).map(|_| Vec::new()).collect();
+    for (lane, c) in changes {
+        per_lane[lane].push(c);
+    }
+    for (lane, changes) in per_lane.into_iter().enumerate() {
+        let mut positions: Vec<(Partition, PartitionState)> = touched
+            .iter()
+            .filter(|(p, _)| lanes.lane(&p.0) == lane)
+            .map(|(p, s)| (p.clone(), s.clone()))
+            .collect();
+        if positions.is_empty() {
+            continue;
+        }
+        positions.sort_by(|a, b| a.0.cmp(&b.0));
         let statements = apply::plan(
-            changes,
+            &changes,
             applier.max_statement_bytes,
             config.schema.on_conflict == ConflictMode::Ignore,
         )?;
-        let mut positions: Vec<(&Partition, &PartitionState)> = touched.iter().collect();
-        positions.sort_by(|a, b| a.0.cmp(b.0));
-        let state_sql = state::save_sql(state_db, &config.kafka.group_id, &positions);
-        applier.apply(&statements, &[state_sql]).await?;
-        input.commit_hint(&positions);
+        let refs: Vec<(&Partition, &PartitionState)> =
+            positions.iter().map(|(p, s)| (p, s)).collect();
+        let state = vec![state::save_sql(state_db, &config.kafka.group_id, &refs)];
         tracing::debug!(
+            lane,
             records = changes.len(),
             statements = statements.len(),
-            "batch applied"
+            "batch planned"
         );
+        lanes
+            .submit(
+                lane,
+                Job {
+                    statements,
+                    state,
+                    positions,
+                },
+            )
+            .await?;
     }
     Ok(())
 }

@@ -139,7 +139,9 @@ impl Output {
                 let mut config = self.table_topics.config.clone();
                 if !keyed {
                     config.insert("cleanup.policy".into(), "delete".into());
-                    config.entry("retention.ms".into()).or_insert_with(|| "-1".into());
+                    config
+                        .entry("retention.ms".into())
+                        .or_insert_with(|| "-1".into());
                 }
                 TopicSpec {
                     name: name.clone(),

@@ -1,0 +1,165 @@
+//! Applying batches on several destination connections at once.
+//!
+//! The sink's intake collects a batch, and the batch is split by table
+//! topic into *lanes*: `apply.connections` tasks, each with a connection of
+//! its own, each applying the jobs it is given one after the other. A topic
+//! always goes to the same lane (by a hash of its name), so each table, and
+//! each of its partitions, is applied by one connection, in order, and the
+//! positions a job reaches (its partitions' offsets) commit in the same
+//! destination transaction as its rows, as with a single connection: what a
+//! crash leaves is exactly what the state table records, per partition.
+//!
+//! The lanes run while the intake consumes, decodes and plans the next
+//! batch: the destination is not idle while the sink works, nor the sink
+//! while the destination does. What is in flight is bounded in bytes of SQL
+//! (twice `apply.batch_max_bytes`, whatever the number of lanes), so the
+//! memory budget holds.
+//!
+//! A schema change runs only when every lane is idle ([`Lanes::drain`]):
+//! it comes after every row before it. A job that fails ends its lane; the
+//! error ends the attempt once every other lane has finished what it was
+//! doing ([`Lanes::close`]), so that a new attempt, which starts from the
+//! positions stored at the destination, never races a commit of the old one.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::apply::{Applier, Statement};
+use crate::error::SinkError;
+use crate::state::{Partition, PartitionState};
+
+/// One lane's part of a batch.
+pub struct Job {
+    pub statements: Vec<Statement>,
+    /// The statements that record the positions it reaches.
+    pub state: Vec<String>,
+    /// Those positions, reported back once committed.
+    pub positions: Vec<(Partition, PartitionState)>,
+}
+
+enum Msg {
+    Apply(Job, OwnedSemaphorePermit),
+    Drain(oneshot::Sender<()>),
+}
+
+pub struct Lanes {
+    senders: Vec<mpsc::Sender<Msg>>,
+    handles: Vec<JoinHandle<Result<(), SinkError>>>,
+    done: mpsc::UnboundedReceiver<Vec<(Partition, PartitionState)>>,
+    /// Bytes of SQL in flight.
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+}
+
+impl Lanes {
+    /// One lane per applier, with `budget_bytes` of SQL in flight at most.
+    pub fn start(appliers: Vec<Applier>, budget_bytes: usize) -> Self {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for mut applier in appliers {
+            let (tx, mut rx) = mpsc::channel::<Msg>(1);
+            let done_tx = done_tx.clone();
+            handles.push(tokio::spawn(async move {
+                while let Some(msg) = rx.recv().await {
+                    match msg {
+                        Msg::Apply(job, permit) => {
+                            applier.apply(&job.statements, &job.state).await?;
+                            drop(permit);
+                            let _ = done_tx.send(job.positions);
+                        }
+                        Msg::Drain(tx) => {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                Ok(())
+            }));
+            senders.push(tx);
+        }
+        Self {
+            senders,
+            handles,
+            done,
+            budget: Arc::new(Semaphore::new(budget_bytes)),
+            budget_bytes,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// The lane of a topic.
+    pub fn lane(&self, topic: &str) -> usize {
+        (change_stream::avro::fingerprint(topic) % self.senders.len() as u64) as usize
+    }
+
+    /// Hands a job to its lane (waiting while the lane is busy or too many
+    /// bytes are in flight).
+    pub async fn submit(&mut self, lane: usize, job: Job) -> Result<(), SinkError> {
+        let bytes: usize = job.statements.iter().map(|s| s.sql.len()).sum();
+        let permits = bytes.clamp(1, self.budget_bytes) as u32;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .expect("the budget is never closed");
+        if self.senders[lane]
+            .send(Msg::Apply(job, permit))
+            .await
+            .is_err()
+        {
+            return Err(self.failure(lane).await);
+        }
+        Ok(())
+    }
+
+    /// Waits until every lane has applied everything handed to it.
+    pub async fn drain(&mut self) -> Result<(), SinkError> {
+        let mut waits = Vec::new();
+        for lane in 0..self.senders.len() {
+            let (tx, rx) = oneshot::channel();
+            if self.senders[lane].send(Msg::Drain(tx)).await.is_err() {
+                return Err(self.failure(lane).await);
+            }
+            waits.push((lane, rx));
+        }
+        for (lane, rx) in waits {
+            if rx.await.is_err() {
+                return Err(self.failure(lane).await);
+            }
+        }
+        Ok(())
+    }
+
+    /// The positions committed since the last call.
+    pub fn committed(&mut self) -> Vec<(Partition, PartitionState)> {
+        let mut out = Vec::new();
+        while let Ok(positions) = self.done.try_recv() {
+            out.extend(positions);
+        }
+        out
+    }
+
+    /// The error that ended a lane.
+    async fn failure(&mut self, lane: usize) -> SinkError {
+        let handle = std::mem::replace(&mut self.handles[lane], tokio::spawn(async { Ok(()) }));
+        match handle.await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => SinkError::Destination("an apply connection ended".into()),
+            Err(e) => SinkError::Destination(format!("an apply connection failed: {e}")),
+        }
+    }
+
+    /// Lets every lane finish what it was doing, and stops them.
+    pub async fn close(self) {
+        drop(self.senders);
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}
