@@ -185,21 +185,20 @@ fn pack(
     max_bytes: usize,
     out: &mut Vec<Statement>,
 ) {
-    let mut cur = Statement {
-        sql: Vec::new(),
+    // Each statement's buffer is sized once: what is left, up to the cap.
+    let mut left: usize = items.iter().map(|(i, _)| i.len() + sep.len()).sum();
+    let statement = |left: usize| Statement {
+        sql: Vec::with_capacity((head.len() + left + tail.len()).min(max_bytes)),
         table: table.clone(),
         rows: Vec::new(),
     };
+    let mut cur = statement(left);
     for (item, row) in items {
         if !cur.sql.is_empty() && cur.sql.len() + sep.len() + item.len() + tail.len() > max_bytes {
             cur.sql.extend_from_slice(tail.as_bytes());
-            let next = Statement {
-                sql: Vec::new(),
-                table: table.clone(),
-                rows: Vec::new(),
-            };
-            out.push(std::mem::replace(&mut cur, next));
+            out.push(std::mem::replace(&mut cur, statement(left)));
         }
+        left -= item.len() + sep.len();
         if cur.sql.is_empty() {
             cur.sql.extend_from_slice(head.as_bytes());
         } else {
