@@ -1062,8 +1062,8 @@ impl<'a> Cursor<'a> {
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], Error> {
-        let n = usize::try_from(self.long()?)
-            .map_err(|_| Error::Decode("negative length".into()))?;
+        let n =
+            usize::try_from(self.long()?).map_err(|_| Error::Decode("negative length".into()))?;
         self.take(n)
     }
 
@@ -1108,12 +1108,12 @@ impl<'a> Cursor<'a> {
             ColumnKind::Decimal { scale, .. } => {
                 Cell::Decimal(decimal_from_bytes(self.bytes()?, *scale))
             }
-            ColumnKind::Float => {
-                Cell::Float(f32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
-            }
-            ColumnKind::Double => {
-                Cell::Double(f64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-            }
+            ColumnKind::Float => Cell::Float(f32::from_le_bytes(
+                self.take(4)?.try_into().expect("4 bytes"),
+            )),
+            ColumnKind::Double => Cell::Double(f64::from_le_bytes(
+                self.take(8)?.try_into().expect("8 bytes"),
+            )),
             ColumnKind::Bit { .. } | ColumnKind::Bytes => Cell::Bytes(self.bytes()?.to_vec()),
             ColumnKind::Geometry => {
                 let wkb = self.bytes()?;
@@ -1569,7 +1569,14 @@ mod tests {
         ];
         let mut buf = Vec::new();
         codec
-            .encode_envelope(Op::Create, None, Some(&row), 1, &SourceInfo::default(), &mut buf)
+            .encode_envelope(
+                Op::Create,
+                None,
+                Some(&row),
+                1,
+                &SourceInfo::default(),
+                &mut buf,
+            )
             .unwrap();
         let (_, datum) = split_single_object(&buf).unwrap();
         let dec = EnvelopeCodec::new(&codec.value.json).unwrap();
