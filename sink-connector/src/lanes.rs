@@ -16,19 +16,27 @@
 //! memory budget holds.
 //!
 //! A schema change runs only when every lane is idle ([`Lanes::drain`]):
-//! it comes after every row before it. A job that fails ends its lane; the
-//! error ends the attempt once every other lane has finished what it was
-//! doing ([`Lanes::close`]), so that a new attempt, which starts from the
-//! positions stored at the destination, never races a commit of the old one.
+//! it comes after every row before it. A job that fails ends its lane, and
+//! the intake hears of it at once ([`Lanes::failed`], [`Lanes::check`]),
+//! not only when it next hands that lane a job: the failed job's records
+//! were counted as consumed, and with no more records for that lane's
+//! topics nothing else would ever apply them. The error ends the attempt
+//! once every other lane has finished what it was doing ([`Lanes::close`]),
+//! so that a new attempt, which starts from the positions stored at the
+//! destination, never races a commit of the old one.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::apply::{Applier, Statement};
 use crate::error::SinkError;
 use crate::state::{Partition, PartitionState};
+
+/// No lane has failed.
+const NONE: usize = usize::MAX;
 
 /// One lane's part of a batch.
 pub struct Job {
@@ -51,22 +59,38 @@ pub struct Lanes {
     /// Bytes of SQL in flight.
     budget: Arc<Semaphore>,
     budget_bytes: usize,
+    /// Told when a lane ends with an error; `failed` holds which lane.
+    ended: Arc<Notify>,
+    failed: Arc<AtomicUsize>,
 }
 
 impl Lanes {
     /// One lane per applier, with `budget_bytes` of SQL in flight at most.
     pub fn start(appliers: Vec<Applier>, budget_bytes: usize) -> Self {
         let (done_tx, done) = mpsc::unbounded_channel();
+        let failure = Arc::new(Notify::new());
+        let failed = Arc::new(AtomicUsize::new(NONE));
         let mut senders = Vec::new();
         let mut handles = Vec::new();
-        for mut applier in appliers {
+        for (lane, mut applier) in appliers.into_iter().enumerate() {
             let (tx, mut rx) = mpsc::channel::<Msg>(1);
             let done_tx = done_tx.clone();
+            let failure = failure.clone();
+            let failed = failed.clone();
             handles.push(tokio::spawn(async move {
                 while let Some(msg) = rx.recv().await {
                     match msg {
                         Msg::Apply(job, permit) => {
-                            applier.apply(&job.statements, &job.state).await?;
+                            if let Err(e) = applier.apply(&job.statements, &job.state).await {
+                                let _ = failed.compare_exchange(
+                                    NONE,
+                                    lane,
+                                    Ordering::SeqCst,
+                                    Ordering::SeqCst,
+                                );
+                                failure.notify_one();
+                                return Err(e);
+                            }
                             drop(permit);
                             let _ = done_tx.send(job.positions);
                         }
@@ -85,6 +109,8 @@ impl Lanes {
             done,
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
+            ended: failure,
+            failed,
         }
     }
 
@@ -134,6 +160,21 @@ impl Lanes {
             }
         }
         Ok(())
+    }
+
+    /// Resolves when a lane has ended with an error (then [`Lanes::check`]
+    /// returns it). Cancel-safe: a failure told while nobody waits is kept.
+    pub fn failed(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let ended = self.ended.clone();
+        async move { ended.notified().await }
+    }
+
+    /// The error of a lane that has ended, if one has.
+    pub async fn check(&mut self) -> Result<(), SinkError> {
+        match self.failed.load(Ordering::SeqCst) {
+            NONE => Ok(()),
+            lane => Err(self.failure(lane).await),
+        }
     }
 
     /// The positions committed since the last call.

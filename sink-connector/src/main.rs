@@ -297,6 +297,7 @@ async fn run_loop(
         if *shutdown.borrow() {
             return Ok(());
         }
+        lanes.check().await?;
         if last_discovery.elapsed() >= refresh {
             input.discover(applied)?;
             last_discovery = Instant::now();
@@ -317,6 +318,7 @@ async fn run_loop(
             let msg = tokio::select! {
                 m = tokio::time::timeout(wait, input.consumer.recv()) => m,
                 _ = shutdown.changed() => break,
+                _ = lanes.failed() => break, // checked above, at once
             };
             let msg = match msg {
                 Err(_) => break,
