@@ -412,12 +412,16 @@ def latency(results, source, sink):
 def main():
     results = {"tables": TABLES, "rows_per_table": ROWS, "cdc_transactions": CDC_TXNS,
                "cores": os.cpu_count()}
-    prefix, source, sink = full_syncs(results)
-    source, sink = catchups(results, prefix, source, sink)
-    latency(results, source, sink)
-    source.stop()
-    sink.stop()
-    q(DEST2, "STOP SLAVE")
+    try:
+        prefix, source, sink = full_syncs(results)
+        source, sink = catchups(results, prefix, source, sink)
+        latency(results, source, sink)
+        source.stop()
+        sink.stop()
+    finally:
+        # The second destination is a test server again, whatever happened.
+        q(DEST2, "STOP SLAVE")
+        q(DEST2, "RESET SLAVE ALL")
     results["source_peak_rss_mb"] = Connector.peak_rss.get("source-connector")
     results["sink_peak_rss_mb"] = Connector.peak_rss.get("sink-connector")
     with open(os.path.join(WORK, "result.json"), "w") as f:

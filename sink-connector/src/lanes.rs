@@ -3,7 +3,9 @@
 //! The sink's intake collects a batch, and the batch is split by table
 //! topic into *lanes*: `apply.connections` tasks, each with a connection of
 //! its own, each applying the jobs it is given one after the other. A topic
-//! always goes to the same lane (by a hash of its name), so each table, and
+//! always goes to the same lane (topics are dealt to the lanes in turn as
+//! they first appear, so that tables read at once by the snapshot land on
+//! different connections), so each table, and
 //! each of its partitions, is applied by one connection, in order, and the
 //! positions a job reaches (its partitions' offsets) commit in the same
 //! destination transaction as its rows, as with a single connection: what a
@@ -62,6 +64,8 @@ pub struct Lanes {
     /// Told when a lane ends with an error; `failed` holds which lane.
     ended: Arc<Notify>,
     failed: Arc<AtomicUsize>,
+    /// The lane of each topic seen so far.
+    lanes: std::collections::HashMap<String, usize>,
 }
 
 impl Lanes {
@@ -111,6 +115,7 @@ impl Lanes {
             budget_bytes,
             ended: failure,
             failed,
+            lanes: Default::default(),
         }
     }
 
@@ -119,8 +124,13 @@ impl Lanes {
     }
 
     /// The lane of a topic.
-    pub fn lane(&self, topic: &str) -> usize {
-        (change_stream::avro::fingerprint(topic) % self.senders.len() as u64) as usize
+    pub fn lane(&mut self, topic: &str) -> usize {
+        if let Some(&lane) = self.lanes.get(topic) {
+            return lane;
+        }
+        let lane = self.lanes.len() % self.senders.len();
+        self.lanes.insert(topic.to_string(), lane);
+        lane
     }
 
     /// Hands a job to its lane (waiting while the lane is busy or too many

@@ -562,11 +562,12 @@ async fn apply_batch(
         per_lane[lane].push(c);
     }
     for (lane, changes) in per_lane.into_iter().enumerate() {
-        let mut positions: Vec<(Partition, PartitionState)> = touched
-            .iter()
-            .filter(|(p, _)| lanes.lane(&p.0) == lane)
-            .map(|(p, s)| (p.clone(), s.clone()))
-            .collect();
+        let mut positions: Vec<(Partition, PartitionState)> = Vec::new();
+        for (p, s) in touched {
+            if lanes.lane(&p.0) == lane {
+                positions.push((p.clone(), s.clone()));
+            }
+        }
         if positions.is_empty() {
             continue;
         }

@@ -148,6 +148,26 @@ impl BinlogReader {
         })
     }
 
+    /// A reader from `from` that follows schema changes (publishing them
+    /// and updating the shapes of `tables`), as the connector's config says.
+    pub async fn following(
+        config: &crate::config::Config,
+        opts: &Opts,
+        from: &GtidPosition,
+        tables: &HashMap<TableId, Arc<TableCtx>>,
+        prefix: &str,
+    ) -> Result<Self, SourceError> {
+        Self::connect(
+            opts.clone(),
+            config.source.server_id,
+            from,
+            tables.clone(),
+            prefix,
+            DdlContext::new(opts.clone(), Arc::new(config.selection()?)),
+        )
+        .await
+    }
+
     /// Reads events and writes records until `stop` is reached (if given)
     /// or shutdown is requested; `rows` says which rows are written. `checkpoints` says whether transaction ends are stored as
     /// positions (not while replaying inside a snapshot).

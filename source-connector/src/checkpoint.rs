@@ -47,9 +47,78 @@ pub struct StoredPosition {
 pub struct SnapshotProgress {
     /// Tables whose every row is acknowledged.
     pub tables_done: Vec<TableId>,
-    /// The table being read, and the key of its last acknowledged row.
+    /// The parts of tables planned and not done yet (a table, or a key
+    /// range of one), each with the key of its last acknowledged row.
+    #[serde(default)]
+    pub in_progress: Vec<TableProgress>,
+    /// The one table being read, in positions stored by earlier versions
+    /// ([`SnapshotProgress::normalized`] turns it into a part).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<TableId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_key: Option<Vec<KeyValue>>,
+}
+
+/// A part of a table to read, and the key of its last acknowledged row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableProgress {
+    pub table: TableId,
+    /// The rows it covers; `None` is the whole table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<KeyRange>,
+    pub last_key: Option<Vec<KeyValue>>,
+}
+
+/// Rows whose first key column lies between two bounds, both included;
+/// `None` leaves that side open.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyRange {
+    pub from: Option<KeyValue>,
+    pub to: Option<KeyValue>,
+}
+
+impl SnapshotProgress {
+    /// The same progress with an earlier version's one table as a part.
+    pub fn normalized(mut self) -> Self {
+        if let Some(table) = self.current.take() {
+            let last_key = self.last_key.take();
+            if !self.in_progress.iter().any(|t| t.table == table) {
+                self.in_progress.push(TableProgress {
+                    table,
+                    range: None,
+                    last_key,
+                });
+            }
+        }
+        self
+    }
+
+    /// Records how far a part has got.
+    pub fn advance(&mut self, part: &TableProgress) {
+        match self
+            .in_progress
+            .iter_mut()
+            .find(|t| t.table == part.table && t.range == part.range)
+        {
+            Some(t) => t.last_key = part.last_key.clone(),
+            None => self.in_progress.push(part.clone()),
+        }
+    }
+
+    /// Ends a part; the table is done once no part of it is left.
+    pub fn finish(&mut self, table: &TableId, range: &Option<KeyRange>) {
+        self.in_progress
+            .retain(|t| !(&t.table == table && &t.range == range));
+        if !self.in_progress.iter().any(|t| &t.table == table) && !self.tables_done.contains(table)
+        {
+            self.tables_done.push(table.clone());
+        }
+    }
+
+    /// Whether any part of the table is planned.
+    pub fn planned(&self, id: &TableId) -> bool {
+        self.in_progress.iter().any(|t| &t.table == id)
+    }
 }
 
 /// A key column value in a form that survives JSON exactly.
@@ -145,6 +214,7 @@ mod tests {
             pos: 345,
             snapshot: Some(SnapshotProgress {
                 tables_done: vec![TableId::new("shop", "a")],
+                in_progress: Vec::new(),
                 current: Some(TableId::new("shop", "b")),
                 last_key: Some(vec![
                     KeyValue::from(&Value::Int(-5)),
@@ -158,5 +228,64 @@ mod tests {
         assert_eq!(back, p);
         let key = back.snapshot.unwrap().last_key.unwrap();
         assert_eq!(key[1].to_value().unwrap(), Value::Bytes(vec![0, 255, 10]));
+    }
+
+    #[test]
+    fn progress_of_parts_of_tables_and_of_earlier_versions() {
+        let x = TableId::new("d", "x");
+        let y = TableId::new("d", "y");
+        let low = Some(KeyRange {
+            from: None,
+            to: Some(KeyValue::Int(99)),
+        });
+        let high = Some(KeyRange {
+            from: Some(KeyValue::Int(100)),
+            to: None,
+        });
+        let mut p = SnapshotProgress::default();
+        for range in [&low, &high] {
+            p.advance(&TableProgress {
+                table: x.clone(),
+                range: range.clone(),
+                last_key: None,
+            });
+        }
+        p.advance(&TableProgress {
+            table: y.clone(),
+            range: None,
+            last_key: None,
+        });
+        p.advance(&TableProgress {
+            table: x.clone(),
+            range: high.clone(),
+            last_key: Some(vec![KeyValue::Int(150)]),
+        });
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(!json.contains("current"), "{json}");
+        let mut back: SnapshotProgress = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.in_progress.len(), 3);
+        assert_eq!(back.in_progress[1].last_key, Some(vec![KeyValue::Int(150)]));
+        // A table is done when its last part is.
+        back.finish(&x, &high);
+        assert!(back.tables_done.is_empty());
+        back.finish(&x, &low);
+        assert_eq!(back.tables_done, vec![x.clone()]);
+        assert!(!back.planned(&x) && back.planned(&y));
+        // As an earlier version stored it.
+        let old: SnapshotProgress = serde_json::from_str(
+            r#"{"tables_done":[],"current":{"database":"d","table":"x"},"last_key":[{"t":"Int","v":3}]}"#,
+        )
+        .unwrap();
+        let old = old.normalized();
+        assert_eq!(old.current, None);
+        assert_eq!(
+            old.in_progress,
+            vec![TableProgress {
+                table: x,
+                range: None,
+                last_key: Some(vec![KeyValue::Int(3)]),
+            }]
+        );
     }
 }

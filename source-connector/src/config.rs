@@ -108,6 +108,10 @@ pub struct SourceSection {
     /// Rows per snapshot query (primary-key chunk).
     #[serde(default = "defaults::snapshot_chunk_rows")]
     pub snapshot_chunk_rows: u32,
+    /// Connections that read the snapshot at once, each a table at a time,
+    /// all at one consistent point.
+    #[serde(default = "defaults::snapshot_connections")]
+    pub snapshot_connections: usize,
     /// Seconds to wait for a connection to the source.
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: u64,
@@ -187,6 +191,9 @@ mod defaults {
 
     pub fn snapshot_chunk_rows() -> u32 {
         10_000
+    }
+    pub fn snapshot_connections() -> usize {
+        2
     }
     pub fn connect_timeout_secs() -> u64 {
         10
@@ -319,6 +326,13 @@ impl Config {
                 "retry.connection_window_minutes",
                 "10 to 1440",
                 self.retry.connection_window_minutes.to_string(),
+            ));
+        }
+        if !(1..=32).contains(&self.source.snapshot_connections) {
+            return Err(invalid(
+                "source.snapshot_connections",
+                "1 to 32",
+                self.source.snapshot_connections.to_string(),
             ));
         }
         if self.source.snapshot_chunk_rows == 0 {

@@ -18,6 +18,11 @@ pub enum SourceError {
     },
     #[error("source MariaDB: {0}")]
     Source(String),
+    /// The snapshot met a schema change on the source: a table it was to
+    /// read dropped or altered since its read view, or a statement waiting
+    /// for a table the snapshot holds. Taken again at once, resuming.
+    #[error("source MariaDB: {0}")]
+    SnapshotInterrupted(String),
     #[error("source MariaDB is not set up for replication: {0}")]
     SourceSetup(String),
     /// A failed precheck item.
@@ -47,7 +52,10 @@ impl SourceError {
     /// broker that does not answer.
     pub fn is_transient(&self) -> bool {
         matches!(self, SourceError::Source(m) | SourceError::Binlog(m) if is_connection_message(m))
-            || matches!(self, SourceError::Kafka(_))
+            || matches!(
+                self,
+                SourceError::Kafka(_) | SourceError::SnapshotInterrupted(_)
+            )
     }
 }
 

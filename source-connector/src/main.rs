@@ -23,7 +23,7 @@ mod selection;
 mod snapshot;
 mod tablemap;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,9 +40,8 @@ use mysql_async::{Conn, Opts, OptsBuilder};
 use tokio::sync::watch;
 
 use crate::binlog::BinlogReader;
-use crate::checkpoint::{SnapshotProgress, StoredPosition};
+use crate::checkpoint::StoredPosition;
 use crate::config::Config;
-use crate::ddl::DdlContext;
 use crate::encode::{Encoder, TableCtx};
 use crate::error::{describe_mysql, SourceError};
 use crate::produce::Output;
@@ -374,7 +373,13 @@ async fn run(config: Config) -> Result<(), SourceError> {
                         )));
                         }
                     };
-                    tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "lost a connection; retrying from the last acknowledged position");
+                    let what = match e {
+                        SourceError::SnapshotInterrupted(_) => {
+                            "the snapshot met a schema change on the source; resuming it"
+                        }
+                        _ => "lost a connection; retrying from the last acknowledged position",
+                    };
+                    tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "{what}");
                     position = out.flush().await?.or(position);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -477,7 +482,7 @@ async fn publish_definitions(
 }
 
 /// The `source` block of a definition read at start (no binlog position).
-fn definition_source(
+pub(crate) fn definition_source(
     out: &Output,
     server_id: u32,
     database: &str,
@@ -522,26 +527,6 @@ async fn publish_object(
     ddl::publish(out, &change).await
 }
 
-/// A binlog reader from `from` that follows schema changes (publishing
-/// them and updating the shapes of `tables`).
-async fn stream_reader(
-    config: &Config,
-    opts: &Opts,
-    from: &change_stream::position::GtidPosition,
-    tables: &HashMap<TableId, Arc<TableCtx>>,
-    prefix: &str,
-) -> Result<BinlogReader, SourceError> {
-    BinlogReader::connect(
-        opts.clone(),
-        config.source.server_id,
-        from,
-        tables.clone(),
-        prefix,
-        DdlContext::new(opts.clone(), Arc::new(config.selection()?)),
-    )
-    .await
-}
-
 /// One attempt: snapshot (fresh or resumed) if needed, then stream.
 /// Returns `Ok` only on shutdown.
 #[allow(clippy::too_many_arguments)] // the state one attempt carries over to the next
@@ -566,141 +551,25 @@ async fn sync(
     let gtid = match position {
         Some(p) if p.snapshot.is_none() => p.gtid,
         position => {
-            let mut conn = connect(opts, config.source.connect_timeout_secs).await?;
-            let point = snapshot::begin(&mut conn).await?;
-            let progress = match position {
-                None => {
-                    // Schema changes made between reading the definitions
-                    // and the snapshot point: published (and the shapes
-                    // updated) before any snapshot row.
-                    if let Some(from) = definitions_read_at.take() {
-                        if from != point.gtid {
-                            let mut reader =
-                                stream_reader(config, opts, &from, tables, out.prefix()).await?;
-                            let ended = reader
-                                .read(
-                                    out,
-                                    &mut enc,
-                                    source_server_id,
-                                    Some(&point.coords),
-                                    binlog::Rows::None,
-                                    false,
-                                    shutdown,
-                                )
-                                .await;
-                            *tables = reader.close().await;
-                            if ended? == binlog::Ended::Shutdown {
-                                return Ok(());
-                            }
-                        }
-                    }
-                    SnapshotProgress::default()
-                }
-                Some(p) => {
-                    let progress = p.snapshot.unwrap_or_default();
-                    // The stored progress can be behind the rows already
-                    // sent: a table may have been started after it. So every
-                    // keyed table gets the changes between the two snapshot
-                    // points (harmless where none of its rows were sent: the
-                    // new snapshot writes each row's state again); a keyless
-                    // table only when it was done, since it is otherwise
-                    // read again from its start, below. Schema changes in
-                    // between are published in their place, as in the
-                    // stream: the destination has the tables as they were
-                    // at the first point, and the rows read at the new
-                    // point have the shapes of then.
-                    let done: HashSet<&TableId> = progress.tables_done.iter().collect();
-                    let read_again: HashSet<TableId> = tables
-                        .values()
-                        .filter(|t| t.schema.key.is_empty() && !done.contains(&t.schema.id))
-                        .map(|t| t.schema.id.clone())
-                        .collect();
-                    let previous =
-                        change_stream::position::BinlogCoordinates::new(p.file.clone(), p.pos);
-                    if previous != point.coords {
-                        tracing::info!(from = %previous, to = %point.coords, "resuming an interrupted snapshot: replaying the binlog between the two snapshot points");
-                        let mut reader =
-                            stream_reader(config, opts, &p.gtid, tables, out.prefix()).await?;
-                        let ended = reader
-                            .read(
-                                out,
-                                &mut enc,
-                                source_server_id,
-                                Some(&point.coords),
-                                binlog::Rows::Except(&read_again),
-                                false,
-                                shutdown,
-                            )
-                            .await;
-                        *tables = reader.close().await;
-                        if ended? == binlog::Ended::Shutdown {
-                            return Ok(());
-                        }
-                    }
-                    // A keyless table not done is read again from its
-                    // start: whatever rows of it went out before are
-                    // discarded first, since the sink cannot tell them from
-                    // the rows read again.
-                    let mut restarted: Vec<&Arc<TableCtx>> = tables
-                        .values()
-                        .filter(|t| read_again.contains(&t.schema.id))
-                        .collect();
-                    restarted.sort_by(|a, b| a.schema.id.cmp(&b.schema.id));
-                    for t in restarted {
-                        let id = &t.schema.id;
-                        tracing::info!(table = %id, "a table without a key is read again from its start: its rows sent before are discarded at the destination");
-                        let mut source = definition_source(
-                            out,
-                            source_server_id,
-                            &id.database,
-                            &id.table,
-                            point.ts_ms,
-                        );
-                        source.file = point.coords.file.clone();
-                        source.pos = point.coords.pos;
-                        source.gtid = Some(point.gtid.to_string());
-                        let change = SchemaChange::snapshot_restart(source, t.schema.clone());
-                        ddl::publish(out, &change).await?;
-                    }
-                    progress
-                }
-            };
-            // Stored before any row goes out, so that a restart after some
-            // did always knows a snapshot was under way.
-            out.checkpoint(snapshot::position(&point, &progress, source_server_id))
-                .await?;
-            out.flush().await?;
-            let mut ordered: Vec<Arc<TableCtx>> = tables.values().cloned().collect();
-            ordered.sort_by(|a, b| a.schema.id.cmp(&b.schema.id));
-            let finished = snapshot::read_tables(
-                &mut conn,
-                out,
-                &mut enc,
-                &ordered,
-                &point,
-                progress,
-                config.source.snapshot_chunk_rows,
+            let snapshot = snapshot::Snapshot {
+                config,
+                opts,
                 source_server_id,
-                &mut snapshot::Throttle::new(&config.throttle),
-                shutdown,
-            )
-            .await?;
-            if !finished {
-                return Ok(());
+            };
+            match snapshot
+                .run(
+                    out,
+                    &mut enc,
+                    tables,
+                    definitions_read_at,
+                    position,
+                    shutdown,
+                )
+                .await?
+            {
+                Some(gtid) => gtid,
+                None => return Ok(()),
             }
-            conn.query_drop("COMMIT")
-                .await
-                .map_err(|e| SourceError::Source(describe_mysql(&e)))?;
-            out.checkpoint(StoredPosition {
-                server_id: source_server_id,
-                gtid: point.gtid.clone(),
-                file: point.coords.file.clone(),
-                pos: point.coords.pos,
-                snapshot: None,
-            })
-            .await?;
-            tracing::info!(gtid = %point.gtid, "snapshot finished; streaming the binlog");
-            point.gtid
         }
     };
     // Triggers come after the full synchronization: each behind the rows
@@ -713,7 +582,7 @@ async fn sync(
         out.flush().await?;
         triggers.clear();
     }
-    let mut reader = stream_reader(config, opts, &gtid, tables, out.prefix()).await?;
+    let mut reader = BinlogReader::following(config, opts, &gtid, tables, out.prefix()).await?;
     let result = reader
         .read(
             out,
