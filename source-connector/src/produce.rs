@@ -30,10 +30,10 @@ use crate::config::{KafkaSection, OversizedPolicy};
 use crate::error::SourceError;
 
 enum Pending {
-    Delivery {
-        future: DeliveryFuture,
-        what: String,
-    },
+    /// A record's delivery. What it was is told, on failure, from the
+    /// message the producer hands back: naming it here would cost a string
+    /// per record.
+    Delivery(DeliveryFuture),
     Checkpoint(Box<StoredPosition>),
     Flush(oneshot::Sender<Option<StoredPosition>>),
 }
@@ -235,10 +235,7 @@ impl Output {
                 Ok(future) => {
                     return self
                         .pending
-                        .send(Pending::Delivery {
-                            future,
-                            what: format!("{} ({size} bytes)", what()),
-                        })
+                        .send(Pending::Delivery(future))
                         .await
                         .map_err(|_| self.tracker_gone());
                 }
@@ -360,15 +357,17 @@ async fn track(
     loop {
         tokio::select! {
             item = rx.recv() => match item {
-                Some(Pending::Delivery { future, what }) => match future.await {
+                Some(Pending::Delivery(future)) => match future.await {
                     Ok(Ok(_)) => {}
                     // The producer retries transient failures for ever
                     // (message.timeout.ms = 0); what comes back is final.
-                    Ok(Err((e, _))) if oversized == OversizedPolicy::Skip && too_large(&e) => {
+                    Ok(Err((e, m))) if oversized == OversizedPolicy::Skip && too_large(&e) => {
+                        let what = describe_message(&m);
                         tracing::warn!(record = %what, error = %e, "record the broker refuses as too large skipped (kafka.oversized_records = skip); the destination will lack this change");
                         OVERSIZED_SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    Ok(Err((e, _))) => {
+                    Ok(Err((e, m))) => {
+                        let what = describe_message(&m);
                         let hint = if too_large(&e) {
                             "; raise the broker's message.max.bytes and the topic's max.message.bytes, or set kafka.oversized_records = \"skip\""
                         } else {
@@ -378,7 +377,7 @@ async fn track(
                             "the broker refused the record of {what}: {}{hint}", describe(&e)
                         )))
                     }
-                    Err(_) => return Err(SourceError::Refused(format!("the record of {what} was dropped by the producer"))),
+                    Err(_) => return Err(SourceError::Refused("a record was dropped by the producer before delivery".into())),
                 },
                 Some(Pending::Checkpoint(p)) => latest = Some(*p),
                 Some(Pending::Flush(done)) => {
@@ -393,6 +392,23 @@ async fn track(
             _ = ticker.tick() => store(&producer, &positions_topic, &latest, &mut stored).await?,
         }
     }
+}
+
+/// A record the broker refused, as the producer hands it back: its topic
+/// (which names the table), partition and size.
+fn describe_message(m: &rdkafka::message::OwnedMessage) -> String {
+    use rdkafka::Message;
+    let size = m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len);
+    format!(
+        "topic {} partition {} ({size} bytes{})",
+        m.topic(),
+        m.partition(),
+        if m.payload().is_none() {
+            ", a tombstone"
+        } else {
+            ""
+        }
+    )
 }
 
 fn too_large(e: &KafkaError) -> bool {
