@@ -108,8 +108,8 @@ pub struct SourceSection {
     /// Rows per snapshot query (primary-key chunk).
     #[serde(default = "defaults::snapshot_chunk_rows")]
     pub snapshot_chunk_rows: u32,
-    /// Connections that read the snapshot at once, each a table at a time,
-    /// all at one consistent point.
+    /// Connections that read the snapshot at once, all at one consistent
+    /// point: each a table, or a key range of a large one, at a time.
     #[serde(default = "defaults::snapshot_connections")]
     pub snapshot_connections: usize,
     /// Seconds to wait for a connection to the source.
