@@ -252,12 +252,14 @@ def full_syncs(results):
 
     log("mariadb-dump | mariadb")
     t0 = time.time()
+    servers = server_cpu()
     dump = subprocess.Popen(["mariadb-dump", "--no-defaults", "-h127.0.0.1", f"-P{SOURCE}", "-uroot",
                              "--single-transaction", "--databases", "sbtest"], stdout=subprocess.PIPE)
     subprocess.run(["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{DEST}", "-uroot"],
                    stdin=dump.stdout, check=True)
     dump.wait()
     results["dump_seconds"] = time.time() - t0
+    results["dump_dest_server_cpu_s"] = server_cpu()["dest"] - servers["dest"]
     assert checksums(DEST) == checksums(SOURCE), "the dump differs"
     q(DEST, "DROP DATABASE sbtest")
 
@@ -265,11 +267,13 @@ def full_syncs(results):
     out = os.path.join(WORK, "mydumper")
     subprocess.run(["rm", "-rf", out], check=True)
     t0 = time.time()
+    servers = server_cpu()
     subprocess.run(["mydumper", "-h", "127.0.0.1", "-P", str(SOURCE), "-u", "root", "-B", "sbtest",
                     "-t", "2", "-o", out], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["myloader", "-h", "127.0.0.1", "-P", str(DEST), "-u", "root", "-d", out,
                     "-t", "2", "-o"], check=True, stdout=subprocess.DEVNULL)
     results["myloader_seconds"] = time.time() - t0
+    results["myloader_dest_server_cpu_s"] = server_cpu()["dest"] - servers["dest"]
     assert checksums(DEST) == checksums(SOURCE), "myloader's copy differs"
     q(DEST, "DROP DATABASE sbtest")
 
@@ -448,6 +452,8 @@ def main():
           f"sink {r['sink_cpu_s_per_million_rows']:.1f} (full sync)")
     print(f"{'CPU s during the full sync':30} " + ", ".join(
         f"{k} {v:.1f}" for k, v in r["full_sync_cpu_s"].items()))
+    print(f"{'dest server CPU s, baselines':30} mariadb-dump | mariadb {r['dump_dest_server_cpu_s']:.1f}, "
+          f"myloader {r['myloader_dest_server_cpu_s']:.1f}")
     print(f"{'peak RSS, MB':30} source {r['source_peak_rss_mb']:.0f}, sink {r['sink_peak_rss_mb']:.0f}")
     print(f"written to {os.path.join(WORK, 'result.json')}")
 

@@ -5,11 +5,11 @@
 //! its own, each applying the jobs it is given one after the other. A topic
 //! always goes to the same lane (topics are dealt to the lanes in turn as
 //! they first appear, so that tables read at once by the snapshot land on
-//! different connections), so each table, and
-//! each of its partitions, is applied by one connection, in order, and the
-//! positions a job reaches (its partitions' offsets) commit in the same
-//! destination transaction as its rows, as with a single connection: what a
-//! crash leaves is exactly what the state table records, per partition.
+//! different connections), so each table, and each of its partitions, is
+//! applied by one connection, in order, and the positions a job reaches
+//! (its partitions' offsets) commit in the same destination transaction as
+//! its rows, as with a single connection: what a crash leaves is exactly
+//! what the state table records, per partition.
 //!
 //! The lanes run while the intake consumes, decodes and plans the next
 //! batch: the destination is not idle while the sink works, nor the sink

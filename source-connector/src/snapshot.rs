@@ -44,8 +44,8 @@
 //! The read view dies with the connection. When a snapshot taken at point P1
 //! is interrupted, the restarted connector takes a new snapshot at P2, then
 //! *replays the binlog from P1 to P2* for the tables it had already started
-//! (as `c`/`u`/`d` records), and goes on reading those tables from where it
-//! stopped, at P2. Everything the destination got from the first snapshot is
+//! (as `c`/`u`/`d` records), and goes on reading each part of those tables
+//! from the last key stored for it, at P2. Everything the destination got from the first snapshot is
 //! thereby brought from P1 to P2 (deletes included), the rest is read at P2,
 //! and streaming starts at P2. Tables not started yet need no replay.
 //! The replay follows schema changes as the stream does: a statement run
@@ -54,9 +54,10 @@
 //! created as they were at P1, take it before the rows read at P2 in the new
 //! shape. Records sent twice around the interruption are either snapshot
 //! upserts of the same state or binlog records of the same place in the
-//! history, which the sink skips. A table without a key has no key to resume from: unless it was
-//! done, it is read again from its start, after a `SNAPSHOT RESTART` marker
-//! that has the destination discard its earlier rows first.
+//! history, which the sink skips. A table without a key has no key to
+//! resume from: unless it was done, it is read again from its start, after
+//! a `SNAPSHOT RESTART` marker that has the destination discard its earlier
+//! rows first.
 
 use std::collections::HashSet;
 use std::sync::Arc;
