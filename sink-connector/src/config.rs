@@ -262,6 +262,11 @@ pub struct ApplySection {
     /// own tables (see `lanes.rs`).
     #[serde(default = "defaults::connections")]
     pub connections: usize,
+    /// Many rows of a table in a batch go in as `LOAD DATA LOCAL INFILE`
+    /// when the destination allows it (`local_infile`), else as `VALUES`
+    /// lists.
+    #[serde(default = "defaults::load_data")]
+    pub load_data: bool,
 }
 
 /// See [`ApplySection::on_ddl_error`].
@@ -282,6 +287,7 @@ impl Default for ApplySection {
             statement_max_bytes: defaults::statement_max_bytes(),
             on_ddl_error: DdlErrorPolicy::default(),
             connections: defaults::connections(),
+            load_data: defaults::load_data(),
         }
     }
 }
@@ -322,6 +328,9 @@ mod defaults {
     }
     pub fn connections() -> usize {
         2
+    }
+    pub fn load_data() -> bool {
+        true
     }
 }
 

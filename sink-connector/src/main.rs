@@ -576,6 +576,7 @@ async fn apply_batch(
             &changes,
             applier.max_statement_bytes,
             config.schema.on_conflict == ConflictMode::Ignore,
+            config.apply.load_data && applier.local_infile,
         )?;
         let refs: Vec<(&Partition, &PartitionState)> =
             positions.iter().map(|(p, s)| (p, s)).collect();

@@ -103,6 +103,59 @@ pub fn push_literal(out: &mut Vec<u8>, kind: &ColumnKind, cell: &Cell) {
     };
 }
 
+/// A value as one field of `LOAD DATA`'s text form (tab separated, newline
+/// terminated, backslash escapes): the literal's text without quotes or
+/// `_binary`, `\N` for NULL, and tab, newline, carriage return, NUL and
+/// backslash escaped. BIT columns take the number, through a variable
+/// (see `apply.rs`). Not for an ENUM error value, which only a lenient
+/// `VALUES` list writes.
+pub fn push_load_field(out: &mut Vec<u8>, kind: &ColumnKind, cell: &Cell) {
+    let escaped = |out: &mut Vec<u8>, bytes: &[u8]| {
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let e: &[u8] = match b {
+                b'\\' => b"\\\\",
+                b'\t' => b"\\t",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                0 => b"\\0",
+                _ => continue,
+            };
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(e);
+            start = i + 1;
+        }
+        out.extend_from_slice(&bytes[start..]);
+    };
+    let _ = match cell {
+        Cell::Null => out.write_all(b"\\N"),
+        Cell::Text(s) => {
+            escaped(out, s.as_bytes());
+            Ok(())
+        }
+        Cell::Bytes(_) if matches!(kind, ColumnKind::Bit { .. }) => {
+            push_literal(out, kind, cell);
+            Ok(())
+        }
+        Cell::Bytes(b) => {
+            escaped(out, b);
+            Ok(())
+        }
+        Cell::Date(d) => write!(out, "{d}"),
+        Cell::DateTime(dt) => write!(out, "{dt}"),
+        Cell::Time(us) => out.write_all(format_time(*us).as_bytes()),
+        // Text, which LOAD DATA's fields are, reads `0` as the year 2000;
+        // `0000` is the zero year.
+        Cell::Int(y) if matches!(kind, ColumnKind::Year) => write!(out, "{y:04}"),
+        Cell::UInt(y) if matches!(kind, ColumnKind::Year) => write!(out, "{y:04}"),
+        // Numbers: as in a literal.
+        Cell::Int(_) | Cell::UInt(_) | Cell::Float(_) | Cell::Double(_) | Cell::Decimal(_) => {
+            push_literal(out, kind, cell);
+            Ok(())
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +169,35 @@ mod tests {
 
     fn text(kind: ColumnKind, cell: Cell) -> String {
         String::from_utf8(lit(kind, cell)).unwrap()
+    }
+
+    #[test]
+    fn load_fields() {
+        let field = |kind: ColumnKind, cell: Cell| {
+            let mut s = Vec::new();
+            push_load_field(&mut s, &kind, &cell);
+            s
+        };
+        assert_eq!(field(ColumnKind::Text, Cell::Null), b"\\N");
+        assert_eq!(
+            field(ColumnKind::Text, Cell::Text("a\tb\nc\\d\re\0f'".into())),
+            b"a\\tb\\nc\\\\d\\re\\0f'"
+        );
+        assert_eq!(
+            field(ColumnKind::Bytes, Cell::Bytes(vec![0xff, 0, 9, b'N'])),
+            b"\xff\\0\\tN"
+        );
+        assert_eq!(
+            field(ColumnKind::Bit { bits: 12 }, Cell::Bytes(vec![0x0f, 0xff])),
+            b"4095"
+        );
+        assert_eq!(field(ColumnKind::Double, Cell::Double(0.1)), b"1e-1");
+        assert_eq!(field(ColumnKind::Year, Cell::Int(0)), b"0000");
+        assert_eq!(field(ColumnKind::Year, Cell::Int(1999)), b"1999");
+        assert_eq!(
+            field(ColumnKind::Time { fsp: 0 }, Cell::Time(-1_000_000)),
+            b"-00:00:01"
+        );
     }
 
     #[test]
