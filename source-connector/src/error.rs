@@ -48,8 +48,8 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// True for errors worth retrying after a pause: a lost connection or a
-    /// broker that does not answer.
+    /// True for errors worth retrying after a pause: a lost connection, a
+    /// broker that does not answer, a snapshot a schema change interrupted.
     pub fn is_transient(&self) -> bool {
         matches!(self, SourceError::Source(m) | SourceError::Binlog(m) if is_connection_message(m))
             || matches!(
