@@ -27,23 +27,29 @@ pub fn quote_str(s: &str) -> String {
 fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'\'');
+    push_escaped(out, bytes, |b| match b {
+        b'\'' => Some(b"\\'"),
+        b'\\' => Some(b"\\\\"),
+        0 => Some(b"\\0"),
+        b'\n' => Some(b"\\n"),
+        b'\r' => Some(b"\\r"),
+        0x1a => Some(b"\\Z"),
+        _ => None,
+    });
+    out.push(b'\'');
+}
+
+/// Copies `bytes`, each byte `escape` names replaced by what it gives.
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8], escape: impl Fn(u8) -> Option<&'static [u8]>) {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'\'' => b"\\'",
-            b'\\' => b"\\\\",
-            0 => b"\\0",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            0x1a => b"\\Z",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escaped);
-        start = i + 1;
+        if let Some(e) = escape(b) {
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(e);
+            start = i + 1;
+        }
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'\'');
 }
 
 /// Whether `cell` is an ENUM column's error value: the empty string of
@@ -111,21 +117,14 @@ pub fn push_literal(out: &mut Vec<u8>, kind: &ColumnKind, cell: &Cell) {
 /// `VALUES` list writes.
 pub fn push_load_field(out: &mut Vec<u8>, kind: &ColumnKind, cell: &Cell) {
     let escaped = |out: &mut Vec<u8>, bytes: &[u8]| {
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let e: &[u8] = match b {
-                b'\\' => b"\\\\",
-                b'\t' => b"\\t",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                0 => b"\\0",
-                _ => continue,
-            };
-            out.extend_from_slice(&bytes[start..i]);
-            out.extend_from_slice(e);
-            start = i + 1;
-        }
-        out.extend_from_slice(&bytes[start..]);
+        push_escaped(out, bytes, |b| match b {
+            b'\\' => Some(b"\\\\"),
+            b'\t' => Some(b"\\t"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            0 => Some(b"\\0"),
+            _ => None,
+        })
     };
     let _ = match cell {
         Cell::Null => out.write_all(b"\\N"),

@@ -196,22 +196,9 @@ impl Snapshot<'_> {
                 // updated) before any snapshot row.
                 if let Some(from) = definitions_read_at.take() {
                     if from != point.gtid {
-                        let mut reader =
-                            BinlogReader::following(config, opts, &from, tables, out.prefix())
-                                .await?;
-                        let ended = reader
-                            .read(
-                                out,
-                                enc,
-                                source_server_id,
-                                Some(&point.coords),
-                                binlog::Rows::None,
-                                false,
-                                shutdown,
-                            )
-                            .await;
-                        *tables = reader.close().await;
-                        if ended? == binlog::Ended::Shutdown {
+                        let rows = binlog::Rows::None;
+                        let replay = self.replay(out, enc, tables, &from, &point, rows, shutdown);
+                        if replay.await? == binlog::Ended::Shutdown {
                             return Ok(None);
                         }
                     }
@@ -241,22 +228,9 @@ impl Snapshot<'_> {
                     change_stream::position::BinlogCoordinates::new(p.file.clone(), p.pos);
                 if previous != point.coords {
                     tracing::info!(from = %previous, to = %point.coords, "resuming an interrupted snapshot: replaying the binlog between the two snapshot points");
-                    let mut reader =
-                        BinlogReader::following(config, opts, &p.gtid, tables, out.prefix())
-                            .await?;
-                    let ended = reader
-                        .read(
-                            out,
-                            enc,
-                            source_server_id,
-                            Some(&point.coords),
-                            binlog::Rows::Except(&read_again),
-                            false,
-                            shutdown,
-                        )
-                        .await;
-                    *tables = reader.close().await;
-                    if ended? == binlog::Ended::Shutdown {
+                    let rows = binlog::Rows::Except(&read_again);
+                    let replay = self.replay(out, enc, tables, &p.gtid, &point, rows, shutdown);
+                    if replay.await? == binlog::Ended::Shutdown {
                         return Ok(None);
                     }
                 }
@@ -326,6 +300,37 @@ impl Snapshot<'_> {
         .await?;
         tracing::info!(gtid = %point.gtid, "snapshot finished; streaming the binlog");
         Ok(Some(point.gtid))
+    }
+
+    /// Replays the binlog from `from` to the snapshot point: schema
+    /// changes published in their place (and the shapes in `tables`
+    /// updated), the rows `rows` says.
+    #[allow(clippy::too_many_arguments)]
+    async fn replay(
+        &self,
+        out: &mut Output,
+        enc: &mut Encoder,
+        tables: &mut std::collections::HashMap<TableId, Arc<TableCtx>>,
+        from: &GtidPosition,
+        point: &SnapshotPoint,
+        rows: binlog::Rows<'_>,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<binlog::Ended, SourceError> {
+        let mut reader =
+            BinlogReader::following(self.config, self.opts, from, tables, out.prefix()).await?;
+        let ended = reader
+            .read(
+                out,
+                enc,
+                self.source_server_id,
+                Some(&point.coords),
+                rows,
+                false,
+                shutdown,
+            )
+            .await;
+        *tables = reader.close().await;
+        ended
     }
 }
 
