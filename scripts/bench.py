@@ -41,6 +41,7 @@ import time
 
 import pymysql
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 TABLES = int(os.environ.get("BENCH_TABLES", 4))
 ROWS = int(os.environ.get("BENCH_ROWS", 250_000))
@@ -115,9 +116,16 @@ class Connector:
     def __init__(self, binary, config):
         self.label = binary
         self.log = os.path.join(WORK, f"{binary}.log")
+        self.log_start = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         self.proc = subprocess.Popen(
             [f"target/release/{binary}", "run", "--config", config],
             stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+
+    def logged(self, text):
+        """Whether this process has logged `text`."""
+        with open(self.log, "rb") as f:
+            f.seek(self.log_start)
+            return text.encode() in f.read()
 
     def poll(self):
         return self.proc.poll()
@@ -195,6 +203,14 @@ def stored_gtid(prefix):
         c.close()
 
 
+def drop_topics(prefix):
+    """Deletes the run's topics: a run writes some gigabytes to Kafka."""
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{prefix}.")]
+    for future in admin.delete_topics(names, operation_timeout=30).values() if names else ():
+        future.result()
+
+
 def table_topic_ends(prefix):
     """The end offset of every partition of the run's table topics."""
     c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{prefix}-bench"})
@@ -218,18 +234,6 @@ def sink_reached(prefix, ends):
                        f"WHERE topic LIKE '{prefix}.sbtest.%'")
         applied = {(t, p): n for t, p, n in rows}
         return all(applied.get(k, 0) >= end for k, end in ends.items())
-    return check
-
-
-def last_rows_there():
-    """Each table's last row at the destination (the full sync reads and
-    applies each table in key order), a cheap test before CHECKSUM TABLE."""
-    def check():
-        try:
-            return all(q(DEST, f"SELECT COUNT(*) FROM {t} WHERE id = {ROWS}")[0][0] == 1
-                       for t in tables())
-        except pymysql.MySQLError:
-            return False
     return check
 
 
@@ -276,6 +280,7 @@ def full_syncs(results):
     results["myloader_dest_server_cpu_s"] = server_cpu()["dest"] - servers["dest"]
     assert checksums(DEST) == checksums(SOURCE), "myloader's copy differs"
     q(DEST, "DROP DATABASE sbtest")
+    subprocess.run(["rm", "-rf", out], check=True)
 
     log("pipeline full synchronization")
     prefix = f"bench-{int(time.time())}"
@@ -284,7 +289,12 @@ def full_syncs(results):
     servers = server_cpu()
     sink = Connector("sink-connector", sink_toml)
     source = Connector("source-connector", source_toml)
-    wait("the full synchronization", last_rows_there(), every=0.05, procs=(source, sink))
+    # Watched at little cost to the servers: the source's log, then the
+    # sink's applied offsets; one CHECKSUM TABLE confirms (and is timed).
+    wait("the snapshot", lambda: source.logged("snapshot finished"), every=0.05,
+         procs=(source, sink))
+    wait("the full synchronization", sink_reached(prefix, table_topic_ends(prefix)),
+         every=0.05, procs=(source, sink))
     wait("the full synchronization", equal(DEST), every=0.05, procs=(source, sink))
     results["full_sync_seconds"] = time.time() - t0
     results["full_sync_cpu_s"] = {
@@ -416,6 +426,7 @@ def latency(results, source, sink):
 def main():
     results = {"tables": TABLES, "rows_per_table": ROWS, "cdc_transactions": CDC_TXNS,
                "cores": os.cpu_count()}
+    prefix = None
     try:
         prefix, source, sink = full_syncs(results)
         source, sink = catchups(results, prefix, source, sink)
@@ -426,6 +437,11 @@ def main():
         # The second destination is a test server again, whatever happened.
         q(DEST2, "STOP SLAVE")
         q(DEST2, "RESET SLAVE ALL")
+        # What the loads leave behind: gigabytes of topics and of the
+        # destination's binlog (nothing reads it).
+        if prefix:
+            drop_topics(prefix)
+        q(DEST, "PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
     results["source_peak_rss_mb"] = Connector.peak_rss.get("source-connector")
     results["sink_peak_rss_mb"] = Connector.peak_rss.get("sink-connector")
     with open(os.path.join(WORK, "result.json"), "w") as f:

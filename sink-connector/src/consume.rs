@@ -42,7 +42,11 @@ impl Input {
             .set(
                 "queued.max.messages.kbytes",
                 (kafka.fetch_buffer_bytes / 1024).to_string(),
-            );
+            )
+            // Once the prefetch queue is over a threshold, librdkafka puts
+            // off the partition's next fetch by this much (1 s by default):
+            // the sink emptied the queue in half of that and then waited.
+            .set("fetch.queue.backoff.ms", "10");
         // The user's settings win over these.
         for (k, v) in &kafka.properties {
             c.set(k, v);

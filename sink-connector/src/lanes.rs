@@ -13,9 +13,11 @@
 //!
 //! The lanes run while the intake consumes, decodes and plans the next
 //! batch: the destination is not idle while the sink works, nor the sink
-//! while the destination does. What is in flight is bounded in bytes of SQL
-//! (twice `apply.batch_max_bytes`, whatever the number of lanes), so the
-//! memory budget holds.
+//! while the destination does. What is in flight is bounded in bytes (SQL
+//! text and `LOAD DATA` rows, twice `apply.batch_max_bytes` whatever the
+//! number of lanes), so the memory budget holds; each lane may have a few
+//! jobs queued, so that a lane with a queue does not hold the intake back
+//! while another runs dry.
 //!
 //! A schema change runs only when every lane is idle ([`Lanes::drain`]):
 //! it comes after every row before it. A job that fails ends its lane, and
@@ -36,6 +38,9 @@ use tokio::task::JoinHandle;
 use crate::apply::{Applier, Statement};
 use crate::error::SinkError;
 use crate::state::{Partition, PartitionState};
+
+/// Jobs waiting for each lane (the byte budget bounds them too).
+const QUEUED: usize = 4;
 
 /// No lane has failed.
 const NONE: usize = usize::MAX;
@@ -77,7 +82,7 @@ impl Lanes {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         for (lane, mut applier) in appliers.into_iter().enumerate() {
-            let (tx, mut rx) = mpsc::channel::<Msg>(1);
+            let (tx, mut rx) = mpsc::channel::<Msg>(QUEUED);
             let done_tx = done_tx.clone();
             let failure = failure.clone();
             let failed = failed.clone();
@@ -136,7 +141,11 @@ impl Lanes {
     /// Hands a job to its lane (waiting while the lane is busy or too many
     /// bytes are in flight).
     pub async fn submit(&mut self, lane: usize, job: Job) -> Result<(), SinkError> {
-        let bytes: usize = job.statements.iter().map(|s| s.sql.len()).sum();
+        let bytes: usize = job
+            .statements
+            .iter()
+            .map(|s| s.sql.len() + s.data.as_ref().map_or(0, |d| d.len()))
+            .sum();
         let permits = bytes.clamp(1, self.budget_bytes) as u32;
         let permit = self
             .budget
