@@ -24,6 +24,12 @@ pub const DEFINITION: &str = "DEFINITION";
 /// from the rows read again.
 pub const SNAPSHOT_RESTART: &str = "SNAPSHOT RESTART";
 
+/// The kind of a marker that follows the last row of a table's full
+/// synchronization (the snapshot has read every table): what a destination
+/// put off until the rows are in, its secondary indexes, it does now. No
+/// statement; the source's other consumers may ignore it.
+pub const SNAPSHOT_DONE: &str = "SNAPSHOT DONE";
+
 /// One schema change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchemaChange {
@@ -139,6 +145,23 @@ impl SchemaChange {
         }
     }
 
+    /// The marker after the last row of `table`'s full synchronization, at
+    /// the snapshot point in `source`.
+    pub fn snapshot_done(source: SourceInfo, table: TableSchema) -> Self {
+        SchemaChange {
+            source,
+            database: table.id.database.clone(),
+            kind: SNAPSHOT_DONE.to_string(),
+            ddl: None,
+            sql_mode: None,
+            tables: vec![TableChange {
+                id: table.id.clone(),
+                effect: ChangeEffect::Defined,
+                definition: Some(table),
+            }],
+        }
+    }
+
     /// Identifies a statement by its binlog file and offset, a definition by
     /// when it was read and its table (or its statement, for an object).
     pub fn id(&self) -> String {
@@ -159,16 +182,18 @@ impl SchemaChange {
                     format!("definition:{}:{table}", self.source.ts_ms)
                 }
             }
-        } else if self.kind == SNAPSHOT_RESTART {
+        } else if self.kind == SNAPSHOT_RESTART || self.kind == SNAPSHOT_DONE {
             let table = self
                 .tables
                 .first()
                 .map(|t| t.id.to_string())
                 .unwrap_or_default();
-            format!(
-                "snapshot-restart:{}:{}:{table}",
-                self.source.file, self.source.pos
-            )
+            let what = if self.kind == SNAPSHOT_DONE {
+                "snapshot-done"
+            } else {
+                "snapshot-restart"
+            };
+            format!("{what}:{}:{}:{table}", self.source.file, self.source.pos)
         } else {
             format!("{}:{}", self.source.file, self.source.pos)
         }
@@ -573,12 +598,18 @@ mod tests {
         let mut other = table;
         other.id = TableId::new("shop", "v");
         assert_ne!(
-            SchemaChange::snapshot_restart(definition.source.clone(), other).id(),
+            SchemaChange::snapshot_restart(definition.source.clone(), other.clone()).id(),
             restart.id()
         );
         assert_eq!(
             SchemaChange::decode(&restart.encode().unwrap()).unwrap(),
             restart
         );
+
+        // The end of a table's full synchronization: no statement, its own id.
+        let done = SchemaChange::snapshot_done(definition.source.clone(), other);
+        assert_eq!(done.ddl, None);
+        assert_eq!(done.id(), "snapshot-done:mariadb-bin.000001:4:shop.v");
+        assert_eq!(SchemaChange::decode(&done.encode().unwrap()).unwrap(), done);
     }
 }

@@ -174,6 +174,21 @@ pub struct SchemaSection {
     /// keeps existing rows with the same key, incremental overwrites them).
     #[serde(default)]
     pub on_conflict: ConflictMode,
+    /// When a table created for a full synchronization gets its secondary
+    /// (non-unique) indexes: `after_full_sync` (built once its rows are in,
+    /// which costs the destination less than keeping them up row by row)
+    /// or `at_create`.
+    #[serde(default)]
+    pub secondary_indexes: IndexMethod,
+}
+
+/// See [`SchemaSection::secondary_indexes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexMethod {
+    #[default]
+    AfterFullSync,
+    AtCreate,
 }
 
 /// See [`SchemaSection::triggers`].

@@ -15,6 +15,7 @@ mod consume;
 mod ddl;
 mod decode;
 mod error;
+mod indexes;
 mod lanes;
 mod mapping;
 mod schema_apply;

@@ -57,13 +57,13 @@
 use std::collections::HashSet;
 
 use change_stream::ddl::{Ddl, TableEffect};
-use change_stream::schema_change::{DEFINITION, SNAPSHOT_RESTART};
+use change_stream::schema_change::{ChangeEffect, DEFINITION, SNAPSHOT_DONE, SNAPSHOT_RESTART};
 use change_stream::table::{quote_ident, TableId};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Row};
 
 use crate::apply::Applier;
-use crate::config::{Config, DdlErrorPolicy, TriggerMethod};
+use crate::config::{Config, DdlErrorPolicy, IndexMethod, TriggerMethod};
 use crate::ddl::{self, Pending};
 use crate::decode::Registry;
 use crate::error::{from_mysql, SinkError};
@@ -92,6 +92,14 @@ pub async fn apply(
     let change = &pending.change;
     let state_db = &config.destination.state_database;
     let prefix = &config.kafka.topic_prefix;
+    if change.kind == SNAPSHOT_DONE {
+        // The table's last snapshot row is applied: what waited for it.
+        for t in &change.tables {
+            crate::indexes::restore(applier.conn(), state_db, prefix, &mapping.table(&t.id))
+                .await?;
+        }
+        return Ok(Vec::new());
+    }
     registry.apply_change(change);
     if change.kind == DEFINITION {
         // A table (and a trigger's table) is created if it is missing.
@@ -107,7 +115,16 @@ pub async fn apply(
                         )
                         .await?;
                     }
-                    ddl::ensure_table(applier.conn(), &def).await?;
+                    // The definition read at the start of a full
+                    // synchronization: its rows follow.
+                    let deferred = change.ddl.is_none()
+                        && config.schema.secondary_indexes == IndexMethod::AfterFullSync
+                        && !ddl::table_exists(applier.conn(), &def.id).await?
+                        && crate::indexes::create_deferring(applier.conn(), state_db, prefix, &def)
+                            .await?;
+                    if !deferred {
+                        ddl::ensure_table(applier.conn(), &def).await?;
+                    }
                     ready.insert(t.id.clone());
                 }
             }
@@ -148,6 +165,19 @@ pub async fn apply(
         ddl::ensure_database(applier.conn(), &database).await?;
     }
 
+    // A table whose indexes wait for its full synchronization gets them
+    // first: the statement meets it as the source had it (a table read
+    // again from its start keeps waiting).
+    if change.kind != DEFINITION && change.kind != SNAPSHOT_RESTART {
+        for t in &change.tables {
+            let table = mapping.table(&t.id);
+            if t.effect == ChangeEffect::Dropped {
+                crate::indexes::forget(applier.conn(), state_db, prefix, &table).await?;
+            } else {
+                crate::indexes::restore(applier.conn(), state_db, prefix, &table).await?;
+            }
+        }
+    }
     let id = change.id();
     let named = named_objects(&sql, &database, ansi);
     let now = fingerprint(applier.conn(), &named).await?;

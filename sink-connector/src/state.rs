@@ -168,6 +168,18 @@ pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkErr
     ))
     .await
     .map_err(|e| from_mysql("cannot create the ddl_journal table", e))?;
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {db}.`deferred_indexes` (\
+           `topic_prefix` VARCHAR(255) NOT NULL, \
+           `table_schema` VARCHAR(64) NOT NULL, \
+           `table_name` VARCHAR(64) NOT NULL, \
+           `statement` LONGTEXT NOT NULL COMMENT 'adds the secondary indexes the table was created without', \
+           `created_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+           PRIMARY KEY (`topic_prefix`, `table_schema`, `table_name`)\
+         ) ENGINE=InnoDB COMMENT='tables whose secondary indexes are added after their full synchronization'"
+    ))
+    .await
+    .map_err(|e| from_mysql("cannot create the deferred_indexes table", e))?;
     Ok(())
 }
 

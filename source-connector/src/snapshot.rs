@@ -58,6 +58,12 @@
 //! resume from: unless it was done, it is read again from its start, after
 //! a `SNAPSHOT RESTART` marker that has the destination discard its earlier
 //! rows first.
+//!
+//! ## The end
+//! Once every part is read, each table gets a `SNAPSHOT DONE` marker after
+//! its rows, before the position that ends the snapshot is stored (a crash
+//! in between sends them again; they are idempotent). A sink that created
+//! the table without its secondary indexes adds them there.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -289,6 +295,25 @@ impl Snapshot<'_> {
         }
         for conn in &mut conns {
             conn.query_drop("COMMIT").await.map_err(sql_err)?;
+        }
+        // Every table's rows are out: a marker after them, for what the
+        // destination puts off until then. Sent before the position that
+        // ends the snapshot, so a crash in between sends them again.
+        for t in &ordered {
+            let id = &t.schema.id;
+            let mut source = crate::definition_source(
+                out,
+                source_server_id,
+                &id.database,
+                &id.table,
+                point.ts_ms,
+            );
+            source.file = point.coords.file.clone();
+            source.pos = point.coords.pos;
+            source.gtid = Some(point.gtid.to_string());
+            let change =
+                change_stream::schema_change::SchemaChange::snapshot_done(source, t.schema.clone());
+            crate::ddl::publish(out, &change).await?;
         }
         out.checkpoint(StoredPosition {
             server_id: source_server_id,

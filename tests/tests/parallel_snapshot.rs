@@ -137,6 +137,21 @@ async fn large_table_in_key_ranges_survives_kills_of_source_and_sink() -> Result
     // The sink dies while the resumed snapshot is arriving.
     wait_until("more of big at the destination", WAIT, applied(20_000)).await?;
     sink.kill9();
+    // Mid-load, big has its key but not yet its secondary index, and the
+    // sink has recorded the statement that adds it.
+    let mut dest = Db::connect(dest_port()).await?;
+    let create = dest.rows(&format!("SHOW CREATE TABLE {big}")).await?;
+    let create: String = mysql_async::from_value(create[0][1].clone());
+    assert!(
+        create.contains("PRIMARY KEY") && !create.contains("by_n"),
+        "big is being loaded with its secondary index: {create}"
+    );
+    let deferred = dest
+        .rows(&format!(
+            "SELECT `statement` FROM tributary.deferred_indexes WHERE topic_prefix = '{prefix}'"
+        ))
+        .await?;
+    assert_eq!(deferred.len(), 1, "deferred_indexes: {deferred:?}");
     change_big(&db, 2, rows as i64).await?;
     assert!(
         !source.log_text().contains("snapshot finished"),
@@ -152,6 +167,15 @@ async fn large_table_in_key_ranges_survives_kills_of_source_and_sink() -> Result
         &mut [&mut source, &mut sink],
     )
     .await?;
+    // The index was added at the end (wait_same_database compared the
+    // definitions), and its record is gone.
+    let left = Db::connect(dest_port())
+        .await?
+        .rows(&format!(
+            "SELECT 1 FROM tributary.deferred_indexes WHERE topic_prefix = '{prefix}'"
+        ))
+        .await?;
+    assert!(left.is_empty(), "deferred_indexes still lists big");
     // Every range was read again from where it stopped, not from its start.
     let log = source.log_text();
     assert!(
