@@ -109,6 +109,13 @@ impl Input {
         Ok(n)
     }
 
+    /// Whether a table topic is assigned.
+    pub fn has_table_topics(&self) -> bool {
+        self.assigned
+            .iter()
+            .any(|(t, _)| topics::is_table_topic(&self.prefix, t))
+    }
+
     /// The number of partitions of a topic, if it has been listed.
     pub fn partitions(&self, topic: &str) -> Option<i32> {
         self.partition_counts.get(topic).copied()

@@ -44,6 +44,9 @@ use crate::lanes::{Job, Lanes};
 use crate::mapping::Mapping;
 use crate::state::{record_order, Partition, PartitionState};
 
+/// How often topics are looked for while no table topic is known.
+const FIRST_TOPICS_EVERY: Duration = Duration::from_millis(200);
+
 /// mimalloc: the connectors allocate and free many small values per row
 /// (decoded records, SQL literals), across threads; glibc's allocator spent
 /// a third of the sink's time on that.
@@ -299,6 +302,13 @@ async fn run_loop(
             return Ok(());
         }
         lanes.check().await?;
+        // Until the first table topic shows up (a sink started before its
+        // source), it is looked for often: the full sync starts with it.
+        let refresh = if input.has_table_topics() {
+            refresh
+        } else {
+            refresh.min(FIRST_TOPICS_EVERY)
+        };
         if last_discovery.elapsed() >= refresh {
             input.discover(applied)?;
             last_discovery = Instant::now();

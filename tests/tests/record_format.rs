@@ -78,7 +78,7 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
             let topic = topic.clone();
             async move {
                 let n = read_topic(&topic)?.len();
-                Ok((n < 7).then(|| format!("{n} records")))
+                Ok((n < 8).then(|| format!("{n} records")))
             }
         },
     )
@@ -102,6 +102,13 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
     assert_eq!(field(&marker, "kind"), &Value::String("DEFINITION".into()));
     let marker_key = decode(&schemas, marker_key.as_ref().unwrap());
     assert!(matches!(field(&marker_key, "id"), Value::String(id) if id.starts_with("definition:")));
+
+    // After the snapshot's rows, the marker that ends the table's full
+    // synchronization (kind SNAPSHOT DONE, no statement).
+    let (_, done) = messages.remove(2);
+    let done = decode(&schemas, done.as_ref().unwrap());
+    assert_eq!(field(&done, "kind"), &Value::String("SNAPSHOT DONE".into()));
+    assert_eq!(field(&done, "ddl"), &Value::Null);
 
     let ops: Vec<String> = messages
         .iter()
