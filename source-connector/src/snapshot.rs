@@ -116,8 +116,9 @@ fn read_err(table: &TableId, e: mysql_async::Error) -> SourceError {
     }
 }
 
-/// Opens a consistent-snapshot transaction on `conn` and returns its point.
-pub async fn begin(conn: &mut Conn) -> Result<SnapshotPoint, SourceError> {
+/// Opens a consistent-snapshot transaction on `conn` and returns its
+/// binlog coordinates.
+async fn begin(conn: &mut Conn) -> Result<BinlogCoordinates, SourceError> {
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .await
         .map_err(sql_err)?;
@@ -146,6 +147,17 @@ pub async fn begin(conn: &mut Conn) -> Result<SnapshotPoint, SourceError> {
     let pos: u64 = pos.parse().map_err(|_| {
         SourceError::Source(format!("binlog_snapshot_position `{pos}` is not a number"))
     })?;
+    Ok(BinlogCoordinates::new(file, pos))
+}
+
+/// The snapshot point at `coords`: its GTID position, which the server
+/// finds by reading the binlog file up to there (once per snapshot, not
+/// per connection: a file can be a gigabyte).
+async fn point_at(
+    conn: &mut Conn,
+    coords: BinlogCoordinates,
+) -> Result<SnapshotPoint, SourceError> {
+    let (file, pos) = (coords.file.clone(), coords.pos);
     let gtid: Option<String> = conn
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos))
         .await
@@ -157,7 +169,7 @@ pub async fn begin(conn: &mut Conn) -> Result<SnapshotPoint, SourceError> {
         ))
     })?;
     Ok(SnapshotPoint {
-        coords: BinlogCoordinates::new(file, pos),
+        coords,
         gtid: gtid.parse()?,
         ts_ms: now_ms(),
     })
@@ -386,7 +398,7 @@ pub async fn begin_many(
     timeout_secs: u64,
 ) -> Result<(Vec<Conn>, SnapshotPoint), SourceError> {
     const TRIES: usize = 5;
-    let mut best: Option<(Vec<Conn>, SnapshotPoint)> = None;
+    let mut best: Option<(Vec<Conn>, BinlogCoordinates)> = None;
     for attempt in 0..TRIES {
         let mut conns = Vec::with_capacity(n);
         for _ in 0..n {
@@ -394,23 +406,23 @@ pub async fn begin_many(
         }
         let points = futures::future::try_join_all(conns.iter_mut().map(begin)).await?;
         let first = points[0].clone();
-        let mut together: Vec<(Conn, SnapshotPoint)> = conns.into_iter().zip(points).collect();
+        let mut together: Vec<(Conn, BinlogCoordinates)> = conns.into_iter().zip(points).collect();
         // The most common point among them.
         let mut counts: Vec<(BinlogCoordinates, usize)> = Vec::new();
         for (_, p) in &together {
-            match counts.iter_mut().find(|(c, _)| *c == p.coords) {
+            match counts.iter_mut().find(|(c, _)| c == p) {
                 Some(c) => c.1 += 1,
-                None => counts.push((p.coords.clone(), 1)),
+                None => counts.push((p.clone(), 1)),
             }
         }
         let (coords, count) = counts
             .into_iter()
             .max_by_key(|(_, n)| *n)
-            .unwrap_or((first.coords.clone(), 1));
-        together.retain(|(_, p)| p.coords == coords);
-        let point = together[0].1.clone();
-        let conns: Vec<Conn> = together.into_iter().map(|(c, _)| c).collect();
+            .unwrap_or((first, 1));
+        together.retain(|(_, p)| *p == coords);
+        let mut conns: Vec<Conn> = together.into_iter().map(|(c, _)| c).collect();
         if count == n {
+            let point = point_at(&mut conns[0], coords).await?;
             return Ok((conns, point));
         }
         tracing::debug!(
@@ -420,10 +432,11 @@ pub async fn begin_many(
             "snapshot connections got different points; trying again"
         );
         if best.as_ref().is_none_or(|(b, _)| b.len() < conns.len()) {
-            best = Some((conns, point));
+            best = Some((conns, coords));
         }
     }
-    let (conns, point) = best.expect("at least one attempt");
+    let (mut conns, coords) = best.expect("at least one attempt");
+    let point = point_at(&mut conns[0], coords).await?;
     tracing::info!(
         connections = conns.len(),
         of = n,
