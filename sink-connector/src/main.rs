@@ -316,7 +316,8 @@ async fn run_loop(
         // Collect a batch: up to the limits, or what arrives within the
         // linger time after the first record.
         // Each change with the lane of its topic.
-        let mut changes: Vec<(usize, Change)> = Vec::new();
+        let mut changes: Vec<(usize, Change)> =
+            Vec::with_capacity(config.apply.batch_max_records.min(16_384));
         let mut touched: HashMap<Partition, PartitionState> = HashMap::new();
         let mut count = 0usize;
         let mut bytes = 0usize;
@@ -568,7 +569,13 @@ async fn apply_batch(
             ready.insert(c.source.clone());
         }
     }
-    let mut per_lane: Vec<Vec<Change>> = (0..lanes.count()).map(|_| Vec::new()).collect();
+    // Sized once: growing them change by change copied them and had the
+    // kernel zero fresh pages at every doubling.
+    let mut counts = vec![0usize; lanes.count()];
+    for (lane, _) in &changes {
+        counts[*lane] += 1;
+    }
+    let mut per_lane: Vec<Vec<Change>> = counts.into_iter().map(Vec::with_capacity).collect();
     for (lane, c) in changes {
         per_lane[lane].push(c);
     }
@@ -583,8 +590,9 @@ async fn apply_batch(
             continue;
         }
         positions.sort_by(|a, b| a.0.cmp(&b.0));
+        let records = changes.len();
         let statements = apply::plan(
-            &changes,
+            changes,
             applier.max_statement_bytes,
             config.schema.on_conflict == ConflictMode::Ignore,
             config.apply.load_data && applier.local_infile,
@@ -594,7 +602,7 @@ async fn apply_batch(
         let state = vec![state::save_sql(state_db, &config.kafka.group_id, &refs)];
         tracing::debug!(
             lane,
-            records = changes.len(),
+            records,
             statements = statements.len(),
             "batch planned"
         );
