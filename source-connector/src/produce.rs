@@ -2,41 +2,153 @@
 //!
 //! Records are handed to an idempotent producer without waiting: librdkafka
 //! batches and pipelines them, retries without duplicates and keeps their
-//! order per partition. Each send yields a delivery future, which goes, in
-//! send order, into a bounded queue together with *checkpoint* markers (the
-//! position reached after a transaction or a snapshot chunk). A tracker task
-//! awaits the futures in that order; when it reaches a marker, every record
-//! sent before it is acknowledged, and the marker's position becomes the one
-//! to store. It is written to the positions topic every
-//! `kafka.position_interval_ms` and on shutdown.
+//! order per partition. Each record is numbered in send order, and its
+//! number is all the producer carries for it (no future, no allocation):
+//! librdkafka's delivery callback marks the number acknowledged ([`Acks`]),
+//! and since deliveries to different partitions come back in any order,
+//! what counts is the *low watermark*, the count of records acknowledged
+//! from the first without a gap. A *checkpoint* (the position reached after
+//! a transaction or a snapshot chunk) carries the number of the next
+//! record; once the watermark reaches it, every record sent before it is
+//! acknowledged and its position becomes the one to store. A tracker task
+//! keeps the checkpoints in order and writes the latest acknowledged one
+//! to the positions topic every `kafka.position_interval_ms` and on
+//! shutdown.
 //!
 //! A record the broker refuses for good (too large, no such topic) stops the
-//! connector with an error naming the table and the size; the position
-//! stays before it, so nothing after it is skipped.
+//! connector with an error naming its topic, partition and size; the
+//! position stays before it, so nothing after it is skipped.
 
 use std::time::Duration;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use change_stream::avro::AvroSchema;
 use change_stream::kafka::{describe, TopicSpec};
 use change_stream::topics;
+use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientConfig;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{StoredPosition, POSITION_KEY};
 use crate::config::{KafkaSection, OversizedPolicy};
 use crate::error::SourceError;
 
+/// What the tracker is told, each with the number of the next record: it
+/// applies once every record before that is acknowledged.
 enum Pending {
-    /// A record's delivery. What it was is told, on failure, from the
-    /// message the producer hands back: naming it here would cost a string
-    /// per record.
-    Delivery(DeliveryFuture),
-    Checkpoint(Box<StoredPosition>),
-    Flush(oneshot::Sender<Option<StoredPosition>>),
+    Checkpoint(u64, Box<StoredPosition>),
+    Flush(u64, oneshot::Sender<Option<StoredPosition>>),
 }
+
+/// The delivery number of the position records the tracker writes (one at
+/// a time, outside the numbering of the others).
+const POSITION_RECORD: usize = usize::MAX;
+
+/// What librdkafka's delivery callback and the tracker share.
+#[derive(Default)]
+struct Acks {
+    state: Mutex<AckState>,
+    /// Told when the watermark reaches `wanted`, on a failure, and when the
+    /// position record is delivered.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct AckState {
+    /// Every record numbered below this is acknowledged.
+    below: u64,
+    /// Whether each record from `below` on is acknowledged yet.
+    ahead: VecDeque<bool>,
+    /// The watermark the tracker waits for.
+    wanted: Option<u64>,
+    /// The first delivery that failed for good.
+    failure: Option<SourceError>,
+    /// The outcome of the last position record.
+    position: Option<Result<(), String>>,
+}
+
+impl AckState {
+    fn ack(&mut self, seq: u64) -> bool {
+        let Some(i) = seq.checked_sub(self.below) else {
+            return false;
+        };
+        let i = i as usize;
+        if i >= self.ahead.len() {
+            self.ahead.resize(i + 1, false);
+        }
+        self.ahead[i] = true;
+        while self.ahead.front() == Some(&true) {
+            self.ahead.pop_front();
+            self.below += 1;
+        }
+        self.wanted.is_some_and(|w| self.below >= w)
+    }
+}
+
+/// The producer's context: deliveries are marked in [`Acks`].
+struct Deliveries {
+    acks: Arc<Acks>,
+    oversized: OversizedPolicy,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let mut st = self.acks.state.lock().expect("acks lock");
+        if seq == POSITION_RECORD {
+            st.position = Some(result.as_ref().map(|_| ()).map_err(|(e, _)| describe(e)));
+            drop(st);
+            self.acks.changed.notify_one();
+            return;
+        }
+        let failure = match result {
+            Ok(_) => None,
+            // The producer retries transient failures for ever
+            // (message.timeout.ms = 0); what comes back is final.
+            Err((e, m)) if self.oversized == OversizedPolicy::Skip && too_large(e) => {
+                let what = describe_message(m);
+                tracing::warn!(record = %what, error = %e, "record the broker refuses as too large skipped (kafka.oversized_records = skip); the destination will lack this change");
+                OVERSIZED_SKIPPED.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err((e, m)) => {
+                let hint = if too_large(e) {
+                    "; raise the broker's message.max.bytes and the topic's max.message.bytes, or set kafka.oversized_records = \"skip\""
+                } else {
+                    ""
+                };
+                Some(SourceError::Refused(format!(
+                    "the broker refused the record of {}: {}{hint}",
+                    describe_message(m),
+                    describe(e)
+                )))
+            }
+        };
+        let wake = match failure {
+            None => st.ack(seq as u64),
+            Some(e) => {
+                st.failure.get_or_insert(e);
+                true
+            }
+        };
+        drop(st);
+        if wake {
+            self.acks.changed.notify_one();
+        }
+    }
+}
+
+type KafkaProducer = ThreadedProducer<Deliveries>;
 
 /// Settings of created table topics.
 #[derive(Clone, Debug)]
@@ -48,7 +160,9 @@ struct TopicDefaults {
 
 /// The Kafka side of the source connector.
 pub struct Output {
-    producer: FutureProducer,
+    producer: Arc<KafkaProducer>,
+    /// The number of the next record.
+    next: AtomicU64,
     client_config: ClientConfig,
     /// Settings of the table topics the connector creates.
     table_topics: TopicDefaults,
@@ -90,15 +204,19 @@ impl Output {
         for (k, v) in &kafka.properties {
             pc.set(k, v);
         }
-        let producer: FutureProducer = pc
-            .create()
+        let acks = Arc::new(Acks::default());
+        let producer: KafkaProducer = pc
+            .create_with_context(Deliveries {
+                acks: acks.clone(),
+                oversized: kafka.oversized_records,
+            })
             .map_err(|e| SourceError::Kafka(format!("cannot create the producer: {e}")))?;
-        // Every record in the producer's queue has its delivery future
-        // here; checkpoints add one entry per transaction at most.
-        let (tx, rx) = mpsc::channel(max_records);
+        let producer = Arc::new(producer);
+        // Checkpoints and flushes: one per transaction at most.
+        let (tx, rx) = mpsc::channel(4096);
         let tracker = tokio::spawn(track(
             rx,
-            kafka.oversized_records,
+            acks,
             producer.clone(),
             topics::positions_topic(&kafka.topic_prefix),
             Duration::from_millis(kafka.position_interval_ms),
@@ -106,6 +224,7 @@ impl Output {
         ));
         Ok(Self {
             producer,
+            next: AtomicU64::new(0),
             client_config,
             table_topics: TopicDefaults {
                 partitions: kafka.partitions,
@@ -219,7 +338,8 @@ impl Output {
                 self.message_max_bytes
             )));
         }
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic);
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, seq as usize);
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -231,14 +351,8 @@ impl Output {
         }
         let mut backoff = Duration::from_millis(1);
         loop {
-            match self.producer.send_result(record) {
-                Ok(future) => {
-                    return self
-                        .pending
-                        .send(Pending::Delivery(future))
-                        .await
-                        .map_err(|_| self.tracker_gone());
-                }
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     // The producer's buffer is full: wait for the broker.
                     record = r;
@@ -279,8 +393,9 @@ impl Output {
     /// Marks the position reached once every record sent so far is
     /// acknowledged.
     pub async fn checkpoint(&self, position: StoredPosition) -> Result<(), SourceError> {
+        let next = self.next.load(Ordering::Relaxed);
         self.pending
-            .send(Pending::Checkpoint(Box::new(position)))
+            .send(Pending::Checkpoint(next, Box::new(position)))
             .await
             .map_err(|_| self.tracker_gone())
     }
@@ -289,7 +404,8 @@ impl Output {
     /// checkpoint is stored; returns that position.
     pub async fn flush(&mut self) -> Result<Option<StoredPosition>, SourceError> {
         let (tx, rx) = oneshot::channel();
-        if self.pending.send(Pending::Flush(tx)).await.is_err() {
+        let next = self.next.load(Ordering::Relaxed);
+        if self.pending.send(Pending::Flush(next, tx)).await.is_err() {
             return Err(self.join_tracker().await);
         }
         match rx.await {
@@ -332,9 +448,9 @@ impl Output {
 }
 
 /// How many records may wait for the broker at once. Each costs some
-/// hundreds of bytes beyond its own (librdkafka's message, its delivery
-/// future, its description), so small records are bounded by count as
-/// well as by `kafka.buffer_max_bytes`: one record per KiB of the budget.
+/// hundreds of bytes beyond its own (librdkafka's message and its
+/// bookkeeping), so small records are bounded by count as well as by
+/// `kafka.buffer_max_bytes`: one record per KiB of the budget.
 fn max_buffered_records(buffer_max_bytes: u64) -> usize {
     (buffer_max_bytes / 1024).clamp(1_000, 1_000_000) as usize
 }
@@ -344,60 +460,68 @@ pub static OVERSIZED_SKIPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::
 
 async fn track(
     mut rx: mpsc::Receiver<Pending>,
-    oversized: OversizedPolicy,
-    producer: FutureProducer,
+    acks: Arc<Acks>,
+    producer: Arc<KafkaProducer>,
     positions_topic: String,
     interval: Duration,
     initial: Option<StoredPosition>,
 ) -> Result<(), SourceError> {
     let mut latest = initial.clone();
     let mut stored = initial;
+    let mut waiting: VecDeque<Pending> = VecDeque::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            item = rx.recv() => match item {
-                Some(Pending::Delivery(future)) => match future.await {
-                    Ok(Ok(_)) => {}
-                    // The producer retries transient failures for ever
-                    // (message.timeout.ms = 0); what comes back is final.
-                    Ok(Err((e, m))) if oversized == OversizedPolicy::Skip && too_large(&e) => {
-                        let what = describe_message(&m);
-                        tracing::warn!(record = %what, error = %e, "record the broker refuses as too large skipped (kafka.oversized_records = skip); the destination will lack this change");
-                        OVERSIZED_SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Ok(Err((e, m))) => {
-                        let what = describe_message(&m);
-                        let hint = if too_large(&e) {
-                            "; raise the broker's message.max.bytes and the topic's max.message.bytes, or set kafka.oversized_records = \"skip\""
-                        } else {
-                            ""
-                        };
-                        return Err(SourceError::Refused(format!(
-                            "the broker refused the record of {what}: {}{hint}", describe(&e)
-                        )))
-                    }
-                    Err(_) => return Err(SourceError::Refused("a record was dropped by the producer before delivery".into())),
-                },
-                Some(Pending::Checkpoint(p)) => latest = Some(*p),
-                Some(Pending::Flush(done)) => {
-                    store(&producer, &positions_topic, &latest, &mut stored).await?;
+        // What the acknowledged records let through, in order.
+        let below = {
+            let mut st = acks.state.lock().expect("acks lock");
+            if let Some(e) = st.failure.take() {
+                return Err(e);
+            }
+            st.below
+        };
+        while let Some(front) = waiting.front() {
+            let at = match front {
+                Pending::Checkpoint(at, _) | Pending::Flush(at, _) => *at,
+            };
+            if at > below {
+                break;
+            }
+            match waiting.pop_front().expect("a front") {
+                Pending::Checkpoint(_, p) => latest = Some(*p),
+                Pending::Flush(_, done) => {
+                    store(&producer, &acks, &positions_topic, &latest, &mut stored).await?;
                     let _ = done.send(latest.clone());
                 }
+            }
+        }
+        {
+            let mut st = acks.state.lock().expect("acks lock");
+            st.wanted = waiting.front().map(|p| match p {
+                Pending::Checkpoint(at, _) | Pending::Flush(at, _) => *at,
+            });
+            // Acknowledged in between: look again at once.
+            if st.wanted.is_some_and(|w| st.below >= w) || st.failure.is_some() {
+                continue;
+            }
+        }
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(p) => waiting.push_back(p),
                 None => {
-                    store(&producer, &positions_topic, &latest, &mut stored).await?;
+                    store(&producer, &acks, &positions_topic, &latest, &mut stored).await?;
                     return Ok(());
                 }
             },
-            _ = ticker.tick() => store(&producer, &positions_topic, &latest, &mut stored).await?,
+            _ = acks.changed.notified() => {}
+            _ = ticker.tick() => store(&producer, &acks, &positions_topic, &latest, &mut stored).await?,
         }
     }
 }
 
 /// A record the broker refused, as the producer hands it back: its topic
 /// (which names the table), partition and size.
-fn describe_message(m: &rdkafka::message::OwnedMessage) -> String {
-    use rdkafka::Message;
+fn describe_message(m: &impl rdkafka::Message) -> String {
     let size = m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len);
     format!(
         "topic {} partition {} ({size} bytes{})",
@@ -419,7 +543,8 @@ fn too_large(e: &KafkaError) -> bool {
 }
 
 async fn store(
-    producer: &FutureProducer,
+    producer: &KafkaProducer,
+    acks: &Acks,
     topic: &str,
     latest: &Option<StoredPosition>,
     stored: &mut Option<StoredPosition>,
@@ -428,17 +553,65 @@ async fn store(
     if stored.as_ref() == Some(p) {
         return Ok(());
     }
+    let failed =
+        |e: String| SourceError::Kafka(format!("cannot store the position on {topic}: {e}"));
     let json = serde_json::to_vec(p).expect("position serializes");
-    let record = FutureRecord::to(topic).key(POSITION_KEY).payload(&json);
-    producer
-        .send(record, rdkafka::util::Timeout::Never)
-        .await
-        .map_err(|(e, _)| {
-            SourceError::Kafka(format!(
-                "cannot store the position on {topic}: {}",
-                describe(&e)
-            ))
-        })?;
+    acks.state.lock().expect("acks lock").position = None;
+    let mut record = BaseRecord::with_opaque_to(topic, POSITION_RECORD)
+        .key(POSITION_KEY)
+        .payload(&json);
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+            Err((e, _)) => return Err(failed(describe(&e))),
+        }
+    }
+    loop {
+        let notified = acks.changed.notified();
+        if let Some(outcome) = acks.state.lock().expect("acks lock").position.take() {
+            outcome.map_err(failed)?;
+            break;
+        }
+        notified.await;
+    }
     *stored = Some(p.clone());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watermark_counts_acknowledged_records_without_a_gap() {
+        let mut st = AckState {
+            wanted: Some(3),
+            ..AckState::default()
+        };
+        // Deliveries of two partitions come back interleaved.
+        assert!(!st.ack(1));
+        assert!(!st.ack(2));
+        assert_eq!(st.below, 0);
+        assert!(
+            st.ack(0),
+            "records 0..3 are all acknowledged: wake the tracker"
+        );
+        assert_eq!(st.below, 3);
+        assert!(st.ahead.is_empty());
+        st.wanted = Some(6);
+        assert!(!st.ack(5));
+        assert!(!st.ack(3));
+        assert_eq!(st.below, 4);
+        assert!(st.ack(4));
+        assert_eq!(st.below, 6);
+        // A number below the watermark (never sent twice) changes nothing.
+        assert!(!st.ack(2));
+        assert_eq!(st.below, 6);
+    }
 }
