@@ -211,10 +211,16 @@ async fn read(
             .iter()
             .filter_map(|k| cols.iter().position(|c| &c.name == k))
             .collect();
-        let create: Option<(String, String)> = conn
+        let create: Option<(String, String)> = match conn
             .query_first(format!("SHOW CREATE TABLE {}", id.quoted()))
             .await
-            .map_err(sql_err)?;
+        {
+            Ok(c) => c,
+            // Dropped or renamed since it was listed: it does not exist
+            // (any more); the binlog says what became of it.
+            Err(mysql_async::Error::Server(e)) if e.code == 1146 => continue,
+            Err(e) => return Err(sql_err(e)),
+        };
         out.push(TableSchema {
             id,
             columns: cols,
