@@ -230,10 +230,13 @@ async fn run(config: Config) -> Result<(), SourceError> {
             kafka.schema_changes_retention_ms,
         ),
     ];
-    change_stream::kafka::ensure_topics(&client_config, &own_topics)
+    let created = change_stream::kafka::ensure_topics(&client_config, &own_topics)
         .await
         .map_err(|e| SourceError::Kafka(e.to_string()))?;
-    let stored = {
+    // A positions topic created just now holds no position: a first start.
+    let stored = if created.contains(&topics::positions_topic(&prefix)) {
+        None
+    } else {
         let cc = client_config.clone();
         let topic = topics::positions_topic(&prefix);
         tokio::task::spawn_blocking(move || checkpoint::load(&cc, &topic))
