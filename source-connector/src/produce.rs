@@ -19,11 +19,10 @@
 //! connector with an error naming its topic, partition and size; the
 //! position stays before it, so nothing after it is skipped.
 
-use std::time::Duration;
-
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use change_stream::avro::AvroSchema;
 use change_stream::kafka::{describe, TopicSpec};
