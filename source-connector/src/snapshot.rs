@@ -175,6 +175,22 @@ async fn point_at(
     })
 }
 
+/// The `source` block of a snapshot marker of table `id`: a snapshot
+/// record's, at the snapshot point.
+fn marker_source(
+    out: &Output,
+    source_server_id: u32,
+    id: &TableId,
+    point: &SnapshotPoint,
+) -> SourceInfo {
+    let mut source =
+        crate::definition_source(out, source_server_id, &id.database, &id.table, point.ts_ms);
+    source.file = point.coords.file.clone();
+    source.pos = point.coords.pos;
+    source.gtid = Some(point.gtid.to_string());
+    source
+}
+
 /// The full synchronization's part of one attempt of the source connector.
 pub struct Snapshot<'a> {
     pub config: &'a crate::config::Config,
@@ -264,16 +280,7 @@ impl Snapshot<'_> {
                 for t in restarted {
                     let id = &t.schema.id;
                     tracing::info!(table = %id, "a table without a key is read again from its start: its rows sent before are discarded at the destination");
-                    let mut source = crate::definition_source(
-                        out,
-                        source_server_id,
-                        &id.database,
-                        &id.table,
-                        point.ts_ms,
-                    );
-                    source.file = point.coords.file.clone();
-                    source.pos = point.coords.pos;
-                    source.gtid = Some(point.gtid.to_string());
+                    let source = marker_source(out, source_server_id, id, &point);
                     let change = change_stream::schema_change::SchemaChange::snapshot_restart(
                         source,
                         t.schema.clone(),
@@ -312,17 +319,7 @@ impl Snapshot<'_> {
         // destination puts off until then. Sent before the position that
         // ends the snapshot, so a crash in between sends them again.
         for t in &ordered {
-            let id = &t.schema.id;
-            let mut source = crate::definition_source(
-                out,
-                source_server_id,
-                &id.database,
-                &id.table,
-                point.ts_ms,
-            );
-            source.file = point.coords.file.clone();
-            source.pos = point.coords.pos;
-            source.gtid = Some(point.gtid.to_string());
+            let source = marker_source(out, source_server_id, &t.schema.id, &point);
             let change =
                 change_stream::schema_change::SchemaChange::snapshot_done(source, t.schema.clone());
             crate::ddl::publish(out, &change).await?;

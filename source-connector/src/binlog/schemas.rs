@@ -147,18 +147,33 @@ impl Schemas {
         tracing::info!(table = %id, position = %format!("{}:{}", at.file, at.pos), "rows in the binlog have another shape than the table's definition (a schema change the reader is behind or restarted across): encoding them by the binlog's shape");
         let selection = self.ddl.selection().clone();
         let new = TableCtx::new(&self.prefix, shape, &selection)?;
-        if new.schema.key.is_empty() && !ctx.schema.key.is_empty() {
-            // Rows without a key go to a topic created for a later shape
-            // with one: it must not be compacted.
-            out.ensure_table_topics(&[(new.topic.clone(), false)])
-                .await?;
-        }
-        if let Some(k) = &new.codec.key {
+        // Rows without a key going to a topic created for a later shape
+        // with one: it must not be compacted.
+        let unkeyed_now = new.schema.key.is_empty() && !ctx.schema.key.is_empty();
+        self.take_up(out, id, new, unkeyed_now.then_some(false))
+            .await
+    }
+
+    /// Encodes the rows of `id` with `ctx` from here on: its schemas
+    /// published and, when `topic_keyed` says, its topic made ready for
+    /// rows with a key or without.
+    async fn take_up(
+        &mut self,
+        out: &mut Output,
+        id: &TableId,
+        ctx: Arc<TableCtx>,
+        topic_keyed: Option<bool>,
+    ) -> Result<(), SourceError> {
+        if let Some(k) = &ctx.codec.key {
             out.publish_schema(k).await?;
         }
-        out.publish_schema(&new.codec.value).await?;
+        out.publish_schema(&ctx.codec.value).await?;
+        if let Some(keyed) = topic_keyed {
+            out.ensure_table_topics(&[(ctx.topic.clone(), keyed)])
+                .await?;
+        }
         out.flush().await?;
-        self.tables.insert(id.clone(), new);
+        self.tables.insert(id.clone(), ctx);
         Ok(())
     }
 
@@ -181,15 +196,8 @@ impl Schemas {
         let shape = crate::tablemap::shape(id, tme, &columns, &charset, &[])?;
         tracing::warn!(table = %id, position = %format!("{}:{}", at.file, at.pos), "rows of a table that no longer exists under this name at the source (dropped or renamed since the stored position): synchronized with the binlog's shape");
         let ctx = TableCtx::new(&self.prefix, shape, ddl.selection())?;
-        if let Some(k) = &ctx.codec.key {
-            out.publish_schema(k).await?;
-        }
-        out.publish_schema(&ctx.codec.value).await?;
-        out.ensure_table_topics(&[(ctx.topic.clone(), !ctx.schema.key.is_empty())])
-            .await?;
-        out.flush().await?;
-        self.tables.insert(id.clone(), ctx);
-        Ok(())
+        let keyed = !ctx.schema.key.is_empty();
+        self.take_up(out, id, ctx, Some(keyed)).await
     }
 
     /// The tables as the schema changes read so far left them.
