@@ -96,10 +96,18 @@ mariadb_up() {
     [ "$(id -u)" = 0 ] && user_opt=(--user=root)
     if [ ! -d "$dir/mysql" ]; then
         log "initializing $name data directory $dir"
-        mkdir -p "$dir"
-        mariadb-install-db --no-defaults --datadir="$dir" "${user_opt[@]}" \
-            --auth-root-authentication-method=normal --skip-test-db >"$STACK_DIR/$name-install.log" 2>&1 \
-            || die "mariadb-install-db failed for $name; see $STACK_DIR/$name-install.log"
+        # mariadbd has been seen to crash (signal 11) once in a while while
+        # it bootstraps: the data directory is made again, up to three times.
+        local try
+        for try in 1 2 3; do
+            [ "$try" = 1 ] || rm -rf "$dir"
+            mkdir -p "$dir"
+            mariadb-install-db --no-defaults --datadir="$dir" "${user_opt[@]}" \
+                --auth-root-authentication-method=normal --skip-test-db >"$STACK_DIR/$name-install.log" 2>&1 \
+                && break
+            [ "$try" -lt 3 ] || die "mariadb-install-db failed for $name three times; see $STACK_DIR/$name-install.log"
+            log "mariadb-install-db failed for $name (attempt $try; see $STACK_DIR/$name-install.log); trying again"
+        done
         touch "$dir/.needs-grants"
     fi
     # The settings this tool needs: row-based binlog with full images and
