@@ -119,14 +119,10 @@ pub struct TopicSpec {
     pub config: BTreeMap<String, String>,
 }
 
-/// Creates the topics that do not exist yet; returns the names of those it
-/// created.
-pub async fn ensure_topics(
-    config: &ClientConfig,
-    topics: &[TopicSpec],
-) -> Result<Vec<String>, Error> {
+/// Creates the topics that do not exist yet.
+pub async fn ensure_topics(config: &ClientConfig, topics: &[TopicSpec]) -> Result<(), Error> {
     if topics.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let admin: AdminClient<DefaultClientContext> =
         config.create().map_err(|e| Error::Kafka(e.to_string()))?;
@@ -149,17 +145,15 @@ pub async fn ensure_topics(
         .create_topics(&new, &opts)
         .await
         .map_err(|e| Error::Kafka(format!("cannot create topics: {}", describe(&e))))?;
-    let mut created = Vec::new();
     for r in results {
         match r {
-            Ok(topic) => created.push(topic),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
                 return Err(Error::Kafka(format!("cannot create topic {topic}: {code}")))
             }
         }
     }
-    Ok(created)
+    Ok(())
 }
 
 /// Sets the topics' configurations to theirs (as a whole: a setting not

@@ -230,13 +230,10 @@ async fn run(config: Config) -> Result<(), SourceError> {
             kafka.schema_changes_retention_ms,
         ),
     ];
-    let created = change_stream::kafka::ensure_topics(&client_config, &own_topics)
+    change_stream::kafka::ensure_topics(&client_config, &own_topics)
         .await
         .map_err(|e| SourceError::Kafka(e.to_string()))?;
-    // A positions topic created just now holds no position: a first start.
-    let stored = if created.contains(&topics::positions_topic(&prefix)) {
-        None
-    } else {
+    let stored = {
         let cc = client_config.clone();
         let topic = topics::positions_topic(&prefix);
         tokio::task::spawn_blocking(move || checkpoint::load(&cc, &topic))
