@@ -10,9 +10,10 @@
 //! Per table there are two schemas, generated from the [`TableSchema`]:
 //! - the key: a record `Key` of the key columns (absent for tables without a
 //!   usable key, whose records have no Kafka key);
-//! - the value: a record `Envelope { before, after, op, ts_ms, source }`
-//!   where `before` and `after` are a nullable record `Row` of all columns
-//!   and `source` is `schemas/source.avsc`.
+//! - the value: a record `Envelope { before, after, op, ts_ms, source,
+//!   transaction }` where `before` and `after` are a nullable record `Row`
+//!   of all columns, `source` is `schemas/source.avsc` and `transaction` a
+//!   nullable `schemas/transaction_block.avsc` (null for snapshot records).
 //!
 //! Each field of `Row` and `Key` carries `mariadb.name`,
 //! `mariadb.data_type` and `mariadb.type` attributes with the column's real
@@ -45,13 +46,15 @@ use digest::Digest;
 use num_bigint::{BigInt, Sign};
 use serde_json::{json, Map, Value as Json};
 
-use crate::event::{ChangeRecord, Op, SourceInfo};
+use crate::event::{ChangeRecord, Op, SourceInfo, TransactionBlock};
 use crate::table::{Column, ColumnKind, Generated, KeyKind, TableId, TableSchema};
 use crate::value::{format_time, parse_time, Cell, Date, DateTime};
 use crate::Error;
 
 /// `schemas/source.avsc`.
 pub const SOURCE_SCHEMA: &str = include_str!("../../schemas/source.avsc");
+/// `schemas/transaction_block.avsc`.
+pub const TRANSACTION_BLOCK_SCHEMA: &str = include_str!("../../schemas/transaction_block.avsc");
 /// `schemas/schema_change.avsc` (refers to `tributary.Source`).
 pub const SCHEMA_CHANGE_SCHEMA: &str = include_str!("../../schemas/schema_change.avsc");
 
@@ -419,6 +422,8 @@ impl TableCodec {
         });
         let version = format!("{:08x}", fingerprint(row.to_string()) >> 32);
         let source: Json = serde_json::from_str(SOURCE_SCHEMA).expect("source.avsc is JSON");
+        let block: Json = serde_json::from_str(TRANSACTION_BLOCK_SCHEMA)
+            .expect("transaction_block.avsc is JSON");
         let envelope = json!({
             "type": "record",
             "name": "Envelope",
@@ -429,6 +434,7 @@ impl TableCodec {
                 {"name": "op", "type": "string"},
                 {"name": "ts_ms", "type": "long"},
                 {"name": "source", "type": source},
+                {"name": "transaction", "type": ["null", block], "default": null},
             ],
         });
         let keyed = table.key_kind != KeyKind::None && !table.key.is_empty();
@@ -479,6 +485,7 @@ impl TableCodec {
         after: Option<&[Cell]>,
         ts_ms: i64,
         source: &SourceInfo,
+        transaction: Option<&TransactionBlock>,
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
         out.extend_from_slice(&self.value.header());
@@ -503,6 +510,15 @@ impl TableCodec {
         put_str(out, op.code());
         put_long(out, ts_ms);
         encode_source(source, out);
+        match transaction {
+            None => put_long(out, 0),
+            Some(t) => {
+                put_long(out, 1);
+                put_str(out, &t.id);
+                put_long(out, t.total_order as i64);
+                put_long(out, t.data_collection_order as i64);
+            }
+        }
         Ok(())
     }
 }
@@ -839,10 +855,13 @@ pub struct EnvelopeCodec {
     pub schema: Schema,
     pub layout: RowLayout,
     /// Whether the envelope has the fields our encoder writes, in its order
-    /// (`before`, `after`, `op`, `ts_ms`, `source` as in `source.avsc`): then
-    /// it is decoded directly from the bytes, the mirror of
+    /// (`before`, `after`, `op`, `ts_ms`, `source` as in `source.avsc`,
+    /// then `transaction` unless an earlier version wrote it): then it is
+    /// decoded directly from the bytes, the mirror of
     /// [`TableCodec::encode_envelope`], without building Avro values first.
     direct: bool,
+    /// Whether it has the `transaction` block.
+    transaction: bool,
 }
 
 impl EnvelopeCodec {
@@ -888,12 +907,28 @@ impl EnvelopeCodec {
             "ts_ms",
             "snapshot",
         ];
-        let direct = names == ["before", "after", "op", "ts_ms", "source"]
-            && source_fields.as_deref() == Some(&SOURCE_FIELDS[..]);
+        let block_fields: Option<Vec<&str>> = rec
+            .fields
+            .iter()
+            .find(|f| f.name == "transaction")
+            .and_then(|f| match &f.schema {
+                Schema::Union(u) => match u.variants() {
+                    [Schema::Null, Schema::Record(r)] => {
+                        Some(r.fields.iter().map(|f| f.name.as_str()).collect())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            });
+        let ours = source_fields.as_deref() == Some(&SOURCE_FIELDS[..]);
+        let earlier = names == ["before", "after", "op", "ts_ms", "source"];
+        let current = names == ["before", "after", "op", "ts_ms", "source", "transaction"]
+            && block_fields.as_deref() == Some(&["id", "total_order", "data_collection_order"][..]);
         Ok(Self {
             layout: RowLayout::from_record_schema(row)?,
             schema: parsed.schema,
-            direct,
+            direct: ours && (earlier || current),
+            transaction: current,
         })
     }
 
@@ -971,12 +1006,25 @@ impl EnvelopeCodec {
             ts_ms: c.long()?,
             snapshot: c.byte()? != 0,
         };
+        let transaction = match self.transaction {
+            false => None,
+            true => match c.long()? {
+                0 => None,
+                1 => Some(TransactionBlock {
+                    id: c.str()?.to_string(),
+                    total_order: c.long()? as u64,
+                    data_collection_order: c.long()? as u64,
+                }),
+                b => return Err(Error::Decode(format!("transaction union branch {b}"))),
+            },
+        };
         Ok(ChangeRecord {
             op,
             before,
             after,
             ts_ms,
             source,
+            transaction,
         })
     }
 
@@ -997,6 +1045,7 @@ impl EnvelopeCodec {
         let mut op = None;
         let mut ts_ms = 0;
         let mut source = None;
+        let mut transaction = None;
         for (name, v) in &fields {
             match name.as_str() {
                 "before" => before = decode_row(&self.layout, v)?,
@@ -1012,6 +1061,7 @@ impl EnvelopeCodec {
                     }
                 }
                 "source" => source = Some(decode_source(v)?),
+                "transaction" => transaction = decode_transaction_block(v)?,
                 _ => {}
             }
         }
@@ -1021,6 +1071,7 @@ impl EnvelopeCodec {
             after,
             ts_ms,
             source: source.ok_or_else(|| Error::Decode("envelope has no `source`".into()))?,
+            transaction,
         })
     }
 }
@@ -1143,6 +1194,29 @@ impl<'a> Cursor<'a> {
 }
 
 /// Reads a `tributary.Source` record value.
+/// Decodes a nullable `transaction` block.
+fn decode_transaction_block(value: &Value) -> Result<Option<TransactionBlock>, Error> {
+    let value = match value {
+        Value::Union(_, v) => v.as_ref(),
+        v => v,
+    };
+    let fields = match value {
+        Value::Null => return Ok(None),
+        Value::Record(f) => f,
+        _ => return Err(Error::Decode("transaction is not a record".into())),
+    };
+    let mut t = TransactionBlock::default();
+    for (name, v) in fields {
+        match (name.as_str(), v) {
+            ("id", Value::String(s)) => t.id = s.clone(),
+            ("total_order", Value::Long(x)) => t.total_order = *x as u64,
+            ("data_collection_order", Value::Long(x)) => t.data_collection_order = *x as u64,
+            _ => {}
+        }
+    }
+    Ok(Some(t))
+}
+
 pub fn decode_source(value: &Value) -> Result<SourceInfo, Error> {
     let Value::Record(fields) = value else {
         return Err(Error::Decode("source is not a record".into()));
@@ -1365,18 +1439,34 @@ mod tests {
             ts_ms: 1_700_000_000_000,
             snapshot: false,
         };
+        let block = TransactionBlock {
+            id: "0-1-5".into(),
+            total_order: 3,
+            data_collection_order: 2,
+        };
         let mut buf = Vec::new();
         codec
-            .encode_envelope(Op::Update, Some(&row), Some(&after), 99, &source, &mut buf)
+            .encode_envelope(
+                Op::Update,
+                Some(&row),
+                Some(&after),
+                99,
+                &source,
+                Some(&block),
+                &mut buf,
+            )
             .unwrap();
         let (fp, datum) = split_single_object(&buf).unwrap();
         assert_eq!(fp, codec.value.fingerprint);
         let dec = EnvelopeCodec::new(&codec.value.json).unwrap();
+        assert!(dec.direct);
         assert_eq!(dec.layout.fields[1].column, "2nd");
         let rec = dec.decode(datum).unwrap();
+        assert_eq!(rec, dec.decode_generic(datum).unwrap());
         assert_eq!(rec.op, Op::Update);
         assert_eq!(rec.ts_ms, 99);
         assert_eq!(rec.source, source);
+        assert_eq!(rec.transaction, Some(block));
         assert_eq!(rec.before.unwrap(), row);
         assert_eq!(rec.after.unwrap(), after);
 
@@ -1575,6 +1665,7 @@ mod tests {
                 Some(&row),
                 1,
                 &SourceInfo::default(),
+                None,
                 &mut buf,
             )
             .unwrap();
@@ -1582,8 +1673,18 @@ mod tests {
         let dec = EnvelopeCodec::new(&codec.value.json).unwrap();
         let direct = dec.decode(datum).unwrap();
         assert_eq!(direct, dec.decode_generic(datum).unwrap());
-        assert_eq!(direct.after.unwrap(), row);
+        assert_eq!(direct.transaction, None);
+        assert_eq!(direct.after.as_ref().unwrap(), &row);
         assert!(dec.decode(&datum[..datum.len() - 1]).is_err());
+        // An envelope of an earlier version, without the transaction block
+        // (the last byte here: its null branch), is still read directly.
+        let mut earlier: Json = serde_json::from_str(&codec.value.json).unwrap();
+        earlier["fields"].as_array_mut().unwrap().pop();
+        let earlier = EnvelopeCodec::new(&earlier.to_string()).unwrap();
+        assert!(earlier.direct);
+        let old = &datum[..datum.len() - 1];
+        assert_eq!(earlier.decode(old).unwrap(), direct);
+        assert_eq!(earlier.decode_generic(old).unwrap(), direct);
     }
 
     proptest! {
@@ -1596,7 +1697,7 @@ mod tests {
             let table = every_kind_table();
             let codec = TableCodec::new("p", &table).unwrap();
             let mut buf = Vec::new();
-            codec.encode_envelope(Op::Update, Some(&before), Some(&after), 1, &SourceInfo::default(), &mut buf).unwrap();
+            codec.encode_envelope(Op::Update, Some(&before), Some(&after), 1, &SourceInfo::default(), None, &mut buf).unwrap();
             let (_, datum) = split_single_object(&buf).unwrap();
             let decoder = EnvelopeCodec::new(&codec.value.json).unwrap();
             prop_assert!(decoder.direct);

@@ -74,6 +74,17 @@ impl SourceInfo {
     }
 }
 
+/// The `transaction` block of a record (see `schemas/transaction_block.avsc`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct TransactionBlock {
+    /// The transaction's GTID.
+    pub id: String,
+    /// The record's place among the transaction's records, from 1.
+    pub total_order: u64,
+    /// Its place among the transaction's records of its table, from 1.
+    pub data_collection_order: u64,
+}
+
 /// A decoded change record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChangeRecord {
@@ -82,4 +93,6 @@ pub struct ChangeRecord {
     pub after: Option<Vec<Cell>>,
     pub ts_ms: i64,
     pub source: SourceInfo,
+    /// `None` for snapshot records (and records of an earlier version).
+    pub transaction: Option<TransactionBlock>,
 }

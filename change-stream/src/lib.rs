@@ -8,6 +8,7 @@
 //! - [`ddl`]: what a DDL statement from the binlog does;
 //! - [`schema_change`]: table definitions as published on the
 //!   schema-changes topic;
+//! - [`transaction`]: transaction metadata, on the transaction topic;
 //! - [`topics`]: topic names, and [`kafka`]: reading and creating them;
 //! - [`position`]: binlog coordinates, GTID positions and event order.
 
@@ -24,6 +25,7 @@ pub mod schema_change;
 pub mod table;
 pub mod throttle;
 pub mod topics;
+pub mod transaction;
 pub mod value;
 
 /// Version of the record format's writer, carried in every `source` block.

@@ -1,11 +1,13 @@
 //! Topic names. One topic per table, `<prefix>.<database>.<table>`, plus
-//! three topics of the prefix's own:
+//! four topics of the prefix's own:
 //! - `<prefix>.schemas`: every Avro schema used, keyed by its fingerprint
 //!   (compacted);
 //! - `<prefix>.schema-changes`: the definition of each table, as it was when
 //!   the source first read it or after it changed (kept forever);
 //! - `<prefix>.positions`: where the source connector has got to
-//!   (compacted).
+//!   (compacted);
+//! - `<prefix>.transaction`: the BEGIN and END of each source transaction,
+//!   in commit order.
 //!
 //! Kafka allows `[A-Za-z0-9._-]` in topic names; any other character of a
 //! database or table name, and `.` itself, becomes `_`, so that a table
@@ -36,6 +38,11 @@ pub fn schema_changes_topic(prefix: &str) -> String {
 /// The compacted topic holding the source connector's position.
 pub fn positions_topic(prefix: &str) -> String {
     format!("{prefix}.positions")
+}
+
+/// The topic of transaction boundaries (Debezium's name for it).
+pub fn transaction_topic(prefix: &str) -> String {
+    format!("{prefix}.transaction")
 }
 
 /// True when `topic` is a table topic of `prefix` (the prefix, then exactly

@@ -810,6 +810,7 @@ mod tests {
                 after: after.map(row),
                 ts_ms: 0,
                 source: SourceInfo::default(),
+                transaction: None,
             },
         }
     }

@@ -6,12 +6,18 @@
 //! the key is written as a delete of the old key (and its tombstone) and a
 //! create of the new one, so that every record of a key stays in that key's
 //! partition.
+//!
+//! A binlog record also carries its transaction's GTID and its place in
+//! it (the `transaction` block); the transaction's first record is preceded
+//! by its BEGIN on the transaction topic, and [`Encoder::end`] writes its
+//! END with the counts per table (`change_stream::transaction`).
 
 use std::sync::Arc;
 
 use change_stream::avro::{display_cell, TableCodec};
-use change_stream::event::{Op, SourceInfo};
-use change_stream::table::TableSchema;
+use change_stream::event::{Op, SourceInfo, TransactionBlock};
+use change_stream::table::{TableId, TableSchema};
+use change_stream::transaction::{data_collection, TransactionEvent, END};
 use change_stream::value::Cell;
 
 use crate::error::SourceError;
@@ -97,16 +103,102 @@ impl TableCtx {
     }
 }
 
+/// The change records a source transaction has had so far: the places its
+/// records carry, and the counts of its END.
+#[derive(Debug, Default)]
+pub struct TxnEvents {
+    /// The GTID.
+    id: String,
+    ts_ms: i64,
+    total: u64,
+    /// Records per table, in the order the tables first appear.
+    tables: Vec<(TableId, u64)>,
+}
+
+impl TxnEvents {
+    /// Starts counting the transaction `id`.
+    pub fn start(&mut self, id: String, ts_ms: i64) {
+        self.id = id;
+        self.ts_ms = ts_ms;
+        self.total = 0;
+        self.tables.clear();
+    }
+
+    /// The block of its next record, of `table`.
+    fn next(&mut self, table: &TableId) -> TransactionBlock {
+        self.total += 1;
+        // Most transactions touch a few tables, and runs of one.
+        let n = match self.tables.iter_mut().rev().find(|(t, _)| t == table) {
+            Some((_, n)) => n,
+            None => {
+                self.tables.push((table.clone(), 0));
+                &mut self.tables.last_mut().expect("just pushed").1
+            }
+        };
+        *n += 1;
+        TransactionBlock {
+            id: self.id.clone(),
+            total_order: self.total,
+            data_collection_order: *n,
+        }
+    }
+}
+
 /// Encodes and sends records, reusing its buffers.
 #[derive(Default)]
 pub struct Encoder {
     key: Vec<u8>,
     old_key: Vec<u8>,
     value: Vec<u8>,
+    /// The transaction topic, once known.
+    transaction_topic: String,
 }
 
 impl Encoder {
-    /// Writes one row change (and its tombstone for a delete).
+    /// Writes the END of the transaction `txn` counts, if it had records;
+    /// it is done with.
+    pub async fn end(&mut self, out: &Output, txn: &mut TxnEvents) -> Result<(), SourceError> {
+        if txn.total == 0 {
+            return Ok(());
+        }
+        let event = TransactionEvent {
+            status: END.into(),
+            id: std::mem::take(&mut txn.id),
+            event_count: Some(txn.total),
+            data_collections: Some(
+                txn.tables
+                    .drain(..)
+                    .map(|(t, n)| (data_collection(&t.database, &t.table), n))
+                    .collect(),
+            ),
+            ts_ms: txn.ts_ms,
+        };
+        txn.total = 0;
+        self.boundary(out, &event).await
+    }
+
+    /// Writes a BEGIN or END record on the transaction topic.
+    async fn boundary(&mut self, out: &Output, event: &TransactionEvent) -> Result<(), SourceError> {
+        if self.transaction_topic.is_empty() {
+            self.transaction_topic = change_stream::topics::transaction_topic(out.prefix());
+        }
+        self.key.clear();
+        change_stream::transaction::encode_key(&event.id, &mut self.key);
+        self.value.clear();
+        event.encode(&mut self.value);
+        out.send(
+            &self.transaction_topic,
+            Some(&self.key),
+            Some(&self.value),
+            None,
+            || format!("{} of transaction {}", event.status, event.id),
+        )
+        .await
+    }
+
+    /// Writes one row change (and its tombstone for a delete); `txn` is
+    /// the transaction of a binlog change.
+    #[allow(clippy::too_many_arguments)]
     pub async fn emit(
         &mut self,
         out: &Output,
@@ -115,7 +207,12 @@ impl Encoder {
         before: Option<&[Cell]>,
         after: Option<&[Cell]>,
         source: &SourceInfo,
+        mut txn: Option<&mut TxnEvents>,
     ) -> Result<(), SourceError> {
+        if let Some(t) = txn.as_deref_mut().filter(|t| t.total == 0) {
+            let begin = TransactionEvent::begin(&t.id, t.ts_ms);
+            self.boundary(out, &begin).await?;
+        }
         let ts_ms = crate::binlog::now_ms();
         let codec = &table.codec;
         let key_row = after.or(before).expect("a change has an image");
@@ -132,18 +229,20 @@ impl Encoder {
             if self.old_key != self.key {
                 // Both records carry the update's coordinates; the sink
                 // orders the create after the delete.
+                let block = txn.as_deref_mut().map(|t| t.next(&table.schema.id));
                 self.send(
                     out,
                     table,
                     Op::Delete,
                     before,
                     None,
-                    source,
+                    (source, block.as_ref()),
                     ts_ms,
                     true,
                     partition,
                 )
                 .await?;
+                let block = txn.map(|t| t.next(&table.schema.id));
                 return self
                     .send(
                         out,
@@ -151,7 +250,7 @@ impl Encoder {
                         Op::Create,
                         None,
                         after,
-                        source,
+                        (source, block.as_ref()),
                         ts_ms,
                         false,
                         partition,
@@ -159,8 +258,17 @@ impl Encoder {
                     .await;
             }
         }
+        let block = txn.map(|t| t.next(&table.schema.id));
         self.send(
-            out, table, op, before, after, source, ts_ms, false, partition,
+            out,
+            table,
+            op,
+            before,
+            after,
+            (source, block.as_ref()),
+            ts_ms,
+            false,
+            partition,
         )
         .await
     }
@@ -173,7 +281,7 @@ impl Encoder {
         op: Op,
         before: Option<&[Cell]>,
         after: Option<&[Cell]>,
-        source: &SourceInfo,
+        (source, block): (&SourceInfo, Option<&TransactionBlock>),
         ts_ms: i64,
         old_key: bool,
         partition: Option<i32>,
@@ -181,7 +289,7 @@ impl Encoder {
         self.value.clear();
         table
             .codec
-            .encode_envelope(op, before, after, ts_ms, source, &mut self.value)
+            .encode_envelope(op, before, after, ts_ms, source, block, &mut self.value)
             .map_err(|e| {
                 SourceError::Stream(change_stream::Error::Encode(format!(
                     "{}: {e}",

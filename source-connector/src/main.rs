@@ -229,6 +229,9 @@ async fn run(config: Config) -> Result<(), SourceError> {
             "delete",
             kafka.schema_changes_retention_ms,
         ),
+        // Kept as long as the table topics' binlog records it tells the
+        // transactions of.
+        own_topic(topics::transaction_topic(&prefix), "delete", -1),
     ];
     change_stream::kafka::ensure_topics(&client_config, &own_topics)
         .await
@@ -446,6 +449,10 @@ async fn publish_definitions(
     out.publish_schema(change_stream::schema_change::schema())
         .await?;
     out.publish_schema(change_stream::schema_change::key_schema())
+        .await?;
+    out.publish_schema(change_stream::transaction::schema())
+        .await?;
+    out.publish_schema(change_stream::transaction::key_schema())
         .await?;
     let now = binlog::now_ms();
     // Sequences before the tables whose defaults use them.

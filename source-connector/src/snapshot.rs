@@ -849,7 +849,7 @@ async fn read_chunk(
                     .map_err(|e| SourceError::Source(format!("snapshot of {}: {e}", schema.id)))?,
             );
         }
-        enc.emit(out, table, Op::Read, None, Some(&cells), &source)
+        enc.emit(out, table, Op::Read, None, Some(&cells), &source, None)
             .await?;
         n += 1;
     }

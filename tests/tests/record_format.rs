@@ -48,6 +48,10 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
     ))
     .await?;
     src.exec(&format!(
+        "CREATE TABLE `{db}`.ledger (id INT PRIMARY KEY, note VARCHAR(20))"
+    ))
+    .await?;
+    src.exec(&format!(
         "INSERT INTO `{db}`.items VALUES (1, 'one', 1.50, '2024-01-02 03:04:05.678'), (2, 'two', NULL, NULL)"
     ))
     .await?;
@@ -69,16 +73,22 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
     .await?;
     src.exec(&format!("DELETE FROM `{db}`.items WHERE id = 2"))
         .await?;
+    // One transaction over two tables.
+    src.exec(&format!(
+        "START TRANSACTION; INSERT INTO `{db}`.ledger VALUES (1, 'a'), (2, 'b'); \
+         INSERT INTO `{db}`.items VALUES (4, 'four', 4.00, NULL); COMMIT"
+    ))
+    .await?;
 
     let topic = format!("{prefix}.{db}.items");
     wait_until(
-        "six records on the table topic",
+        "nine records on the table topic",
         Duration::from_secs(60),
         || {
             let topic = topic.clone();
             async move {
                 let n = read_topic(&topic)?.len();
-                Ok((n < 8).then(|| format!("{n} records")))
+                Ok((n < 9).then(|| format!("{n} records")))
             }
         },
     )
@@ -120,14 +130,14 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
             },
         })
         .collect();
-    assert_eq!(ops, ["r", "r", "c", "u", "d", "tombstone"]);
+    assert_eq!(ops, ["r", "r", "c", "u", "d", "tombstone", "c"]);
 
     // Keys are Avro records of the primary key.
     let keys: Vec<Value> = messages
         .iter()
         .map(|(k, _)| field(&decode(&schemas, k.as_ref().unwrap()), "id").clone())
         .collect();
-    assert_eq!(keys, [1, 2, 3, 1, 2, 2].map(Value::Int));
+    assert_eq!(keys, [1, 2, 3, 1, 2, 2, 4].map(Value::Int));
 
     // The first snapshot record, field by field.
     let first = decode(&schemas, messages[0].1.as_ref().unwrap());
@@ -147,6 +157,8 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
     assert_eq!(field(source_block, "snapshot"), &Value::Boolean(true));
     assert_eq!(field(source_block, "db"), &Value::String(db.clone()));
     assert_eq!(field(&first, "before"), &Value::Null);
+    // Snapshot records belong to no transaction.
+    assert_eq!(field(&first, "transaction"), &Value::Null);
 
     // The update carries both images and binlog coordinates.
     let update = decode(&schemas, messages[3].1.as_ref().unwrap());
@@ -162,6 +174,77 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
     assert_eq!(field(s, "snapshot"), &Value::Boolean(false));
     assert!(matches!(field(s, "file"), Value::String(f) if f.starts_with("mariadb-bin.")));
     assert!(matches!(field(s, "gtid"), Value::String(g) if g.starts_with("0-1-")));
+    // Its transaction block: the GTID, first of one record.
+    let block = field(&update, "transaction");
+    assert_eq!(field(block, "id"), field(s, "gtid"));
+    assert_eq!(field(block, "total_order"), &Value::Long(1));
+    assert_eq!(field(block, "data_collection_order"), &Value::Long(1));
+
+    // The transaction over two tables: the items row is its third record,
+    // the first of its table.
+    let four = decode(&schemas, messages[6].1.as_ref().unwrap());
+    let block = field(&four, "transaction");
+    let id = field(block, "id").clone();
+    assert_eq!(&id, field(field(&four, "source"), "gtid"));
+    assert_eq!(field(block, "total_order"), &Value::Long(3));
+    assert_eq!(field(block, "data_collection_order"), &Value::Long(1));
+    let ledger = read_topic(&format!("{prefix}.{db}.ledger"))?;
+    let ledger_blocks: Vec<(Value, Value)> = ledger
+        .iter()
+        .filter_map(|(_, v)| v.as_ref())
+        .map(|v| decode(&schemas, v))
+        // Past the table's schema-change markers.
+        .filter(|r| matches!(r, Value::Record(f) if f.iter().any(|(n, _)| n == "op")))
+        .map(|r| {
+            let b = field(&r, "transaction");
+            assert_eq!(field(b, "id"), &id);
+            (field(b, "total_order").clone(), field(b, "data_collection_order").clone())
+        })
+        .collect();
+    assert_eq!(
+        ledger_blocks,
+        [(Value::Long(1), Value::Long(1)), (Value::Long(2), Value::Long(2))]
+    );
+
+    // The transaction topic: BEGIN and END of each of the four
+    // transactions, in commit order, keyed by id; the last END counts
+    // the records per table.
+    let boundaries: Vec<(Value, Value)> = read_topic(&format!("{prefix}.transaction"))?
+        .iter()
+        .map(|(k, v)| {
+            (
+                decode(&schemas, k.as_ref().unwrap()),
+                decode(&schemas, v.as_ref().unwrap()),
+            )
+        })
+        .collect();
+    let statuses: Vec<&Value> = boundaries.iter().map(|(_, v)| field(v, "status")).collect();
+    assert_eq!(
+        statuses,
+        ["BEGIN", "END"].repeat(4).iter().map(|s| Value::String(s.to_string())).collect::<Vec<_>>().iter().collect::<Vec<_>>()
+    );
+    for pair in boundaries.chunks(2) {
+        assert_eq!(field(&pair[0].1, "id"), field(&pair[1].1, "id"));
+        assert_eq!(field(&pair[0].0, "id"), field(&pair[0].1, "id"));
+        assert_eq!(field(&pair[0].1, "event_count"), &Value::Null);
+    }
+    let end = &boundaries[7].1;
+    assert_eq!(field(end, "id"), &id);
+    assert_eq!(field(end, "event_count"), &Value::Long(3));
+    let Value::Array(collections) = field(end, "data_collections") else {
+        panic!("data_collections is not an array")
+    };
+    let counts: Vec<(Value, Value)> = collections
+        .iter()
+        .map(|c| (field(c, "data_collection").clone(), field(c, "event_count").clone()))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            (Value::String(format!("{db}.ledger")), Value::Long(2)),
+            (Value::String(format!("{db}.items")), Value::Long(1)),
+        ]
+    );
 
     // The table's definition is on the schema-changes topic.
     let changes = read_topic(&format!("{prefix}.schema-changes"))?;

@@ -16,15 +16,17 @@ use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 
 use crate::convert::{to_cell, Origin};
-use crate::encode::{Encoder, TableCtx};
+use crate::encode::{Encoder, TableCtx, TxnEvents};
 use crate::error::SourceError;
 use crate::produce::Output;
 
 /// Writes the records of `rows` (of table `ctx`, mapped by `tme`), found at
-/// `source.file:source.pos`.
+/// `source.file:source.pos`, in the transaction `txn`.
+#[allow(clippy::too_many_arguments)]
 pub async fn rows(
     out: &mut Output,
     enc: &mut Encoder,
+    txn: &mut TxnEvents,
     ctx: &TableCtx,
     tme: &TableMapEvent<'_>,
     rows: &RowsEventData<'_>,
@@ -83,7 +85,15 @@ pub async fn rows(
         let before = before.map(|r| ctx.project(r));
         let after = after.map(|r| ctx.project(r));
         source.row = i as u32;
-        enc.emit(out, ctx, op, before.as_deref(), after.as_deref(), &source)
+        enc.emit(
+            out,
+            ctx,
+            op,
+            before.as_deref(),
+            after.as_deref(),
+            &source,
+            Some(txn),
+        )
             .await?;
     }
     Ok(())

@@ -14,7 +14,8 @@
 //! A transaction ends with an XID event (or a `COMMIT` query for
 //! non-transactional engines, or with its only statement for DDL); its end
 //! is a checkpoint: once the broker has every record before it, the
-//! connector may resume from there.
+//! connector may resume from there. Its end also has the END of its
+//! transaction metadata written, with the counts of what it had written.
 //!
 //! The same reader replays a stretch of binlog that ends at a given point;
 //! `snapshot.rs` uses that to resume an interrupted snapshot.
@@ -40,7 +41,7 @@ use self::decode::{Decoded, FileNames, Txn};
 use self::schemas::Schemas;
 use crate::checkpoint::StoredPosition;
 use crate::ddl::DdlContext;
-use crate::encode::{Encoder, TableCtx};
+use crate::encode::{Encoder, TableCtx, TxnEvents};
 use crate::error::{describe_mysql, SourceError};
 use crate::produce::Output;
 
@@ -79,6 +80,8 @@ pub struct BinlogReader {
     /// Whether `gtid` moved since the last checkpoint.
     dirty: bool,
     txn: Option<Txn>,
+    /// What the transaction has had written so far.
+    events: TxnEvents,
     prefix: String,
     schemas: Schemas,
 }
@@ -130,6 +133,7 @@ impl BinlogReader {
             committed: BinlogCoordinates::new("", 0),
             dirty: false,
             txn: None,
+            events: TxnEvents::default(),
             prefix: prefix.to_string(),
             schemas: Schemas::new(tables, prefix, ddl),
         })
@@ -214,6 +218,7 @@ impl BinlogReader {
                             self.file, g.domain
                         )));
                     }
+                    self.events.start(txn.gtid.to_string(), txn.ts_ms);
                     self.txn = Some(txn);
                 }
                 Decoded::Rotate(raw) => self.file = self.names.clean(&raw),
@@ -231,6 +236,7 @@ impl BinlogReader {
                 Decoded::Other => {}
             }
             if committed {
+                enc.end(out, &mut self.events).await?;
                 if let Some(t) = self.txn.take() {
                     self.gtid.advance(t.gtid);
                 }
@@ -306,7 +312,7 @@ impl BinlogReader {
         let Some(ctx) = self.schemas.table_of(out, &id, tme, rows, &source).await? else {
             return Ok(());
         };
-        emit::rows(out, enc, &ctx, tme, rows, source).await
+        emit::rows(out, enc, &mut self.events, &ctx, tme, rows, source).await
     }
 
     /// The `source` block of a record from the event at `pos` of the
