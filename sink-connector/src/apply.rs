@@ -703,6 +703,19 @@ impl Applier {
         statements: &[Statement],
         state: &[String],
     ) -> Result<(), SinkError> {
+        self.apply_in(statements, state, true, true).await
+    }
+
+    /// Runs `statements` then `state` in a destination transaction: one it
+    /// starts (`begin`) or the one left open before, committed or left open
+    /// for more (`commit`).
+    pub async fn apply_in(
+        &mut self,
+        statements: &[Statement],
+        state: &[String],
+        begin: bool,
+        commit: bool,
+    ) -> Result<(), SinkError> {
         // A statement longer than max_allowed_packet would make the server
         // drop the connection, which looks like an outage and is retried
         // for ever; it is a setting to change instead.
@@ -715,9 +728,11 @@ impl Applier {
             )));
         }
         let conn = &mut self.conn;
-        conn.query_drop("START TRANSACTION")
-            .await
-            .map_err(|e| from_mysql("cannot start a transaction", e))?;
+        if begin {
+            conn.query_drop("START TRANSACTION")
+                .await
+                .map_err(|e| from_mysql("cannot start a transaction", e))?;
+        }
         for s in statements {
             if let Some(data) = &s.data {
                 // The rows the statement asks for as its "file".
@@ -747,9 +762,11 @@ impl Applier {
                 .await
                 .map_err(|e| from_mysql("cannot record the applied position", e))?;
         }
-        conn.query_drop("COMMIT")
-            .await
-            .map_err(|e| from_mysql("commit failed", e))?;
+        if commit {
+            conn.query_drop("COMMIT")
+                .await
+                .map_err(|e| from_mysql("commit failed", e))?;
+        }
         Ok(())
     }
 }

@@ -282,6 +282,20 @@ pub struct ApplySection {
     /// lists.
     #[serde(default = "defaults::load_data")]
     pub load_data: bool,
+    /// `transaction`: every source transaction applied whole, in the
+    /// source's commit order (see `order.rs`); `row`: records applied as
+    /// they come, tables in parallel.
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+/// See [`ApplySection::consistency`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    #[default]
+    Transaction,
+    Row,
 }
 
 /// See [`ApplySection::on_ddl_error`].
@@ -303,6 +317,7 @@ impl Default for ApplySection {
             on_ddl_error: DdlErrorPolicy::default(),
             connections: defaults::connections(),
             load_data: defaults::load_data(),
+            consistency: Consistency::default(),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! partition of every topic `<prefix>.<database>.<table>`, found by listing
 //! the cluster's topics at start and every `kafka.topic_refresh_secs`, starts
 //! at the offset the destination's state table gives, or at the beginning.
-//! The consumer group is used only to commit offsets for monitoring.
+//! The consumer group is used only to commit offsets for monitoring. The
+//! schema-changes topic is consumed too, and, when transactions are kept
+//! whole, the transaction topic.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -21,13 +23,19 @@ use crate::state::{Partition, PartitionState};
 pub struct Input {
     pub consumer: StreamConsumer,
     prefix: String,
+    /// The transaction topic, when it is consumed.
+    transaction_topic: Option<String>,
     assigned: HashSet<Partition>,
     /// Partitions per topic, as last listed.
     partition_counts: HashMap<String, i32>,
 }
 
 impl Input {
-    pub fn new(client_config: &ClientConfig, kafka: &KafkaSection) -> Result<Self, SinkError> {
+    pub fn new(
+        client_config: &ClientConfig,
+        kafka: &KafkaSection,
+        transactions: bool,
+    ) -> Result<Self, SinkError> {
         let mut c = client_config.clone();
         // Kafka returns a record larger than the fetch limits whole, alone
         // in its response: the response limit must hold the largest one
@@ -57,6 +65,7 @@ impl Input {
         Ok(Self {
             consumer,
             prefix: kafka.topic_prefix.clone(),
+            transaction_topic: transactions.then(|| topics::transaction_topic(&kafka.topic_prefix)),
             assigned: HashSet::new(),
             partition_counts: HashMap::new(),
         })
@@ -76,7 +85,9 @@ impl Input {
         let mut added = Vec::new();
         let schema_changes = topics::schema_changes_topic(&self.prefix);
         for t in metadata.topics() {
-            let ours = topics::is_table_topic(&self.prefix, t.name()) || t.name() == schema_changes;
+            let ours = topics::is_table_topic(&self.prefix, t.name())
+                || t.name() == schema_changes
+                || self.transaction_topic.as_deref() == Some(t.name());
             if !ours || t.error().is_some() {
                 continue;
             }

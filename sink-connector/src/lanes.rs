@@ -19,6 +19,12 @@
 //! jobs queued, so that a lane with a queue does not hold the intake back
 //! while another runs dry.
 //!
+//! With `apply.consistency = "transaction"`, a batch that holds source
+//! transactions goes whole to the first lane (one destination transaction
+//! for all its tables), and a source transaction too large to hold goes
+//! there in parts, in one destination transaction that the part finishing
+//! it commits.
+//!
 //! A schema change runs only when every lane is idle ([`Lanes::drain`]):
 //! it comes after every row before it. A job that fails ends its lane, and
 //! the intake hears of it at once ([`Lanes::failed`], [`Lanes::check`]),
@@ -52,6 +58,12 @@ pub struct Job {
     pub state: Vec<String>,
     /// Those positions, reported back once committed.
     pub positions: Vec<(Partition, PartitionState)>,
+    /// Whether it continues the destination transaction the lane's last
+    /// job left open, rather than starting one.
+    pub continues: bool,
+    /// Whether it commits; a job that does not leaves its transaction open
+    /// for the next one (a source transaction streamed in parts).
+    pub commits: bool,
 }
 
 enum Msg {
@@ -90,7 +102,10 @@ impl Lanes {
                 while let Some(msg) = rx.recv().await {
                     match msg {
                         Msg::Apply(job, permit) => {
-                            if let Err(e) = applier.apply(&job.statements, &job.state).await {
+                            let applied = applier
+                                .apply_in(&job.statements, &job.state, !job.continues, job.commits)
+                                .await;
+                            if let Err(e) = applied {
                                 let _ = failed.compare_exchange(
                                     NONE,
                                     lane,
@@ -101,7 +116,9 @@ impl Lanes {
                                 return Err(e);
                             }
                             drop(permit);
-                            let _ = done_tx.send(job.positions);
+                            if job.commits {
+                                let _ = done_tx.send(job.positions);
+                            }
                         }
                         Msg::Drain(tx) => {
                             let _ = tx.send(());

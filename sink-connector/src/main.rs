@@ -18,6 +18,7 @@ mod error;
 mod indexes;
 mod lanes;
 mod mapping;
+mod order;
 mod schema_apply;
 mod sql;
 mod state;
@@ -30,18 +31,20 @@ use std::time::{Duration, Instant};
 use change_stream::schema_change::SchemaChange;
 use change_stream::table::TableId;
 use change_stream::topics;
+use change_stream::transaction::TransactionEvent;
 use clap::{Parser, Subcommand};
 use rdkafka::Message;
 use tokio::sync::watch;
 
 use crate::apply::{Applier, Change};
-use crate::config::{Config, ConflictMode};
+use crate::config::{Config, ConflictMode, Consistency};
 use crate::consume::Input;
 use crate::ddl::{DdlQueue, Held, Pending};
 use crate::decode::Registry;
 use crate::error::SinkError;
 use crate::lanes::{Job, Lanes};
 use crate::mapping::Mapping;
+use crate::order::Assembly;
 use crate::state::{record_order, Partition, PartitionState};
 
 /// How often topics are looked for while no table topic is known.
@@ -281,7 +284,16 @@ async fn run_loop(
 ) -> Result<(), SinkError> {
     let state_db = &config.destination.state_database;
     let mapping = config.mapping()?;
-    let mut input = Input::new(client_config, &config.kafka)?;
+    let whole_transactions = config.apply.consistency == Consistency::Transaction;
+    let mut input = Input::new(client_config, &config.kafka, whole_transactions)?;
+    // Transactions held until whole (`order.rs`).
+    let mut assembly = whole_transactions
+        .then(|| Assembly::new(topics::transaction_topic(&config.kafka.topic_prefix), applied));
+    // Whether the last job went to a lane other than the first (a job for
+    // the first lane alone waits for them), and whether the first lane's
+    // destination transaction is left open.
+    let mut spread = false;
+    let mut open = false;
     let mut ready: HashSet<TableId> = HashSet::new();
     input.discover(applied)?;
     let mut last_discovery = Instant::now();
@@ -319,6 +331,8 @@ async fn run_loop(
         let mut changes: Vec<(usize, Change)> =
             Vec::with_capacity(config.apply.batch_max_records.min(16_384));
         let mut touched: HashMap<Partition, PartitionState> = HashMap::new();
+        // Partitions consumed from (whole transactions).
+        let mut moved: HashSet<Partition> = HashSet::new();
         let mut count = 0usize;
         let mut bytes = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
@@ -374,6 +388,77 @@ async fn run_loop(
             if ddl_queue.is_held(&key) {
                 continue; // past a marker: fetched again once it is applied
             }
+            if let Some(asm) = assembly.as_mut() {
+                let offset = msg.offset();
+                if asm.consumed(&key, offset) {
+                    continue; // already applied
+                }
+                moved.insert(key.clone());
+                let Some(payload) = msg.payload() else {
+                    asm.pass(&key, offset, None);
+                    continue; // tombstone
+                };
+                if asm.is_transaction_topic(&key) {
+                    let event = TransactionEvent::decode(payload).map_err(|e| {
+                        SinkError::Record(format!("{} offset {offset}: {e}", key.0))
+                    })?;
+                    asm.boundary(offset, event);
+                    continue;
+                }
+                if change_stream::avro::split_single_object(payload)
+                    .is_ok_and(|(fp, _)| fp == marker_fingerprint)
+                {
+                    let change = SchemaChange::decode(payload)?;
+                    let order = change.source.change_order().map(|o| (o, 0));
+                    if order.is_some_and(|o| asm.sent_twice(&key, &o)) {
+                        asm.pass(&key, offset, None); // sent again by the source
+                        continue;
+                    }
+                    ddl_queue.hold(
+                        key.clone(),
+                        Held {
+                            offset,
+                            id: change.id(),
+                            order,
+                        },
+                    );
+                    input.pause(&key)?;
+                    continue;
+                }
+                bytes += payload.len();
+                let (change, allowed) =
+                    admit(config, &mapping, registry, &mut row_ops, &key, offset, payload).await?;
+                let order = record_order(&change.record);
+                if order.is_some_and(|o| asm.sent_twice(&key, &o)) {
+                    asm.pass(&key, offset, None); // sent again by the source
+                    continue;
+                }
+                let lane = lanes.lane(&key.0);
+                match change.record.transaction.as_ref().map(|t| t.id.clone()) {
+                    Some(id) => {
+                        let table = change_stream::transaction::data_collection(
+                            &change.source.database,
+                            &change.source.table,
+                        );
+                        asm.hold(
+                            &key,
+                            offset,
+                            order,
+                            &id,
+                            table,
+                            allowed.then_some((lane, change)),
+                            payload.len(),
+                        );
+                    }
+                    None => {
+                        asm.pass(&key, offset, order);
+                        if allowed {
+                            changes.push((lane, change));
+                        }
+                    }
+                }
+                continue;
+            }
             let st = touched
                 .entry(key.clone())
                 .or_insert_with(|| applied.get(&key).cloned().unwrap_or_default());
@@ -407,63 +492,67 @@ async fn run_loop(
             }
             st.next_offset = msg.offset() + 1;
             bytes += payload.len();
-            let (record, table) = registry.decode(payload).await.map_err(|e| {
-                SinkError::Record(format!(
-                    "{} partition {} offset {}: {e}",
-                    key.0,
-                    key.1,
-                    msg.offset()
-                ))
-            })?;
-            if let Some(order) = record_order(&record) {
+            let (change, allowed) =
+                admit(config, &mapping, registry, &mut row_ops, &key, msg.offset(), payload)
+                    .await?;
+            if let Some(order) = record_order(&change.record) {
                 if st.last.covers(&order) {
                     continue; // sent again by the source after its restart
                 }
                 st.last.advance(order);
             }
-            let source = table.id.clone();
-            let table = mapping.shape(&table);
-            if table.id.database == *state_db {
-                return Err(SinkError::Config {
-                    message: format!(
-                        "records of database {} arrive, which is the sink's state database; set destination.state_database to another name",
-                        table.id.database
-                    ),
-                });
-            }
-            // [[filter]]: INSERT, UPDATE, DELETE allowed, per table.
-            let ops = match row_ops.get(&source) {
-                Some(ops) => *ops,
-                None => {
-                    let ops = ["INSERT", "UPDATE", "DELETE"].map(|o| config.allows(&source, o));
-                    row_ops.insert(source.clone(), ops);
-                    ops
-                }
-            };
-            let allowed = match record.op {
-                change_stream::event::Op::Read | change_stream::event::Op::Create => ops[0],
-                change_stream::event::Op::Update => ops[1],
-                change_stream::event::Op::Delete => ops[2],
-            };
             if !allowed {
                 continue; // filtered out; the position still advances
             }
-            changes.push((
-                lanes.lane(&key.0),
-                Change {
-                    table,
-                    source,
-                    record,
-                },
-            ));
+            changes.push((lanes.lane(&key.0), change));
         }
-        if !touched.is_empty() {
+        // Whole transactions: those now whole, in commit order, or the
+        // next part of one too large to hold.
+        let mut single = false;
+        let mut commits = true;
+        if let Some(asm) = assembly.as_mut() {
+            let released = asm.release();
+            single = released.transactions > 0;
+            changes.extend(released.changes);
+            let part = if asm.is_streaming() {
+                asm.stream(0)
+            } else if released.transactions == 0 {
+                asm.stream(config.apply.batch_max_bytes)
+            } else {
+                None
+            };
+            if asm.is_streaming() {
+                single = true;
+                commits = false;
+                changes.extend(part.unwrap_or_default());
+            }
+            moved.extend(released.positions.into_iter().map(|(p, _)| p));
+            for p in moved {
+                let state = asm.position(&p);
+                touched.insert(p, state);
+            }
+            // A job in the first lane's open transaction: everything goes there.
+            single |= open;
+        }
+        if !touched.is_empty() || !changes.is_empty() {
             change_stream::throttle::take(&mut row_limit, changes.len() as f64).await;
             change_stream::throttle::take(&mut byte_limit, bytes as f64).await;
-            apply_batch(
-                config, &mapping, applier, registry, lanes, &mut ready, changes, &touched,
+            if single && spread {
+                // After every job of the other lanes: their tables' rows
+                // and positions come before.
+                lanes.drain().await?;
+                spread = false;
+            }
+            let shape = Shape {
+                single,
+                continues: open,
+                commits,
+            };
+            spread |= apply_batch(
+                config, &mapping, applier, registry, lanes, &mut ready, changes, &touched, shape,
             )
             .await?;
+            open = !commits;
             applied.extend(touched);
         }
         let committed = lanes.committed();
@@ -474,6 +563,12 @@ async fn run_loop(
         }
         // Schema changes whose partitions have all reached their markers.
         while let Some(head) = ddl_queue.head() {
+            // After every source transaction before it, whole.
+            if assembly.as_ref().is_some_and(|a| {
+                a.is_streaming() || head.order.is_some_and(|o| a.holds_before(&o))
+            }) {
+                break;
+            }
             // A copy of a statement applied since it was queued (the
             // source sent it again): its markers are skipped, so it must
             // not wait for them.
@@ -536,13 +631,78 @@ async fn run_loop(
             for (p, held) in &released {
                 input.resume_at(p, held.offset + 1)?;
             }
+            if let Some(asm) = assembly.as_mut() {
+                for (p, s) in &positions {
+                    asm.set(p, s.clone());
+                }
+            }
             applied.extend(positions);
         }
     }
 }
 
+/// How a batch goes to the lanes.
+struct Shape {
+    /// All of it to the first lane, in one destination transaction.
+    single: bool,
+    /// It continues the first lane's open destination transaction.
+    continues: bool,
+    /// It commits (else leaves the transaction open).
+    commits: bool,
+}
+
+/// Decodes a record of table topic partition `key` into a change of its
+/// destination table; with whether `[[filter]]` lets its operation through.
+async fn admit(
+    config: &Config,
+    mapping: &Mapping,
+    registry: &mut Registry,
+    row_ops: &mut HashMap<TableId, [bool; 3]>,
+    key: &Partition,
+    offset: i64,
+    payload: &[u8],
+) -> Result<(Change, bool), SinkError> {
+    let (record, table) = registry.decode(payload).await.map_err(|e| {
+        SinkError::Record(format!("{} partition {} offset {offset}: {e}", key.0, key.1))
+    })?;
+    let source = table.id.clone();
+    let table = mapping.shape(&table);
+    if table.id.database == config.destination.state_database {
+        return Err(SinkError::Config {
+            message: format!(
+                "records of database {} arrive, which is the sink's state database; set destination.state_database to another name",
+                table.id.database
+            ),
+        });
+    }
+    // [[filter]]: INSERT, UPDATE, DELETE allowed, per table.
+    let ops = match row_ops.get(&source) {
+        Some(ops) => *ops,
+        None => {
+            let ops = ["INSERT", "UPDATE", "DELETE"].map(|o| config.allows(&source, o));
+            row_ops.insert(source.clone(), ops);
+            ops
+        }
+    };
+    let allowed = match record.op {
+        change_stream::event::Op::Read | change_stream::event::Op::Create => ops[0],
+        change_stream::event::Op::Update => ops[1],
+        change_stream::event::Op::Delete => ops[2],
+    };
+    Ok((
+        Change {
+            table,
+            source,
+            record,
+        },
+        allowed,
+    ))
+}
+
 /// Hands one batch of row changes, with the positions they reach, to the
-/// lanes: each lane gets the changes and positions of its topics.
+/// lanes: each lane gets the changes and positions of its topics, or the
+/// first lane all of them (`shape.single`). Returns whether a lane other
+/// than the first got a job.
 #[allow(clippy::too_many_arguments)] // the sink's state, lent for one batch
 async fn apply_batch(
     config: &Config,
@@ -553,8 +713,10 @@ async fn apply_batch(
     ready: &mut HashSet<TableId>,
     changes: Vec<(usize, Change)>,
     touched: &HashMap<Partition, PartitionState>,
-) -> Result<(), SinkError> {
+    shape: Shape,
+) -> Result<bool, SinkError> {
     let state_db = &config.destination.state_database;
+    let lane_of = |lane: usize| if shape.single { 0 } else { lane };
     for (_, c) in &changes {
         if !ready.contains(&c.source) {
             match registry.definition(&c.source).await {
@@ -573,22 +735,25 @@ async fn apply_batch(
     // kernel zero fresh pages at every doubling.
     let mut counts = vec![0usize; lanes.count()];
     for (lane, _) in &changes {
-        counts[*lane] += 1;
+        counts[lane_of(*lane)] += 1;
     }
     let mut per_lane: Vec<Vec<Change>> = counts.into_iter().map(Vec::with_capacity).collect();
     for (lane, c) in changes {
-        per_lane[lane].push(c);
+        per_lane[lane_of(lane)].push(c);
     }
+    let mut spread = false;
     for (lane, changes) in per_lane.into_iter().enumerate() {
         let mut positions: Vec<(Partition, PartitionState)> = Vec::new();
         for (p, s) in touched {
-            if lanes.lane(&p.0) == lane {
+            if lane_of(lanes.lane(&p.0)) == lane {
                 positions.push((p.clone(), s.clone()));
             }
         }
-        if positions.is_empty() {
+        // The first lane's open transaction goes on even without rows.
+        if positions.is_empty() && changes.is_empty() && !(lane == 0 && shape.single) {
             continue;
         }
+        spread |= lane != 0;
         positions.sort_by(|a, b| a.0.cmp(&b.0));
         let records = changes.len();
         let statements = apply::plan(
@@ -599,7 +764,11 @@ async fn apply_batch(
         )?;
         let refs: Vec<(&Partition, &PartitionState)> =
             positions.iter().map(|(p, s)| (p, s)).collect();
-        let state = vec![state::save_sql(state_db, &config.kafka.group_id, &refs)];
+        let state = if refs.is_empty() {
+            Vec::new()
+        } else {
+            vec![state::save_sql(state_db, &config.kafka.group_id, &refs)]
+        };
         tracing::debug!(
             lane,
             records,
@@ -613,11 +782,13 @@ async fn apply_batch(
                     statements,
                     state,
                     positions,
+                    continues: shape.continues && lane == 0,
+                    commits: shape.commits || lane != 0,
                 },
             )
             .await?;
     }
-    Ok(())
+    Ok(spread)
 }
 
 /// Prints the failed schema changes, one block each.

@@ -1,0 +1,346 @@
+//! Ordering: whole source transactions, in the source's commit order
+//! (`apply.consistency = "transaction"`).
+//!
+//! A source transaction's records are spread over the topics of the tables
+//! it touched and, with `kafka.partitions > 1`, over their partitions;
+//! the consumer hands them over in whatever order the partitions arrive.
+//! Applied as they come, a reader at the destination could see half of a
+//! transfer. The transaction topic says what a transaction is: its END,
+//! in commit order, counts its records per table. So each binlog record
+//! (one with a `transaction` block) is *held* here under its transaction's
+//! id, and a transaction is released only when it is the oldest one not
+//! released yet and every record its END counts is held. The released
+//! transactions of a batch are applied in one destination transaction, in
+//! commit order: a reader sees the source's state after some transaction,
+//! never a part of one. Snapshot records (no block) are not held: during
+//! the full synchronization a table is partly loaded anyway.
+//!
+//! ## Positions
+//! Every partition's stored position must stay below the first record not
+//! applied yet, or a restart would skip it. A partition's records are in
+//! commit order, and transactions are released in commit order, so the
+//! records held on a partition are released from the front: each
+//! partition keeps the queue of its held records (offset, the partition's
+//! state just before it, its transaction), and its position is the front's
+//! state, or, with nothing held, the state after everything consumed.
+//! The transaction topic is a partition like the others, its ENDs held by
+//! their transaction. Since nothing is stored past a held record, a crash
+//! loses the held records and the restart consumes them again.
+//!
+//! ## Records sent twice
+//! A source that restarts sends again what followed its stored position.
+//! A record is skipped when its place is at or before the last consumed
+//! on its partition ([`Applied`]), as in row mode; an END when its GTID is
+//! at or before the last END consumed in its domain. A transaction's counts
+//! are reached with the first copies and whatever copy completes them.
+//!
+//! ## DDL
+//! A schema change on a table waits, at its marker, for every record
+//! before it on the table's partitions; here it also waits until no
+//! transaction older than it (same GTID domain, smaller sequence number)
+//! is held ([`Assembly::holds_before`]), so that rows held under an older
+//! transaction are never applied after it.
+
+use std::collections::{HashMap, VecDeque};
+
+use change_stream::position::{ChangeOrder, Gtid};
+use change_stream::transaction::TransactionEvent;
+
+use crate::apply::Change;
+use crate::state::{Applied, Partition, PartitionState, RecordOrder};
+
+/// The place of a transaction in its GTID domain, as [`Applied`] compares
+/// it (every record of a transaction shares its sequence number).
+pub fn transaction_order(id: &str) -> Option<RecordOrder> {
+    let gtid: Gtid = id.parse().ok()?;
+    Some((ChangeOrder::new(gtid, 0, 0), 0))
+}
+
+/// What a partition has consumed, and what of it is held.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// The state after every record consumed.
+    consumed: PartitionState,
+    /// Held records, a run of one transaction's as its first: offset, the
+    /// state just before it, its transaction.
+    held: VecDeque<(i64, Applied, String)>,
+}
+
+impl Cursor {
+    /// The position that may be stored.
+    fn safe(&self) -> PartitionState {
+        match self.held.front() {
+            Some((offset, before, _)) => PartitionState {
+                next_offset: *offset,
+                last: before.clone(),
+            },
+            None => self.consumed.clone(),
+        }
+    }
+}
+
+/// A transaction's records held so far.
+#[derive(Default)]
+struct Held {
+    /// With their lanes, in consumption order.
+    changes: Vec<(usize, Change)>,
+    /// Records per table (`database.table`).
+    counts: HashMap<String, u64>,
+    partitions: Vec<Partition>,
+    bytes: usize,
+}
+
+/// An END read, not released yet.
+struct End {
+    id: String,
+    counts: Vec<(String, u64)>,
+}
+
+/// What a release hands to planning.
+pub struct Released {
+    /// Changes with their lanes, in commit order.
+    pub changes: Vec<(usize, Change)>,
+    /// The partitions whose positions moved, with their new ones.
+    pub positions: Vec<(Partition, PartitionState)>,
+    pub transactions: usize,
+}
+
+/// Records held until their transactions are whole.
+#[derive(Default)]
+pub struct Assembly {
+    /// The transaction topic's partition.
+    topic: Partition,
+    cursors: HashMap<Partition, Cursor>,
+    held: HashMap<String, Held>,
+    ends: VecDeque<End>,
+    /// Transactions whose BEGIN is read and END not yet, in commit order.
+    begun: VecDeque<String>,
+    /// The transaction being streamed into an open destination
+    /// transaction (see [`Assembly::stream`]).
+    streaming: Option<String>,
+    bytes: usize,
+}
+
+impl Assembly {
+    /// Starts from the stored positions.
+    pub fn new(
+        transaction_topic: String,
+        applied: &HashMap<Partition, PartitionState>,
+    ) -> Self {
+        Self {
+            topic: (transaction_topic, 0),
+            cursors: applied
+                .iter()
+                .map(|(p, s)| {
+                    (
+                        p.clone(),
+                        Cursor {
+                            consumed: s.clone(),
+                            held: VecDeque::new(),
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn is_transaction_topic(&self, p: &Partition) -> bool {
+        *p == self.topic
+    }
+
+    /// Whether `offset` of `p` is consumed already (below its position).
+    pub fn consumed(&self, p: &Partition, offset: i64) -> bool {
+        self.cursors
+            .get(p)
+            .is_some_and(|c| offset < c.consumed.next_offset)
+    }
+
+    /// Takes a record that needs no holding (a tombstone, a snapshot row, a
+    /// filtered-out or marker record handled elsewhere): the position
+    /// moves past it once nothing before it is held.
+    pub fn pass(&mut self, p: &Partition, offset: i64, order: Option<RecordOrder>) {
+        let c = self.cursors.entry(p.clone()).or_default();
+        c.consumed.next_offset = offset + 1;
+        if let Some(o) = order {
+            c.consumed.last.advance(o);
+        }
+    }
+
+    /// Whether a record at `order` on `p` was consumed already (sent twice).
+    pub fn sent_twice(&self, p: &Partition, order: &RecordOrder) -> bool {
+        self.cursors
+            .get(p)
+            .is_some_and(|c| c.consumed.last.covers(order))
+    }
+
+    /// Holds a binlog record of transaction `id`, of `table`
+    /// (`database.table` at the source); `change` (with its lane) is `None`
+    /// for a record that counts but is not applied (filtered out).
+    #[allow(clippy::too_many_arguments)]
+    pub fn hold(
+        &mut self,
+        p: &Partition,
+        offset: i64,
+        order: Option<RecordOrder>,
+        id: &str,
+        table: String,
+        change: Option<(usize, Change)>,
+        bytes: usize,
+    ) {
+        let c = self.cursors.entry(p.clone()).or_default();
+        // A run of records of one transaction needs only its first.
+        if c.held.back().is_none_or(|(_, _, t)| t != id) {
+            c.held
+                .push_back((offset, c.consumed.last.clone(), id.to_string()));
+        }
+        c.consumed.next_offset = offset + 1;
+        if let Some(o) = order {
+            c.consumed.last.advance(o);
+        }
+        let h = self.held.entry(id.to_string()).or_default();
+        *h.counts.entry(table).or_default() += 1;
+        if !h.partitions.contains(p) {
+            h.partitions.push(p.clone());
+        }
+        if let Some(change) = change {
+            h.changes.push(change);
+        }
+        h.bytes += bytes;
+        self.bytes += bytes;
+    }
+
+    /// Takes a record of the transaction topic.
+    pub fn boundary(&mut self, offset: i64, event: TransactionEvent) {
+        let p = self.topic.clone();
+        let order = transaction_order(&event.id);
+        if order.is_some_and(|o| self.sent_twice(&p, &o)) {
+            self.pass(&p, offset, None);
+            return;
+        }
+        if !event.is_end() {
+            if !self.begun.contains(&event.id) {
+                self.begun.push_back(event.id);
+            }
+            self.pass(&p, offset, None);
+            return;
+        }
+        self.begun.retain(|id| *id != event.id);
+        let c = self.cursors.entry(p).or_default();
+        c.held
+            .push_back((offset, c.consumed.last.clone(), event.id.clone()));
+        c.consumed.next_offset = offset + 1;
+        if let Some(o) = order {
+            c.consumed.last.advance(o);
+        }
+        self.ends.push_back(End {
+            id: event.id,
+            counts: event.data_collections.unwrap_or_default(),
+        });
+    }
+
+    /// Whether a transaction older than `order` (its GTID domain, a smaller
+    /// sequence number) is held or announced and not released.
+    pub fn holds_before(&self, order: &RecordOrder) -> bool {
+        let older = |id: &str| {
+            transaction_order(id)
+                .is_some_and(|(o, _)| o.domain == order.0.domain && o.seq < order.0.seq)
+        };
+        self.ends.iter().any(|e| older(&e.id)) || self.held.keys().any(|id| older(id))
+    }
+
+    /// Whether a destination transaction is open for a transaction being
+    /// streamed.
+    pub fn is_streaming(&self) -> bool {
+        self.streaming.is_some()
+    }
+
+    /// A transaction too large to hold: once every older one is released,
+    /// the oldest one (begun, its END not read yet, or read and not whole)
+    /// holding more than `limit` bytes has its records handed over as they
+    /// come, into one destination transaction left open until it is whole
+    /// (a crash rolls it back; nothing of it is stored before). Returns its
+    /// records held so far when it is to be streamed now.
+    pub fn stream(&mut self, limit: usize) -> Option<Vec<(usize, Change)>> {
+        let head = match (&self.streaming, self.ends.front()) {
+            (Some(id), _) => id.clone(),
+            (None, Some(end)) => end.id.clone(),
+            (None, None) => self.begun.front()?.clone(),
+        };
+        let held = self.held.get_mut(&head)?;
+        if held.bytes <= limit {
+            return None;
+        }
+        if self.streaming.is_none() {
+            tracing::info!(transaction = %head, held_bytes = held.bytes, "a transaction too large to hold is applied as it comes, in one destination transaction left open until it is whole");
+        }
+        self.bytes -= held.bytes;
+        held.bytes = 0;
+        self.streaming = Some(head);
+        Some(std::mem::take(&mut held.changes))
+    }
+
+    /// Releases the whole transactions at the front, oldest first.
+    pub fn release(&mut self) -> Released {
+        let mut out = Released {
+            changes: Vec::new(),
+            positions: Vec::new(),
+            transactions: 0,
+        };
+        let mut moved: Vec<Partition> = Vec::new();
+        while let Some(end) = self.ends.front() {
+            let whole = self.held.get(&end.id).map_or(end.counts.is_empty(), |h| {
+                end.counts
+                    .iter()
+                    .all(|(t, n)| h.counts.get(t).copied().unwrap_or(0) >= *n)
+            });
+            if !whole {
+                break;
+            }
+            let end = self.ends.pop_front().expect("a front");
+            let held = self.held.remove(&end.id).unwrap_or_default();
+            if self.streaming.as_ref() == Some(&end.id) {
+                self.streaming = None;
+            }
+            self.bytes -= held.bytes;
+            out.transactions += 1;
+            // In the source's order: records of other partitions may have
+            // come in any order.
+            let mut changes = held.changes;
+            changes.sort_by_key(|(_, c)| {
+                c.record.transaction.as_ref().map_or(0, |t| t.total_order)
+            });
+            out.changes.extend(changes);
+            for p in held.partitions.iter().chain([&self.topic]) {
+                let c = self.cursors.get_mut(p).expect("a held partition");
+                while c.held.front().is_some_and(|(_, _, id)| *id == end.id) {
+                    c.held.pop_front();
+                }
+                if !moved.contains(p) {
+                    moved.push(p.clone());
+                }
+            }
+        }
+        out.positions = moved
+            .into_iter()
+            .map(|p| {
+                let s = self.cursors[&p].safe();
+                (p, s)
+            })
+            .collect();
+        out
+    }
+
+    /// The position of `p` that may be stored now.
+    pub fn position(&self, p: &Partition) -> PartitionState {
+        self.cursors.get(p).map(Cursor::safe).unwrap_or_default()
+    }
+
+    /// Sets a partition's position (a schema change's marker applied):
+    /// nothing of it may be held.
+    pub fn set(&mut self, p: &Partition, state: PartitionState) {
+        let c = self.cursors.entry(p.clone()).or_default();
+        debug_assert!(c.held.is_empty());
+        c.consumed = state;
+    }
+}
