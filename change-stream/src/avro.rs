@@ -422,8 +422,8 @@ impl TableCodec {
         });
         let version = format!("{:08x}", fingerprint(row.to_string()) >> 32);
         let source: Json = serde_json::from_str(SOURCE_SCHEMA).expect("source.avsc is JSON");
-        let block: Json = serde_json::from_str(TRANSACTION_BLOCK_SCHEMA)
-            .expect("transaction_block.avsc is JSON");
+        let block: Json =
+            serde_json::from_str(TRANSACTION_BLOCK_SCHEMA).expect("transaction_block.avsc is JSON");
         let envelope = json!({
             "type": "record",
             "name": "Envelope",
@@ -478,6 +478,7 @@ impl TableCodec {
     }
 
     /// Appends a single-object encoded envelope to `out`.
+    #[allow(clippy::too_many_arguments)] // the envelope's fields
     pub fn encode_envelope(
         &self,
         op: Op,

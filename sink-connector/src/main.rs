@@ -287,8 +287,12 @@ async fn run_loop(
     let whole_transactions = config.apply.consistency == Consistency::Transaction;
     let mut input = Input::new(client_config, &config.kafka, whole_transactions)?;
     // Transactions held until whole (`order.rs`).
-    let mut assembly = whole_transactions
-        .then(|| Assembly::new(topics::transaction_topic(&config.kafka.topic_prefix), applied));
+    let mut assembly = whole_transactions.then(|| {
+        Assembly::new(
+            topics::transaction_topic(&config.kafka.topic_prefix),
+            applied,
+        )
+    });
     // Whether the last job went to a lane other than the first (a job for
     // the first lane alone waits for them), and whether the first lane's
     // destination transaction is left open.
@@ -426,8 +430,16 @@ async fn run_loop(
                     continue;
                 }
                 bytes += payload.len();
-                let (change, allowed) =
-                    admit(config, &mapping, registry, &mut row_ops, &key, offset, payload).await?;
+                let (change, allowed) = admit(
+                    config,
+                    &mapping,
+                    registry,
+                    &mut row_ops,
+                    &key,
+                    offset,
+                    payload,
+                )
+                .await?;
                 let order = record_order(&change.record);
                 if order.is_some_and(|o| asm.sent_twice(&key, &o)) {
                     asm.pass(&key, offset, None); // sent again by the source
@@ -492,9 +504,16 @@ async fn run_loop(
             }
             st.next_offset = msg.offset() + 1;
             bytes += payload.len();
-            let (change, allowed) =
-                admit(config, &mapping, registry, &mut row_ops, &key, msg.offset(), payload)
-                    .await?;
+            let (change, allowed) = admit(
+                config,
+                &mapping,
+                registry,
+                &mut row_ops,
+                &key,
+                msg.offset(),
+                payload,
+            )
+            .await?;
             if let Some(order) = record_order(&change.record) {
                 if st.last.covers(&order) {
                     continue; // sent again by the source after its restart
@@ -564,9 +583,10 @@ async fn run_loop(
         // Schema changes whose partitions have all reached their markers.
         while let Some(head) = ddl_queue.head() {
             // After every source transaction before it, whole.
-            if assembly.as_ref().is_some_and(|a| {
-                a.is_streaming() || head.order.is_some_and(|o| a.holds_before(&o))
-            }) {
+            if assembly
+                .as_ref()
+                .is_some_and(|a| a.is_streaming() || head.order.is_some_and(|o| a.holds_before(&o)))
+            {
                 break;
             }
             // A copy of a statement applied since it was queued (the
@@ -663,7 +683,10 @@ async fn admit(
     payload: &[u8],
 ) -> Result<(Change, bool), SinkError> {
     let (record, table) = registry.decode(payload).await.map_err(|e| {
-        SinkError::Record(format!("{} partition {} offset {offset}: {e}", key.0, key.1))
+        SinkError::Record(format!(
+            "{} partition {} offset {offset}: {e}",
+            key.0, key.1
+        ))
     })?;
     let source = table.id.clone();
     let table = mapping.shape(&table);
@@ -756,6 +779,7 @@ async fn apply_batch(
         spread |= lane != 0;
         positions.sort_by(|a, b| a.0.cmp(&b.0));
         let records = changes.len();
+        tracing::debug!(lane, ?positions, single = shape.single, "job");
         let statements = apply::plan(
             changes,
             applier.max_statement_bytes,

@@ -123,10 +123,7 @@ pub struct Assembly {
 
 impl Assembly {
     /// Starts from the stored positions.
-    pub fn new(
-        transaction_topic: String,
-        applied: &HashMap<Partition, PartitionState>,
-    ) -> Self {
+    pub fn new(transaction_topic: String, applied: &HashMap<Partition, PartitionState>) -> Self {
         Self {
             topic: (transaction_topic, 0),
             cursors: applied
@@ -307,9 +304,8 @@ impl Assembly {
             // In the source's order: records of other partitions may have
             // come in any order.
             let mut changes = held.changes;
-            changes.sort_by_key(|(_, c)| {
-                c.record.transaction.as_ref().map_or(0, |t| t.total_order)
-            });
+            changes
+                .sort_by_key(|(_, c)| c.record.transaction.as_ref().map_or(0, |t| t.total_order));
             out.changes.extend(changes);
             for p in held.partitions.iter().chain([&self.topic]) {
                 let c = self.cursors.get_mut(p).expect("a held partition");
@@ -320,6 +316,9 @@ impl Assembly {
                     moved.push(p.clone());
                 }
             }
+        }
+        if out.transactions > 0 {
+            tracing::debug!(transactions = out.transactions, ends = self.ends.len(), held = self.held.len(), first_held = ?self.ends.front().map(|e| (&e.id, &e.counts, self.held.get(&e.id).map(|h| &h.counts))), "released");
         }
         out.positions = moved
             .into_iter()

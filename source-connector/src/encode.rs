@@ -178,7 +178,11 @@ impl Encoder {
     }
 
     /// Writes a BEGIN or END record on the transaction topic.
-    async fn boundary(&mut self, out: &Output, event: &TransactionEvent) -> Result<(), SourceError> {
+    async fn boundary(
+        &mut self,
+        out: &Output,
+        event: &TransactionEvent,
+    ) -> Result<(), SourceError> {
         if self.transaction_topic.is_empty() {
             self.transaction_topic = change_stream::topics::transaction_topic(out.prefix());
         }

@@ -198,12 +198,18 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
         .map(|r| {
             let b = field(&r, "transaction");
             assert_eq!(field(b, "id"), &id);
-            (field(b, "total_order").clone(), field(b, "data_collection_order").clone())
+            (
+                field(b, "total_order").clone(),
+                field(b, "data_collection_order").clone(),
+            )
         })
         .collect();
     assert_eq!(
         ledger_blocks,
-        [(Value::Long(1), Value::Long(1)), (Value::Long(2), Value::Long(2))]
+        [
+            (Value::Long(1), Value::Long(1)),
+            (Value::Long(2), Value::Long(2))
+        ]
     );
 
     // The transaction topic: BEGIN and END of each of the four
@@ -221,7 +227,13 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
     let statuses: Vec<&Value> = boundaries.iter().map(|(_, v)| field(v, "status")).collect();
     assert_eq!(
         statuses,
-        ["BEGIN", "END"].repeat(4).iter().map(|s| Value::String(s.to_string())).collect::<Vec<_>>().iter().collect::<Vec<_>>()
+        ["BEGIN", "END"]
+            .repeat(4)
+            .iter()
+            .map(|s| Value::String(s.to_string()))
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<Vec<_>>()
     );
     for pair in boundaries.chunks(2) {
         assert_eq!(field(&pair[0].1, "id"), field(&pair[1].1, "id"));
@@ -236,7 +248,12 @@ async fn records_decode_with_the_avro_library_alone() -> Result<()> {
     };
     let counts: Vec<(Value, Value)> = collections
         .iter()
-        .map(|c| (field(c, "data_collection").clone(), field(c, "event_count").clone()))
+        .map(|c| {
+            (
+                field(c, "data_collection").clone(),
+                field(c, "event_count").clone(),
+            )
+        })
         .collect();
     assert_eq!(
         counts,

@@ -94,7 +94,7 @@ pub async fn rows(
             &source,
             Some(txn),
         )
-            .await?;
+        .await?;
     }
     Ok(())
 }

@@ -1,0 +1,312 @@
+//! Whole transactions at the destination (`apply.consistency =
+//! "transaction"`, the default): a reader there never sees part of a
+//! source transaction, across tables and partitions, while the sink is
+//! killed and restarted; and a million-row transaction shows all at once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e_tests::*;
+use mysql_async::prelude::*;
+
+const ACCOUNTS: i64 = 40;
+const BALANCE: i64 = 1_000;
+
+/// What one consistent snapshot of the destination must show: the money
+/// adds up, the ledger has one entry per counted transfer, and no order
+/// line lacks its order.
+async fn check_snapshot(conn: &mut mysql_async::Conn, db: &str) -> Result<Option<String>> {
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await?;
+    let total: Option<i64> = conn
+        .query_first(format!(
+            "SELECT CAST(SUM(balance) AS SIGNED) FROM `{db}`.accounts"
+        ))
+        .await?;
+    let entries: Option<i64> = conn
+        .query_first(format!("SELECT COUNT(*) FROM `{db}`.ledger"))
+        .await?;
+    let counted: Option<i64> = conn
+        .query_first(format!("SELECT n FROM `{db}`.counter WHERE id = 1"))
+        .await?;
+    let orphans: Option<i64> = conn
+        .query_first(format!(
+            "SELECT COUNT(*) FROM `{db}`.order_lines l LEFT JOIN `{db}`.orders o ON o.id = l.order_id WHERE o.id IS NULL"
+        ))
+        .await?;
+    let lines: Option<i64> = conn
+        .query_first(format!(
+            "SELECT COUNT(*) - 3 * (SELECT COUNT(*) FROM `{db}`.orders) FROM `{db}`.order_lines"
+        ))
+        .await?;
+    conn.query_drop("COMMIT").await?;
+    let total = total.unwrap_or(0);
+    let (entries, counted) = (entries.unwrap_or(0), counted.unwrap_or(0));
+    let mut why = Vec::new();
+    if total != ACCOUNTS * BALANCE {
+        why.push(format!("balances add up to {total}"));
+    }
+    if entries != counted {
+        why.push(format!("{entries} ledger entries, counter {counted}"));
+    }
+    if orphans != Some(0) || lines != Some(0) {
+        why.push(format!(
+            "order lines: {orphans:?} orphans, {lines:?} beyond 3 per order"
+        ));
+    }
+    Ok((!why.is_empty()).then(|| why.join("; ")))
+}
+
+/// One client: transfers between two accounts (two updates, a ledger
+/// entry, the counter) and orders with three lines, in transactions.
+async fn client(db: String, seed: u64, transfers: u64, done: Arc<AtomicU64>) -> Result<()> {
+    let mut conn =
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url(source_port()))?).await?;
+    let mut x = seed;
+    for i in 0..transfers {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let from = (x >> 33) as i64 % ACCOUNTS;
+        let to = (from + 1 + (x >> 40) as i64 % (ACCOUNTS - 1)) % ACCOUNTS;
+        let amount = 1 + (x >> 50) as i64 % 50;
+        let sql = if i % 4 == 3 {
+            let order = (seed << 32) as i64 + i as i64;
+            format!(
+                "START TRANSACTION; INSERT INTO `{db}`.orders VALUES ({order}); \
+                 INSERT INTO `{db}`.order_lines (order_id, item) VALUES ({order}, 1), ({order}, 2), ({order}, 3); COMMIT"
+            )
+        } else {
+            format!(
+                "START TRANSACTION; \
+                 UPDATE `{db}`.accounts SET balance = balance - {amount} WHERE id = {from}; \
+                 UPDATE `{db}`.accounts SET balance = balance + {amount} WHERE id = {to}; \
+                 INSERT INTO `{db}`.ledger (from_id, to_id, amount) VALUES ({from}, {to}, {amount}); \
+                 UPDATE `{db}`.counter SET n = n + 1 WHERE id = 1; COMMIT"
+            )
+        };
+        // Two clients on the same rows deadlock now and then: tried again.
+        loop {
+            match conn.query_drop(&sql).await {
+                Ok(()) => break,
+                Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_never_sees_part_of_a_transaction() -> Result<()> {
+    let db = unique("e2e_bank");
+    let prefix = unique("bank");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!("CREATE DATABASE `{db}`")).await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.accounts (id INT PRIMARY KEY, balance BIGINT NOT NULL)"
+    ))
+    .await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.ledger (id BIGINT AUTO_INCREMENT PRIMARY KEY, from_id INT, to_id INT, amount BIGINT)"
+    ))
+    .await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.counter (id INT PRIMARY KEY, n BIGINT NOT NULL)"
+    ))
+    .await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.orders (id BIGINT PRIMARY KEY)"
+    ))
+    .await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.order_lines (id BIGINT AUTO_INCREMENT PRIMARY KEY, order_id BIGINT NOT NULL, item INT, \
+         FOREIGN KEY (order_id) REFERENCES `{db}`.orders (id))"
+    ))
+    .await?;
+    src.exec(&format!(
+        "INSERT INTO `{db}`.accounts SELECT seq, {BALANCE} FROM `{db}`.seq_0_to_{}",
+        ACCOUNTS - 1
+    ))
+    .await?;
+    src.exec(&format!("INSERT INTO `{db}`.counter VALUES (1, 0)"))
+        .await?;
+
+    // Three partitions per table: a transaction's records arrive on
+    // several partitions of several topics, in any order.
+    let source_conf = source_config(&prefix, &[&db], 6101, "").replace(
+        "position_interval_ms = 200\n",
+        "position_interval_ms = 200\npartitions = 3\n",
+    );
+    let sink_conf = sink_config(&prefix, &prefix, dest_port(), "");
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_conf,
+    )?;
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_conf)?;
+    let tables = [
+        (format!("`{db}`.accounts"), "id"),
+        (format!("`{db}`.ledger"), "id"),
+        (format!("`{db}`.counter"), "id"),
+        (format!("`{db}`.orders"), "id"),
+        (format!("`{db}`.order_lines"), "id"),
+    ];
+    let tables: Vec<(&str, &str)> = tables.iter().map(|(t, o)| (t.as_str(), *o)).collect();
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &tables,
+        Duration::from_secs(120),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+
+    // The reader: consistent snapshots at the destination, as fast as it
+    // can, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (db, stop) = (db.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn =
+                mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url(dest_port()))?)
+                    .await?;
+            conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await?;
+            let (mut snapshots, mut violations) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(why) = check_snapshot(&mut conn, &db).await? {
+                    violations.push(why);
+                }
+                snapshots += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            anyhow::Ok((snapshots, violations))
+        })
+    };
+
+    let done = Arc::new(AtomicU64::new(0));
+    let per_client = 2_000;
+    let clients: Vec<_> = (1..=2)
+        .map(|seed| tokio::spawn(client(db.clone(), seed, per_client, done.clone())))
+        .collect();
+    // The sink killed twice in the middle of the load, started again.
+    for kill in 1..=2u64 {
+        let at = kill * per_client * 2 / 3;
+        wait_until("transfers made", Duration::from_secs(300), || {
+            let n = done.load(Ordering::Relaxed);
+            async move { Ok((n < at).then(|| format!("{n} made"))) }
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sink.kill9();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &sink_conf)?;
+    }
+    for c in clients {
+        c.await??;
+    }
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &tables,
+        Duration::from_secs(300),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    stop.store(true, Ordering::Relaxed);
+    let (snapshots, violations) = reader.await??;
+    eprintln!(
+        "{snapshots} consistent snapshots read at the destination, {} violations",
+        violations.len()
+    );
+    assert!(
+        violations.is_empty(),
+        "{} of {snapshots} snapshots showed part of a transaction, e.g. {}",
+        violations.len(),
+        violations[0]
+    );
+    assert!(snapshots >= 100, "only {snapshots} snapshots taken");
+    source.stop()?;
+    sink.stop()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_row_transaction_shows_all_at_once() -> Result<()> {
+    const ROWS: i64 = 1_000_000;
+    let db = unique("e2e_bigshow");
+    let prefix = unique("bigshow");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!("CREATE DATABASE `{db}`")).await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT NOT NULL)"
+    ))
+    .await?;
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config(&prefix, &[&db], 6102, ""),
+    )?;
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(
+            &prefix,
+            &prefix,
+            dest_port(),
+            "[apply]\nbatch_max_bytes = 4194304",
+        ),
+    )?;
+    let table = format!("`{db}`.t");
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &[(&table, "id")],
+        Duration::from_secs(120),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    src.exec(&format!(
+        "INSERT INTO {table} SELECT seq, seq * 3 FROM `{db}`.seq_1_to_{ROWS}"
+    ))
+    .await?;
+    // Counted at the destination until all are there: never a part.
+    let mut dst = Db::connect(dest_port()).await?;
+    let mut counts = Vec::new();
+    let start = std::time::Instant::now();
+    loop {
+        let n = dst.count(&table).await? as i64;
+        counts.push(n);
+        if n == ROWS {
+            break;
+        }
+        assert!(
+            n == 0,
+            "the destination showed {n} of the transaction's {ROWS} rows"
+        );
+        sink.assert_running()?;
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(600),
+            "the transaction did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "{} counts at the destination, each 0 or {ROWS}",
+        counts.len()
+    );
+    assert!(
+        sink.log_text().contains("a transaction too large to hold"),
+        "the transaction was held whole rather than streamed"
+    );
+    source.stop()?;
+    sink.stop()?;
+    Ok(())
+}
