@@ -293,10 +293,15 @@ async fn run_loop(
             applied,
         )
     });
-    // Whether the last job went to a lane other than the first (a job for
-    // the first lane alone waits for them), and whether the first lane's
-    // destination transaction is left open.
+    // Whole transactions: positions of different lanes must never be
+    // stored out of the order they were taken in (a kill between two
+    // lanes' commits would store a table's partition past transactions the
+    // transaction topic's position has not passed). So a job for the first
+    // lane alone waits for the other lanes' jobs (`spread`), and a batch
+    // spread over the lanes waits for the first lane's (`first_busy`).
     let mut spread = false;
+    let mut first_busy = false;
+    // Whether the first lane's destination transaction is left open.
     let mut open = false;
     let mut ready: HashSet<TableId> = HashSet::new();
     input.discover(applied)?;
@@ -550,18 +555,21 @@ async fn run_loop(
                 let state = asm.position(&p);
                 touched.insert(p, state);
             }
-            // A job in the first lane's open transaction: everything goes there.
-            single |= open;
+            // A job in the first lane's open transaction: everything goes
+            // there; and so does a batch with no rows for the other lanes.
+            single |= open || changes.is_empty();
         }
         if !touched.is_empty() || !changes.is_empty() {
             change_stream::throttle::take(&mut row_limit, changes.len() as f64).await;
             change_stream::throttle::take(&mut byte_limit, bytes as f64).await;
-            if single && spread {
-                // After every job of the other lanes: their tables' rows
-                // and positions come before.
+            if assembly.is_some() && ((single && spread) || (!single && first_busy)) {
+                // After every job in flight: the positions of this batch
+                // are stored after theirs.
                 lanes.drain().await?;
                 spread = false;
+                first_busy = false;
             }
+            first_busy |= single;
             let shape = Shape {
                 single,
                 continues: open,

@@ -142,6 +142,18 @@ impl TxnEvents {
             data_collection_order: *n,
         }
     }
+
+    /// Takes back the last record of `table` counted: it was not sent
+    /// (too large, skipped), so the END must not count it.
+    fn unnext(&mut self, table: &TableId) {
+        self.total -= 1;
+        if let Some(i) = self.tables.iter().rposition(|(t, _)| t == table) {
+            self.tables[i].1 -= 1;
+            if self.tables[i].1 == 0 {
+                self.tables.remove(i);
+            }
+        }
+    }
 }
 
 /// Encodes and sends records, reusing its buffers.
@@ -234,20 +246,24 @@ impl Encoder {
                 // Both records carry the update's coordinates; the sink
                 // orders the create after the delete.
                 let block = txn.as_deref_mut().map(|t| t.next(&table.schema.id));
-                self.send(
-                    out,
-                    table,
-                    Op::Delete,
-                    before,
-                    None,
-                    (source, block.as_ref()),
-                    ts_ms,
-                    true,
-                    partition,
-                )
-                .await?;
-                let block = txn.map(|t| t.next(&table.schema.id));
-                return self
+                let sent = self
+                    .send(
+                        out,
+                        table,
+                        Op::Delete,
+                        before,
+                        None,
+                        (source, block.as_ref()),
+                        ts_ms,
+                        true,
+                        partition,
+                    )
+                    .await?;
+                if let Some(t) = txn.as_deref_mut().filter(|_| !sent) {
+                    t.unnext(&table.schema.id);
+                }
+                let block = txn.as_deref_mut().map(|t| t.next(&table.schema.id));
+                let sent = self
                     .send(
                         out,
                         table,
@@ -259,22 +275,32 @@ impl Encoder {
                         false,
                         partition,
                     )
-                    .await;
+                    .await?;
+                if let Some(t) = txn.filter(|_| !sent) {
+                    t.unnext(&table.schema.id);
+                }
+                return Ok(());
             }
         }
-        let block = txn.map(|t| t.next(&table.schema.id));
-        self.send(
-            out,
-            table,
-            op,
-            before,
-            after,
-            (source, block.as_ref()),
-            ts_ms,
-            false,
-            partition,
-        )
-        .await
+        let block = txn.as_deref_mut().map(|t| t.next(&table.schema.id));
+        let sent = self
+            .send(
+                out,
+                table,
+                op,
+                before,
+                after,
+                (source, block.as_ref()),
+                ts_ms,
+                false,
+                partition,
+            )
+            .await?;
+        // A record skipped as too large is not counted in the END.
+        if let Some(t) = txn.filter(|_| !sent) {
+            t.unnext(&table.schema.id);
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -289,7 +315,7 @@ impl Encoder {
         ts_ms: i64,
         old_key: bool,
         partition: Option<i32>,
-    ) -> Result<(), SourceError> {
+    ) -> Result<bool, SourceError> {
         self.value.clear();
         table
             .codec
@@ -302,6 +328,7 @@ impl Encoder {
             })?;
         let key = if old_key { &self.old_key } else { &self.key };
         let key = (!key.is_empty()).then_some(key.as_slice());
+        let sent = !out.skips(key.map_or(0, <[u8]>::len) + self.value.len());
         let image = after.or(before).expect("image");
         out.send(&table.topic, key, Some(&self.value), partition, || {
             table.describe_key(image)
@@ -313,6 +340,6 @@ impl Encoder {
             })
             .await?;
         }
-        Ok(())
+        Ok(sent)
     }
 }

@@ -315,6 +315,12 @@ impl Output {
             .map_or(0, |t| t.partitions().len() as i32))
     }
 
+    /// Whether a record of `size` bytes is skipped rather than sent
+    /// (`kafka.oversized_records = "skip"`).
+    pub fn skips(&self, size: usize) -> bool {
+        size as u64 > self.message_max_bytes && self.oversized == OversizedPolicy::Skip
+    }
+
     /// Sends one record. `what` names it in errors (table and key).
     pub async fn send(
         &self,
