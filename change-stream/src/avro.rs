@@ -58,6 +58,23 @@ pub const TRANSACTION_BLOCK_SCHEMA: &str = include_str!("../../schemas/transacti
 /// `schemas/schema_change.avsc` (refers to `tributary.Source`).
 pub const SCHEMA_CHANGE_SCHEMA: &str = include_str!("../../schemas/schema_change.avsc");
 
+/// Decodes a single-object encoded datum written with `schema` (`what`
+/// names the record in errors), through apache-avro's generic values.
+pub fn read_single_object(schema: &AvroSchema, bytes: &[u8], what: &str) -> Result<Value, Error> {
+    let (fp, mut datum) = split_single_object(bytes)?;
+    if fp != schema.fingerprint {
+        return Err(Error::Decode(format!(
+            "{what} written with schema {fp:016x}, this version reads {}",
+            schema.fingerprint_hex()
+        )));
+    }
+    apache_avro::reader::datum::GenericDatumReader::builder(&schema.schema)
+        .build()
+        .map_err(|e| Error::Decode(e.to_string()))?
+        .read_value(&mut datum)
+        .map_err(|e| Error::Decode(e.to_string()))
+}
+
 /// The first two bytes of a single-object encoded datum.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
 

@@ -8,9 +8,7 @@ use std::sync::OnceLock;
 use apache_avro::types::Value;
 use serde_json::Value as Json;
 
-use crate::avro::{
-    decode_source, split_single_object, AvroSchema, SCHEMA_CHANGE_SCHEMA, SOURCE_SCHEMA,
-};
+use crate::avro::{decode_source, AvroSchema, SCHEMA_CHANGE_SCHEMA, SOURCE_SCHEMA};
 use crate::event::SourceInfo;
 use crate::table::{Column, ColumnKind, Generated, KeyKind, TableId, TableSchema};
 use crate::Error;
@@ -349,19 +347,7 @@ impl SchemaChange {
     /// Decodes a single-object encoded schema change written with
     /// [`schema()`].
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let s = schema();
-        let (fp, mut datum) = split_single_object(bytes)?;
-        if fp != s.fingerprint {
-            return Err(Error::Decode(format!(
-                "schema change written with schema {fp:016x}, this version reads {}",
-                s.fingerprint_hex()
-            )));
-        }
-        let value = apache_avro::reader::datum::GenericDatumReader::builder(&s.schema)
-            .build()
-            .map_err(|e| Error::Decode(e.to_string()))?
-            .read_value(&mut datum)
-            .map_err(|e| Error::Decode(e.to_string()))?;
+        let value = crate::avro::read_single_object(schema(), bytes, "schema change")?;
         let bad = |what: &str| Error::Decode(format!("schema change: bad {what}"));
         let Value::Record(fields) = value else {
             return Err(bad("record"));
@@ -509,6 +495,7 @@ fn decode_definition(id: TableId, fields: Vec<(String, Value)>) -> Result<TableS
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::avro::split_single_object;
 
     #[test]
     fn round_trip() {

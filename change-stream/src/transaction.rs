@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use apache_avro::types::Value;
 
-use crate::avro::{put_long, put_str, split_single_object, AvroSchema};
+use crate::avro::{put_long, put_str, AvroSchema};
 use crate::Error;
 
 pub const BEGIN: &str = "BEGIN";
@@ -108,19 +108,7 @@ impl TransactionEvent {
 
     /// Decodes a record written with [`schema()`].
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let s = schema();
-        let (fp, mut datum) = split_single_object(bytes)?;
-        if fp != s.fingerprint {
-            return Err(Error::Decode(format!(
-                "transaction record written with schema {fp:016x}, this version reads {}",
-                s.fingerprint_hex()
-            )));
-        }
-        let value = apache_avro::reader::datum::GenericDatumReader::builder(&s.schema)
-            .build()
-            .map_err(|e| Error::Decode(e.to_string()))?
-            .read_value(&mut datum)
-            .map_err(|e| Error::Decode(e.to_string()))?;
+        let value = crate::avro::read_single_object(schema(), bytes, "transaction record")?;
         let bad = |what: &str| Error::Decode(format!("transaction record: bad {what}"));
         let Value::Record(fields) = value else {
             return Err(bad("record"));
@@ -170,6 +158,7 @@ impl TransactionEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::avro::split_single_object;
 
     #[test]
     fn records_round_trip_through_apache_avro() {

@@ -45,7 +45,7 @@ use crate::error::SinkError;
 use crate::lanes::{Job, Lanes};
 use crate::mapping::Mapping;
 use crate::order::Assembly;
-use crate::state::{record_order, Partition, PartitionState};
+use crate::state::{record_order, Partition, PartitionState, RecordOrder};
 
 /// How often topics are looked for while no table topic is known.
 const FIRST_TOPICS_EVERY: Duration = Duration::from_millis(200);
@@ -402,7 +402,9 @@ async fn run_loop(
                 if asm.consumed(&key, offset) {
                     continue; // already applied
                 }
-                moved.insert(key.clone());
+                if !moved.contains(&key) {
+                    moved.insert(key.clone());
+                }
                 let Some(payload) = msg.payload() else {
                     asm.pass(&key, offset, None);
                     continue; // tombstone
@@ -414,24 +416,12 @@ async fn run_loop(
                     asm.boundary(offset, event);
                     continue;
                 }
-                if change_stream::avro::split_single_object(payload)
-                    .is_ok_and(|(fp, _)| fp == marker_fingerprint)
-                {
-                    let change = SchemaChange::decode(payload)?;
-                    let order = change.source.change_order().map(|o| (o, 0));
+                if let Some((change, order)) = marker(payload, marker_fingerprint)? {
                     if order.is_some_and(|o| asm.sent_twice(&key, &o)) {
                         asm.pass(&key, offset, None); // sent again by the source
                         continue;
                     }
-                    ddl_queue.hold(
-                        key.clone(),
-                        Held {
-                            offset,
-                            id: change.id(),
-                            order,
-                        },
-                    );
-                    input.pause(&key)?;
+                    hold_at_marker(&mut ddl_queue, &input, &key, offset, &change, order)?;
                     continue;
                 }
                 bytes += payload.len();
@@ -451,22 +441,23 @@ async fn run_loop(
                     continue;
                 }
                 let lane = lanes.lane(&key.0);
-                match change.record.transaction.as_ref().map(|t| t.id.clone()) {
-                    Some(id) => {
-                        let table = change_stream::transaction::data_collection(
-                            &change.source.database,
-                            &change.source.table,
-                        );
-                        asm.hold(
-                            &key,
-                            offset,
-                            order,
-                            &id,
-                            table,
-                            allowed.then_some((lane, change)),
-                            payload.len(),
-                        );
-                    }
+                let mut change = change;
+                // The id moves out of the record: nothing reads it after.
+                match change
+                    .record
+                    .transaction
+                    .as_mut()
+                    .map(|t| std::mem::take(&mut t.id))
+                {
+                    Some(id) => asm.hold(
+                        &key,
+                        offset,
+                        order,
+                        id,
+                        (lane, change),
+                        allowed,
+                        payload.len(),
+                    ),
                     None => {
                         asm.pass(&key, offset, order);
                         if allowed {
@@ -486,25 +477,12 @@ async fn run_loop(
                 st.next_offset = msg.offset() + 1;
                 continue; // tombstone
             };
-            if change_stream::avro::split_single_object(payload)
-                .is_ok_and(|(fp, _)| fp == marker_fingerprint)
-            {
-                // A schema-change marker: this partition waits for it.
-                let change = SchemaChange::decode(payload)?;
-                let order = change.source.change_order().map(|o| (o, 0));
+            if let Some((change, order)) = marker(payload, marker_fingerprint)? {
                 if order.is_some_and(|o| st.last.covers(&o)) {
                     st.next_offset = msg.offset() + 1; // sent again by the source
                     continue;
                 }
-                ddl_queue.hold(
-                    key.clone(),
-                    Held {
-                        offset: msg.offset(),
-                        id: change.id(),
-                        order,
-                    },
-                );
-                input.pause(&key)?;
+                hold_at_marker(&mut ddl_queue, &input, &key, msg.offset(), &change, order)?;
                 continue;
             }
             st.next_offset = msg.offset() + 1;
@@ -550,7 +528,7 @@ async fn run_loop(
                 commits = false;
                 changes.extend(part.unwrap_or_default());
             }
-            moved.extend(released.positions.into_iter().map(|(p, _)| p));
+            moved.extend(released.partitions);
             for p in moved {
                 let state = asm.position(&p);
                 touched.insert(p, state);
@@ -667,6 +645,41 @@ async fn run_loop(
             applied.extend(positions);
         }
     }
+}
+
+/// A schema-change marker in a table topic, with its place; `None` for
+/// any other record.
+fn marker(
+    payload: &[u8],
+    fingerprint: u64,
+) -> Result<Option<(SchemaChange, Option<RecordOrder>)>, SinkError> {
+    if !change_stream::avro::split_single_object(payload).is_ok_and(|(fp, _)| fp == fingerprint) {
+        return Ok(None);
+    }
+    let change = SchemaChange::decode(payload)?;
+    let order = change.source.change_order().map(|o| (o, 0));
+    Ok(Some((change, order)))
+}
+
+/// Holds partition `key` at a marker: it waits for the schema change, and
+/// is fetched again from past the marker once that is applied.
+fn hold_at_marker(
+    ddl_queue: &mut DdlQueue,
+    input: &Input,
+    key: &Partition,
+    offset: i64,
+    change: &SchemaChange,
+    order: Option<RecordOrder>,
+) -> Result<(), SinkError> {
+    ddl_queue.hold(
+        key.clone(),
+        Held {
+            offset,
+            id: change.id(),
+            order,
+        },
+    );
+    input.pause(key)
 }
 
 /// How a batch goes to the lanes.
@@ -787,7 +800,6 @@ async fn apply_batch(
         spread |= lane != 0;
         positions.sort_by(|a, b| a.0.cmp(&b.0));
         let records = changes.len();
-        tracing::debug!(lane, ?positions, single = shape.single, "job");
         let statements = apply::plan(
             changes,
             applier.max_statement_bytes,

@@ -67,6 +67,24 @@ struct Cursor {
 }
 
 impl Cursor {
+    /// Takes a record that needs no holding.
+    fn pass(&mut self, offset: i64, order: Option<RecordOrder>) {
+        self.consumed.next_offset = offset + 1;
+        if let Some(o) = order {
+            self.consumed.last.advance(o);
+        }
+    }
+
+    /// Takes a record held under transaction `id`.
+    fn hold(&mut self, offset: i64, order: Option<RecordOrder>, id: &str) {
+        // A run of records of one transaction needs only its first.
+        if self.held.back().is_none_or(|(_, _, t)| t != id) {
+            self.held
+                .push_back((offset, self.consumed.last.clone(), id.to_string()));
+        }
+        self.pass(offset, order);
+    }
+
     /// The position that may be stored.
     fn safe(&self) -> PartitionState {
         match self.held.front() {
@@ -84,8 +102,8 @@ impl Cursor {
 struct Held {
     /// With their lanes, in consumption order.
     changes: Vec<(usize, Change)>,
-    /// Records per table (`database.table`).
-    counts: HashMap<String, u64>,
+    /// Records per table (`database.table`), in the order first seen.
+    counts: Vec<(String, u64)>,
     partitions: Vec<Partition>,
     bytes: usize,
 }
@@ -96,12 +114,31 @@ struct End {
     counts: Vec<(String, u64)>,
 }
 
+impl Held {
+    /// The records of `database.table` held.
+    fn count(&self, name: &str) -> u64 {
+        self.counts
+            .iter()
+            .find(|(t, _)| t == name)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// Whether `name` is the data collection `database.table` (without making
+/// that string for every record).
+fn names(name: &str, database: &str, table: &str) -> bool {
+    name.len() == database.len() + 1 + table.len()
+        && name.starts_with(database)
+        && name.as_bytes()[database.len()] == b'.'
+        && name.ends_with(table)
+}
+
 /// What a release hands to planning.
 pub struct Released {
     /// Changes with their lanes, in commit order.
     pub changes: Vec<(usize, Change)>,
-    /// The partitions whose positions moved, with their new ones.
-    pub positions: Vec<(Partition, PartitionState)>,
+    /// The partitions whose positions moved.
+    pub partitions: Vec<Partition>,
     pub transactions: usize,
 }
 
@@ -118,7 +155,6 @@ pub struct Assembly {
     /// The transaction being streamed into an open destination
     /// transaction (see [`Assembly::stream`]).
     streaming: Option<String>,
-    bytes: usize,
 }
 
 impl Assembly {
@@ -142,6 +178,14 @@ impl Assembly {
         }
     }
 
+    /// The cursor of `p` (without a copy of its name per record).
+    fn cursor(&mut self, p: &Partition) -> &mut Cursor {
+        if !self.cursors.contains_key(p) {
+            self.cursors.insert(p.clone(), Cursor::default());
+        }
+        self.cursors.get_mut(p).expect("just inserted")
+    }
+
     pub fn is_transaction_topic(&self, p: &Partition) -> bool {
         *p == self.topic
     }
@@ -157,11 +201,7 @@ impl Assembly {
     /// filtered-out or marker record handled elsewhere): the position
     /// moves past it once nothing before it is held.
     pub fn pass(&mut self, p: &Partition, offset: i64, order: Option<RecordOrder>) {
-        let c = self.cursors.entry(p.clone()).or_default();
-        c.consumed.next_offset = offset + 1;
-        if let Some(o) = order {
-            c.consumed.last.advance(o);
-        }
+        self.cursor(p).pass(offset, order);
     }
 
     /// Whether a record at `order` on `p` was consumed already (sent twice).
@@ -171,40 +211,39 @@ impl Assembly {
             .is_some_and(|c| c.consumed.last.covers(order))
     }
 
-    /// Holds a binlog record of transaction `id`, of `table`
-    /// (`database.table` at the source); `change` (with its lane) is `None`
-    /// for a record that counts but is not applied (filtered out).
+    /// Holds a binlog record of transaction `id`, to be applied on `lane`
+    /// unless not `applied` (filtered out: it counts all the same).
     #[allow(clippy::too_many_arguments)]
     pub fn hold(
         &mut self,
         p: &Partition,
         offset: i64,
         order: Option<RecordOrder>,
-        id: &str,
-        table: String,
-        change: Option<(usize, Change)>,
+        id: String,
+        (lane, change): (usize, Change),
+        applied: bool,
         bytes: usize,
     ) {
-        let c = self.cursors.entry(p.clone()).or_default();
-        // A run of records of one transaction needs only its first.
-        if c.held.back().is_none_or(|(_, _, t)| t != id) {
-            c.held
-                .push_back((offset, c.consumed.last.clone(), id.to_string()));
+        self.cursor(p).hold(offset, order, &id);
+        let h = match self.held.get_mut(&id) {
+            Some(h) => h,
+            None => self.held.entry(id).or_default(),
+        };
+        let (database, table) = (&change.source.database, &change.source.table);
+        match h.counts.iter_mut().find(|(t, _)| names(t, database, table)) {
+            Some((_, n)) => *n += 1,
+            None => h.counts.push((
+                change_stream::transaction::data_collection(database, table),
+                1,
+            )),
         }
-        c.consumed.next_offset = offset + 1;
-        if let Some(o) = order {
-            c.consumed.last.advance(o);
-        }
-        let h = self.held.entry(id.to_string()).or_default();
-        *h.counts.entry(table).or_default() += 1;
         if !h.partitions.contains(p) {
             h.partitions.push(p.clone());
         }
-        if let Some(change) = change {
-            h.changes.push(change);
+        if applied {
+            h.changes.push((lane, change));
         }
         h.bytes += bytes;
-        self.bytes += bytes;
     }
 
     /// Takes a record of the transaction topic.
@@ -223,13 +262,7 @@ impl Assembly {
             return;
         }
         self.begun.retain(|id| *id != event.id);
-        let c = self.cursors.entry(p).or_default();
-        c.held
-            .push_back((offset, c.consumed.last.clone(), event.id.clone()));
-        c.consumed.next_offset = offset + 1;
-        if let Some(o) = order {
-            c.consumed.last.advance(o);
-        }
+        self.cursor(&p).hold(offset, order, &event.id);
         self.ends.push_back(End {
             id: event.id,
             counts: event.data_collections.unwrap_or_default(),
@@ -271,7 +304,6 @@ impl Assembly {
         if self.streaming.is_none() {
             tracing::info!(transaction = %head, held_bytes = held.bytes, "a transaction too large to hold is applied as it comes, in one destination transaction left open until it is whole");
         }
-        self.bytes -= held.bytes;
         held.bytes = 0;
         self.streaming = Some(head);
         Some(std::mem::take(&mut held.changes))
@@ -281,15 +313,12 @@ impl Assembly {
     pub fn release(&mut self) -> Released {
         let mut out = Released {
             changes: Vec::new(),
-            positions: Vec::new(),
+            partitions: Vec::new(),
             transactions: 0,
         };
-        let mut moved: Vec<Partition> = Vec::new();
         while let Some(end) = self.ends.front() {
             let whole = self.held.get(&end.id).map_or(end.counts.is_empty(), |h| {
-                end.counts
-                    .iter()
-                    .all(|(t, n)| h.counts.get(t).copied().unwrap_or(0) >= *n)
+                end.counts.iter().all(|(t, n)| h.count(t) >= *n)
             });
             if !whole {
                 break;
@@ -299,7 +328,6 @@ impl Assembly {
             if self.streaming.as_ref() == Some(&end.id) {
                 self.streaming = None;
             }
-            self.bytes -= held.bytes;
             out.transactions += 1;
             // In the source's order: records of other partitions may have
             // come in any order.
@@ -312,21 +340,11 @@ impl Assembly {
                 while c.held.front().is_some_and(|(_, _, id)| *id == end.id) {
                     c.held.pop_front();
                 }
-                if !moved.contains(p) {
-                    moved.push(p.clone());
+                if !out.partitions.contains(p) {
+                    out.partitions.push(p.clone());
                 }
             }
         }
-        if out.transactions > 0 {
-            tracing::debug!(transactions = out.transactions, ends = self.ends.len(), held = self.held.len(), first_held = ?self.ends.front().map(|e| (&e.id, &e.counts, self.held.get(&e.id).map(|h| &h.counts))), "released");
-        }
-        out.positions = moved
-            .into_iter()
-            .map(|p| {
-                let s = self.cursors[&p].safe();
-                (p, s)
-            })
-            .collect();
         out
     }
 
@@ -338,8 +356,22 @@ impl Assembly {
     /// Sets a partition's position (a schema change's marker applied):
     /// nothing of it may be held.
     pub fn set(&mut self, p: &Partition, state: PartitionState) {
-        let c = self.cursors.entry(p.clone()).or_default();
+        let c = self.cursor(p);
         debug_assert!(c.held.is_empty());
         c.consumed = state;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_collection_names_match_without_a_string_per_record() {
+        assert!(names("shop.orders", "shop", "orders"));
+        assert!(names("a.b.c", "a.b", "c"));
+        assert!(!names("a.b.c", "a", "b"));
+        assert!(!names("shop.order", "shop", "orders"));
+        assert!(!names("shopxorders", "shop", "orders"));
     }
 }

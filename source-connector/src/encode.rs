@@ -245,77 +245,53 @@ impl Encoder {
             if self.old_key != self.key {
                 // Both records carry the update's coordinates; the sink
                 // orders the create after the delete.
-                let block = txn.as_deref_mut().map(|t| t.next(&table.schema.id));
-                let sent = self
-                    .send(
-                        out,
-                        table,
-                        Op::Delete,
-                        before,
-                        None,
-                        (source, block.as_ref()),
-                        ts_ms,
-                        true,
-                        partition,
-                    )
-                    .await?;
-                if let Some(t) = txn.as_deref_mut().filter(|_| !sent) {
-                    t.unnext(&table.schema.id);
-                }
-                let block = txn.as_deref_mut().map(|t| t.next(&table.schema.id));
-                let sent = self
-                    .send(
-                        out,
-                        table,
-                        Op::Create,
-                        None,
-                        after,
-                        (source, block.as_ref()),
-                        ts_ms,
-                        false,
-                        partition,
-                    )
-                    .await?;
-                if let Some(t) = txn.filter(|_| !sent) {
-                    t.unnext(&table.schema.id);
-                }
-                return Ok(());
+                let delete = (Op::Delete, before, None);
+                self.send(
+                    out,
+                    table,
+                    delete,
+                    source,
+                    txn.as_deref_mut(),
+                    ts_ms,
+                    true,
+                    partition,
+                )
+                .await?;
+                let create = (Op::Create, None, after);
+                return self
+                    .send(out, table, create, source, txn, ts_ms, false, partition)
+                    .await;
             }
         }
-        let block = txn.as_deref_mut().map(|t| t.next(&table.schema.id));
-        let sent = self
-            .send(
-                out,
-                table,
-                op,
-                before,
-                after,
-                (source, block.as_ref()),
-                ts_ms,
-                false,
-                partition,
-            )
-            .await?;
-        // A record skipped as too large is not counted in the END.
-        if let Some(t) = txn.filter(|_| !sent) {
-            t.unnext(&table.schema.id);
-        }
-        Ok(())
+        self.send(
+            out,
+            table,
+            (op, before, after),
+            source,
+            txn,
+            ts_ms,
+            false,
+            partition,
+        )
+        .await
     }
 
+    /// Sends one record (and its tombstone for a delete), counted in its
+    /// transaction `txn` unless skipped as too large.
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &mut self,
         out: &Output,
         table: &TableCtx,
-        op: Op,
-        before: Option<&[Cell]>,
-        after: Option<&[Cell]>,
-        (source, block): (&SourceInfo, Option<&TransactionBlock>),
+        (op, before, after): (Op, Option<&[Cell]>, Option<&[Cell]>),
+        source: &SourceInfo,
+        mut txn: Option<&mut TxnEvents>,
         ts_ms: i64,
         old_key: bool,
         partition: Option<i32>,
-    ) -> Result<bool, SourceError> {
+    ) -> Result<(), SourceError> {
+        let block = txn.as_deref_mut().map(|t| t.next(&table.schema.id));
+        let block = block.as_ref();
         self.value.clear();
         table
             .codec
@@ -328,7 +304,12 @@ impl Encoder {
             })?;
         let key = if old_key { &self.old_key } else { &self.key };
         let key = (!key.is_empty()).then_some(key.as_slice());
-        let sent = !out.skips(key.map_or(0, <[u8]>::len) + self.value.len());
+        // A record skipped as too large is not counted in the END.
+        if out.skips(key.map_or(0, <[u8]>::len) + self.value.len()) {
+            if let Some(t) = txn {
+                t.unnext(&table.schema.id);
+            }
+        }
         let image = after.or(before).expect("image");
         out.send(&table.topic, key, Some(&self.value), partition, || {
             table.describe_key(image)
@@ -340,6 +321,6 @@ impl Encoder {
             })
             .await?;
         }
-        Ok(sent)
+        Ok(())
     }
 }
