@@ -19,6 +19,9 @@ Figures (rows are sysbench's, 4 tables x 250,000 by default):
   both servers during the measurement. Beside native_catchup_events_per_s: a native replica
   (4 parallel threads, optimistic) stopped during the same load, then
   started, until MASTER_GTID_WAIT returns.
+  The sink keeps source transactions whole (apply.consistency =
+  "transaction", the default); cdc_catchup_row_events_per_s is the same
+  measurement, at the end of the run, with apply.consistency = "row".
 - source_catchup_events_per_s: the source connector stopped during such a
   load, then started, until its stored position (every change acknowledged
   by Kafka) reaches the source's GTID position.
@@ -423,6 +426,30 @@ def latency(results, source, sink):
     results["latency_p99_ms"] = samples[int(len(samples) * 0.99) - 1] if samples else None
 
 
+def row_catchup(results, prefix, source, sink):
+    """The sink's catch-up again, records applied without transaction
+    boundaries (last: a sink that ran in row mode cannot go back to
+    transaction mode on the same destination)."""
+    _, sink_toml = configs(prefix)
+    row_toml = sink_toml.replace(".toml", "-row.toml")
+    with open(row_toml, "w") as f:
+        f.write(open(sink_toml).read() + '\n[apply]\nconsistency = "row"\n')
+    log(f"catch-up in row mode: {CDC_TXNS} write-only transactions with the sink stopped")
+    sink.stop()
+    sysbench("--threads=4", f"--events={CDC_TXNS}", "--time=0", "--rate=0", "run")
+    target = q(SOURCE, "SELECT @@gtid_binlog_pos")[0][0]
+    wait("the backlog in Kafka", lambda: gtid_reached(stored_gtid(prefix), target), every=0.5,
+         procs=(source,))
+    ends = table_topic_ends(prefix)
+    t0 = time.time()
+    sink = Connector("sink-connector", row_toml)
+    wait("the sink's catch-up", sink_reached(prefix, ends), every=0.02, procs=(source, sink))
+    seconds = time.time() - t0
+    results["cdc_catchup_row_events_per_s"] = CDC_TXNS * EVENTS_PER_TXN / seconds
+    assert checksums(DEST) == checksums(SOURCE), "the destination differs after the catch-up"
+    return sink
+
+
 def main():
     results = {"tables": TABLES, "rows_per_table": ROWS, "cdc_transactions": CDC_TXNS,
                "cores": os.cpu_count()}
@@ -431,6 +458,7 @@ def main():
         prefix, source, sink = full_syncs(results)
         source, sink = catchups(results, prefix, source, sink)
         latency(results, source, sink)
+        sink = row_catchup(results, prefix, source, sink)
         source.stop()
         sink.stop()
     finally:
@@ -452,6 +480,8 @@ def main():
         ("", None, r["myloader_rows_per_s"], "mydumper + myloader, 2 threads each"),
         ("sink catch-up, events/s", r["cdc_catchup_events_per_s"], r["native_catchup_events_per_s"],
          "native replica, 4 threads, optimistic"),
+        ("  row mode", r["cdc_catchup_row_events_per_s"], r["native_catchup_events_per_s"],
+         "the same native figure"),
         ("source catch-up, events/s", r["source_catchup_events_per_s"], None, ""),
     ]
     print(f"\nBenchmark ({TABLES} tables x {ROWS} rows; {CDC_TXNS} write-only transactions = "

@@ -120,6 +120,32 @@ impl Input {
         Ok(n)
     }
 
+    /// Whether partition 0 of `topic` holds records (a topic not created
+    /// yet holds none).
+    pub fn holds_records(&self, topic: &str) -> Result<bool, SinkError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| SinkError::Kafka(format!("cannot list topics: {}", describe(&e))))?;
+        if metadata
+            .topics()
+            .first()
+            .is_none_or(|t| t.error().is_some() || t.partitions().is_empty())
+        {
+            return Ok(false);
+        }
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(topic, 0, Duration::from_secs(10))
+            .map_err(|e| {
+                SinkError::Kafka(format!(
+                    "cannot read the offsets of {topic}: {}",
+                    describe(&e)
+                ))
+            })?;
+        Ok(high > low)
+    }
+
     /// Whether a table topic is assigned.
     pub fn has_table_topics(&self) -> bool {
         self.assigned

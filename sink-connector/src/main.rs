@@ -232,6 +232,13 @@ async fn sync(
     )
     .await?;
     let mut applied = state::load(applier.conn(), state_db, &config.kafka.topic_prefix).await?;
+    // The transaction topic's position holds only while transactions are
+    // kept whole: once records are applied without it, it is forgotten,
+    // and a later start in transaction mode can tell (see run_loop).
+    let transactions = (topics::transaction_topic(&config.kafka.topic_prefix), 0);
+    if config.apply.consistency == Consistency::Row && applied.remove(&transactions).is_some() {
+        state::forget(applier.conn(), state_db, &transactions.0).await?;
+    }
     registry.refresh_schemas().await?;
     registry.refresh_definitions().await?;
     if applied.is_empty() {
@@ -286,6 +293,25 @@ async fn run_loop(
     let mapping = config.mapping()?;
     let whole_transactions = config.apply.consistency == Consistency::Transaction;
     let mut input = Input::new(client_config, &config.kafka, whole_transactions)?;
+    let transactions = (topics::transaction_topic(&config.kafka.topic_prefix), 0);
+    // Table positions stored without the transaction topic's: records were
+    // applied in row mode (or by a version before transaction metadata),
+    // and transactions already on the transaction topic are partly applied
+    // already; they could never be made whole.
+    let switched = whole_transactions
+        && !applied.contains_key(&transactions)
+        && applied
+            .keys()
+            .any(|(t, _)| topics::is_table_topic(&config.kafka.topic_prefix, t));
+
+    if switched && input.holds_records(&transactions.0)? {
+        return Err(SinkError::Config {
+            message: format!(
+                "this destination was synchronized with apply.consistency = \"row\" (or by an earlier version), so transactions on {} are partly applied there already and cannot be applied whole: keep apply.consistency = \"row\" for it, or synchronize it again from an empty destination",
+                transactions.0
+            ),
+        });
+    }
     // Transactions held until whole (`order.rs`).
     let mut assembly = whole_transactions.then(|| {
         Assembly::new(
@@ -340,8 +366,13 @@ async fn run_loop(
         let mut changes: Vec<(usize, Change)> =
             Vec::with_capacity(config.apply.batch_max_records.min(16_384));
         let mut touched: HashMap<Partition, PartitionState> = HashMap::new();
-        // Partitions consumed from (whole transactions).
+        // Partitions consumed from (whole transactions); the transaction
+        // topic's position is stored from the first batch on, so that a
+        // restart can tell it from a start after row mode.
         let mut moved: HashSet<Partition> = HashSet::new();
+        if whole_transactions && !applied.contains_key(&transactions) {
+            moved.insert(transactions.clone());
+        }
         let mut count = 0usize;
         let mut bytes = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;

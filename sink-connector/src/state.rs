@@ -250,6 +250,19 @@ pub async fn load(
         .collect())
 }
 
+/// Forgets the position of `topic` (every partition).
+pub async fn forget(conn: &mut Conn, database: &str, topic: &str) -> Result<(), SinkError> {
+    conn.exec_drop(
+        format!(
+            "DELETE FROM {}.`applied` WHERE `topic` = ?",
+            quote_ident(database)
+        ),
+        (topic,),
+    )
+    .await
+    .map_err(|e| from_mysql("cannot update the state table", e))
+}
+
 /// The statement recording `changes` (run inside the batch's transaction).
 pub fn save_sql(
     database: &str,

@@ -310,3 +310,74 @@ async fn a_million_row_transaction_shows_all_at_once() -> Result<()> {
     sink.stop()?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_refuses_a_destination_synchronized_in_row_mode() -> Result<()> {
+    let db = unique("e2e_switch");
+    let prefix = unique("switch");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!("CREATE DATABASE `{db}`")).await?;
+    src.exec(&format!(
+        "CREATE TABLE `{db}`.a (id INT PRIMARY KEY, v INT); CREATE TABLE `{db}`.b (id INT PRIMARY KEY, v INT)"
+    ))
+    .await?;
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config(&prefix, &[&db], 6103, ""),
+    )?;
+    let row = sink_config(
+        &prefix,
+        &prefix,
+        dest_port(),
+        "[apply]\nconsistency = \"row\"",
+    );
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &row)?;
+    source
+        .wait_log("snapshot finished", Duration::from_secs(60))
+        .await?;
+    // From the binlog: a transaction on the transaction topic.
+    src.exec(&format!(
+        "START TRANSACTION; INSERT INTO `{db}`.a VALUES (1, 1); INSERT INTO `{db}`.b VALUES (1, 1); COMMIT"
+    ))
+    .await?;
+    let (a, b) = (format!("`{db}`.a"), format!("`{db}`.b"));
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &[(&a, "id"), (&b, "id")],
+        Duration::from_secs(60),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    sink.stop()?;
+    // The same destination in transaction mode: refused, with the way out.
+    let (code, err) = run_to_exit(
+        "sink-connector",
+        &format!("{prefix}-sink-whole"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+        Duration::from_secs(60),
+    )?;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("apply.consistency = \"row\"") && err.contains("synchronize it again"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Row mode goes on.
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &row)?;
+    src.exec(&format!("INSERT INTO `{db}`.a VALUES (2, 2)"))
+        .await?;
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &[(&a, "id"), (&b, "id")],
+        Duration::from_secs(60),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    source.stop()?;
+    sink.stop()?;
+    Ok(())
+}
