@@ -366,6 +366,156 @@ impl Assembly {
 mod tests {
     use super::*;
 
+    use std::sync::Arc;
+
+    use change_stream::event::{ChangeRecord, Op, SourceInfo, TransactionBlock};
+    use change_stream::table::{KeyKind, TableId, TableSchema};
+    use change_stream::transaction::END;
+
+    fn change(table: &str, gtid: &str, total_order: u64) -> Change {
+        let id = TableId::new("db", table);
+        Change {
+            table: Arc::new(TableSchema {
+                id: id.clone(),
+                columns: Vec::new(),
+                key: Vec::new(),
+                key_kind: KeyKind::None,
+                create_table: String::new(),
+            }),
+            source: id,
+            record: ChangeRecord {
+                op: Op::Create,
+                before: None,
+                after: Some(Vec::new()),
+                ts_ms: 0,
+                source: SourceInfo::default(),
+                transaction: Some(TransactionBlock {
+                    id: gtid.into(),
+                    total_order,
+                    data_collection_order: 1,
+                }),
+            },
+        }
+    }
+
+    fn end(id: &str, counts: &[(&str, u64)]) -> TransactionEvent {
+        TransactionEvent {
+            status: END.into(),
+            id: id.into(),
+            event_count: Some(counts.iter().map(|(_, n)| n).sum()),
+            data_collections: Some(
+                counts
+                    .iter()
+                    .map(|(t, n)| (format!("db.{t}"), *n))
+                    .collect(),
+            ),
+            ts_ms: 0,
+        }
+    }
+
+    fn order(gtid: &str, pos: u64) -> Option<RecordOrder> {
+        Some((ChangeOrder::new(gtid.parse().unwrap(), pos, 0), 0))
+    }
+
+    #[test]
+    fn transactions_are_released_whole_in_commit_order_and_positions_stay_below_held_records() {
+        let (a, b) = (("t.db.a".to_string(), 0), ("t.db.b".to_string(), 0));
+        let mut asm = Assembly::new("t.transaction".into(), &HashMap::new());
+        // T1 = a + b, T2 = a; b's record of T1 comes last.
+        asm.hold(
+            &a,
+            0,
+            order("0-1-1", 10),
+            "0-1-1".into(),
+            (0, change("a", "0-1-1", 1)),
+            true,
+            10,
+        );
+        asm.hold(
+            &a,
+            1,
+            order("0-1-2", 20),
+            "0-1-2".into(),
+            (0, change("a", "0-1-2", 1)),
+            true,
+            10,
+        );
+        asm.boundary(0, end("0-1-1", &[("a", 1), ("b", 1)]));
+        asm.boundary(1, end("0-1-2", &[("a", 1)]));
+        // T2 is whole but T1 is not: nothing goes.
+        assert_eq!(asm.release().transactions, 0);
+        assert_eq!(asm.position(&a).next_offset, 0);
+        assert_eq!(asm.position(&("t.transaction".into(), 0)).next_offset, 0);
+        assert!(asm.holds_before(&order("0-1-3", 0).unwrap()));
+        assert!(!asm.holds_before(&order("0-1-1", 0).unwrap()));
+        // A copy of T1's record of a, sent again, is seen as such.
+        assert!(asm.sent_twice(&a, &order("0-1-1", 10).unwrap()));
+        asm.hold(
+            &b,
+            0,
+            order("0-1-1", 11),
+            "0-1-1".into(),
+            (1, change("b", "0-1-1", 2)),
+            true,
+            10,
+        );
+        let released = asm.release();
+        assert_eq!(released.transactions, 2);
+        let tables: Vec<&str> = released
+            .changes
+            .iter()
+            .map(|(_, c)| c.source.table.as_str())
+            .collect();
+        assert_eq!(tables, ["a", "b", "a"]);
+        assert_eq!(asm.position(&a).next_offset, 2);
+        assert_eq!(asm.position(&b).next_offset, 1);
+        assert_eq!(asm.position(&("t.transaction".into(), 0)).next_offset, 2);
+        assert!(!asm.holds_before(&order("0-1-9", 0).unwrap()));
+        // An END sent again is not waited for.
+        asm.boundary(2, end("0-1-2", &[("a", 1)]));
+        assert_eq!(asm.release().transactions, 0);
+        assert_eq!(asm.position(&("t.transaction".into(), 0)).next_offset, 3);
+    }
+
+    #[test]
+    fn a_large_transaction_is_streamed_once_every_older_one_is_released() {
+        let a = ("t.db.a".to_string(), 0);
+        let mut asm = Assembly::new("t.transaction".into(), &HashMap::new());
+        asm.boundary(0, TransactionEvent::begin("0-1-5", 0));
+        for i in 0..3 {
+            asm.hold(
+                &a,
+                i,
+                order("0-1-5", 10 + i as u64),
+                "0-1-5".into(),
+                (0, change("a", "0-1-5", i as u64 + 1)),
+                true,
+                100,
+            );
+        }
+        assert!(asm.stream(1000).is_none());
+        let first = asm.stream(200).expect("streamed");
+        assert_eq!(first.len(), 3);
+        assert!(asm.is_streaming());
+        // Nothing of it is stored before it is whole.
+        assert_eq!(asm.position(&a).next_offset, 0);
+        asm.hold(
+            &a,
+            3,
+            order("0-1-5", 13),
+            "0-1-5".into(),
+            (0, change("a", "0-1-5", 4)),
+            true,
+            100,
+        );
+        assert_eq!(asm.stream(0).expect("more").len(), 1);
+        asm.boundary(1, end("0-1-5", &[("a", 4)]));
+        let released = asm.release();
+        assert_eq!((released.transactions, released.changes.len()), (1, 0));
+        assert!(!asm.is_streaming());
+        assert_eq!(asm.position(&a).next_offset, 4);
+    }
+
     #[test]
     fn data_collection_names_match_without_a_string_per_record() {
         assert!(names("shop.orders", "shop", "orders"));
