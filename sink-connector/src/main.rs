@@ -329,6 +329,10 @@ async fn run_loop(
     let mut first_busy = false;
     // Whether the first lane's destination transaction is left open.
     let mut open = false;
+    // Partitions not fetched while the held records are over budget, and
+    // the oldest transaction then (they are fetched again once it goes).
+    let mut paused: HashSet<Partition> = HashSet::new();
+    let mut paused_for: Option<String> = None;
     let mut ready: HashSet<TableId> = HashSet::new();
     input.discover(applied)?;
     let mut last_discovery = Instant::now();
@@ -430,6 +434,9 @@ async fn run_loop(
             }
             if let Some(asm) = assembly.as_mut() {
                 let offset = msg.offset();
+                if paused.contains(&key) {
+                    continue; // fetched again once resumed
+                }
                 if asm.consumed(&key, offset) {
                     continue; // already applied
                 }
@@ -567,6 +574,21 @@ async fn run_loop(
             // A job in the first lane's open transaction: everything goes
             // there; and so does a batch with no rows for the other lanes.
             single |= open || changes.is_empty();
+            // Memory: while the oldest transaction waits for its last
+            // records, later ones are not fetched beyond the budget.
+            if !paused.is_empty() && asm.head() != paused_for.as_deref() {
+                for p in paused.drain() {
+                    input.resume_at(&p, asm.next_offset(&p))?;
+                }
+            }
+            for p in asm.over(config.apply.batch_max_bytes) {
+                if !ddl_queue.is_held(&p) && !paused.contains(&p) {
+                    tracing::debug!(topic = %p.0, partition = p.1, "over the budget of held records: not fetched until the oldest transaction is applied");
+                    input.pause(&p)?;
+                    paused.insert(p);
+                    paused_for = asm.head().map(str::to_string);
+                }
+            }
         }
         if !touched.is_empty() || !changes.is_empty() {
             change_stream::throttle::take(&mut row_limit, changes.len() as f64).await;

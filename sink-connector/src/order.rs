@@ -34,6 +34,15 @@
 //! at or before the last END consumed in its domain. A transaction's counts
 //! are reached with the first copies and whatever copy completes them.
 //!
+//! ## Memory
+//! A transaction too large to hold is streamed ([`Assembly::stream`]).
+//! While the oldest transaction waits for its last records, later ones
+//! pile up; over the budget, the partitions whose first held record is of
+//! a later transaction are not fetched ([`Assembly::over`]): they have
+//! nothing more of the oldest, which therefore still becomes whole, and
+//! they are fetched again from their last consumed record once it is
+//! released.
+//!
 //! ## DDL
 //! A schema change on a table waits, at its marker, for every record
 //! before it on the table's partitions; here it also waits until no
@@ -309,6 +318,43 @@ impl Assembly {
         Some(std::mem::take(&mut held.changes))
     }
 
+    /// The oldest transaction not released: the one being streamed, the
+    /// first END read, or the transaction begun.
+    pub fn head(&self) -> Option<&str> {
+        self.streaming
+            .as_deref()
+            .or(self.ends.front().map(|e| e.id.as_str()))
+            .or(self.begun.front().map(String::as_str))
+    }
+
+    /// While the records held come to more than `budget` bytes, the table
+    /// partitions to stop fetching: those whose first held record is of a
+    /// transaction after the oldest. A partition's records are in commit
+    /// order, so such a partition has nothing more of the oldest one, and
+    /// the oldest can still become whole; the others are fetched again
+    /// once it is released (from [`Assembly::next_offset`]).
+    pub fn over(&self, budget: usize) -> Vec<Partition> {
+        if self.held.values().map(|h| h.bytes).sum::<usize>() <= budget {
+            return Vec::new();
+        }
+        let head = self.head();
+        self.cursors
+            .iter()
+            .filter(|(p, c)| {
+                **p != self.topic
+                    && c.held
+                        .front()
+                        .is_some_and(|(_, _, id)| Some(id.as_str()) != head)
+            })
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// The offset after the last record of `p` consumed.
+    pub fn next_offset(&self, p: &Partition) -> i64 {
+        self.cursors.get(p).map_or(0, |c| c.consumed.next_offset)
+    }
+
     /// Releases the whole transactions at the front, oldest first.
     pub fn release(&mut self) -> Released {
         let mut out = Released {
@@ -514,6 +560,47 @@ mod tests {
         assert_eq!((released.transactions, released.changes.len()), (1, 0));
         assert!(!asm.is_streaming());
         assert_eq!(asm.position(&a).next_offset, 4);
+    }
+
+    #[test]
+    fn over_its_budget_only_partitions_past_the_oldest_transaction_stop() {
+        let (a, b) = (("t.db.a".to_string(), 0), ("t.db.b".to_string(), 0));
+        let mut asm = Assembly::new("t.transaction".into(), &HashMap::new());
+        // T1 = a + b; its record of b, on b's other partition, has not
+        // come; T2's have, on a and on b's first partition.
+        asm.boundary(0, end("0-1-1", &[("a", 1), ("b", 1)]));
+        asm.hold(
+            &a,
+            0,
+            order("0-1-1", 10),
+            "0-1-1".into(),
+            (0, change("a", "0-1-1", 1)),
+            true,
+            10,
+        );
+        asm.hold(
+            &a,
+            1,
+            order("0-1-2", 20),
+            "0-1-2".into(),
+            (0, change("a", "0-1-2", 1)),
+            true,
+            500,
+        );
+        asm.hold(
+            &b,
+            0,
+            order("0-1-2", 21),
+            "0-1-2".into(),
+            (0, change("b", "0-1-2", 2)),
+            true,
+            10,
+        );
+        assert_eq!(asm.head(), Some("0-1-1"));
+        assert!(asm.over(1000).is_empty());
+        // a still holds T1 first: it goes on; b holds only later ones.
+        assert_eq!(asm.over(100), vec![b.clone()]);
+        assert_eq!(asm.next_offset(&b), 1);
     }
 
     #[test]

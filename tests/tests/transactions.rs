@@ -103,8 +103,19 @@ async fn client(db: String, seed: u64, transfers: u64, done: Arc<AtomicU64>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reader_never_sees_part_of_a_transaction() -> Result<()> {
-    let db = unique("e2e_bank");
-    let prefix = unique("bank");
+    bank("bank", 6101, "").await
+}
+
+/// The same with a budget of a few transactions: the sink stops fetching
+/// partitions past the oldest transaction (hundreds of times in a run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_never_sees_part_of_a_transaction_on_a_tight_budget() -> Result<()> {
+    bank("bank-tight", 6104, "[apply]\nbatch_max_bytes = 4096").await
+}
+
+async fn bank(name: &str, server_id: u32, sink_extra: &str) -> Result<()> {
+    let db = unique(&format!("e2e_{}", name.replace('-', "_")));
+    let prefix = unique(name);
     drop_database(&[source_port(), dest_port()], &db).await?;
     let mut src = Db::connect(source_port()).await?;
     src.exec(&format!("CREATE DATABASE `{db}`")).await?;
@@ -139,11 +150,11 @@ async fn a_reader_never_sees_part_of_a_transaction() -> Result<()> {
 
     // Three partitions per table: a transaction's records arrive on
     // several partitions of several topics, in any order.
-    let source_conf = source_config(&prefix, &[&db], 6101, "").replace(
+    let source_conf = source_config(&prefix, &[&db], server_id, "").replace(
         "position_interval_ms = 200\n",
         "position_interval_ms = 200\npartitions = 3\n",
     );
-    let sink_conf = sink_config(&prefix, &prefix, dest_port(), "");
+    let sink_conf = sink_config(&prefix, &prefix, dest_port(), sink_extra);
     let mut source = Connector::start(
         "source-connector",
         &format!("{prefix}-source"),
