@@ -1,12 +1,19 @@
 //! sink-connector: consumes the change records of one source prefix and
 //! applies them to a destination MariaDB.
 //!
-//! Stages, one file each: `consume.rs` (the Kafka consumer), `decode.rs`
-//! (writer schemas and table definitions), `ddl.rs` (creating tables, and
-//! holding partitions at schema-change markers), `apply.rs` (batches in
-//! transactions), `schema_apply.rs` (running a schema change once),
-//! `state.rs` (what has been applied), `sql.rs` (literals). This file wires
-//! them.
+//! Stages, one file each, in the order a record goes through them:
+//! - intake: `consume.rs` (the Kafka consumer), `intake.rs` (records into a
+//!   batch: decoded by `decode.rs`, named by `mapping.rs`, filtered);
+//! - ordering: `order.rs` (every partition's position, and whole source
+//!   transactions in commit order), `ddl.rs` (schema changes in order,
+//!   partitions held at their markers);
+//! - planning: `apply.rs` (folding a batch per key into statements);
+//! - applying: `lanes.rs` (destination connections, commits with the
+//!   positions, `state.rs`), `schema_apply.rs` (running a schema change
+//!   once), `indexes.rs` (secondary indexes after the full sync).
+//!
+//! This file wires them: a batch from intake, what ordering releases,
+//! planned and handed to the lanes, then the schema changes now due.
 
 mod apply;
 mod check;
@@ -16,6 +23,7 @@ mod ddl;
 mod decode;
 mod error;
 mod indexes;
+mod intake;
 mod lanes;
 mod mapping;
 mod order;
@@ -28,24 +36,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use change_stream::schema_change::SchemaChange;
 use change_stream::table::TableId;
 use change_stream::topics;
-use change_stream::transaction::TransactionEvent;
 use clap::{Parser, Subcommand};
-use rdkafka::Message;
 use tokio::sync::watch;
 
 use crate::apply::{Applier, Change};
 use crate::config::{Config, ConflictMode, Consistency};
 use crate::consume::Input;
-use crate::ddl::{DdlQueue, Held, Pending};
+use crate::ddl::DdlQueue;
 use crate::decode::Registry;
 use crate::error::SinkError;
+use crate::intake::Intake;
 use crate::lanes::{Job, Lanes};
 use crate::mapping::Mapping;
 use crate::order::Assembly;
-use crate::state::{record_order, Partition, PartitionState, RecordOrder};
+use crate::state::{Partition, PartitionState};
 
 /// How often topics are looked for while no table topic is known.
 const FIRST_TOPICS_EVERY: Duration = Duration::from_millis(200);
@@ -292,7 +298,7 @@ async fn run_loop(
     let state_db = &config.destination.state_database;
     let mapping = config.mapping()?;
     let whole_transactions = config.apply.consistency == Consistency::Transaction;
-    let mut input = Input::new(client_config, &config.kafka, whole_transactions)?;
+    let input = Input::new(client_config, &config.kafka, whole_transactions)?;
     let transactions = (topics::transaction_topic(&config.kafka.topic_prefix), 0);
     // Table positions stored without the transaction topic's: records were
     // applied in row mode (or by a version before transaction metadata),
@@ -303,7 +309,6 @@ async fn run_loop(
         && applied
             .keys()
             .any(|(t, _)| topics::is_table_topic(&config.kafka.topic_prefix, t));
-
     if switched && input.holds_records(&transactions.0)? {
         return Err(SinkError::Config {
             message: format!(
@@ -312,13 +317,9 @@ async fn run_loop(
             ),
         });
     }
-    // Transactions held until whole (`order.rs`).
-    let mut assembly = whole_transactions.then(|| {
-        Assembly::new(
-            topics::transaction_topic(&config.kafka.topic_prefix),
-            applied,
-        )
-    });
+    let mut intake = Intake::new(config, input)?;
+    // Every partition's position; transactions held until whole.
+    let mut assembly = Assembly::new(transactions.0.clone(), applied);
     // Whole transactions: positions of different lanes must never be
     // stored out of the order they were taken in (a kill between two
     // lanes' commits would store a table's partition past transactions the
@@ -329,20 +330,13 @@ async fn run_loop(
     let mut first_busy = false;
     // Whether the first lane's destination transaction is left open.
     let mut open = false;
-    // Partitions not fetched while the held records are over budget, and
-    // the oldest transaction then (they are fetched again once it goes).
-    let mut paused: HashSet<Partition> = HashSet::new();
-    let mut paused_for: Option<String> = None;
     let mut ready: HashSet<TableId> = HashSet::new();
-    input.discover(applied)?;
+    intake.input.discover(applied)?;
     let mut last_discovery = Instant::now();
-    let linger = Duration::from_millis(config.apply.batch_linger_ms);
     let refresh = Duration::from_secs(config.kafka.topic_refresh_secs);
     let prefix = config.kafka.topic_prefix.as_str();
     let schema_changes = topics::schema_changes_topic(prefix);
-    let marker_fingerprint = change_stream::schema_change::schema().fingerprint;
     let mut ddl_queue = DdlQueue::default();
-    let mut row_ops: HashMap<TableId, [bool; 3]> = HashMap::new();
     let mut row_limit = change_stream::throttle::Limiter::new(config.throttle.rows_per_second);
     let mut byte_limit =
         change_stream::throttle::Limiter::new(config.throttle.mb_per_second * 1_000_000.0);
@@ -355,245 +349,58 @@ async fn run_loop(
         lanes.check().await?;
         // Until the first table topic shows up (a sink started before its
         // source), it is looked for often: the full sync starts with it.
-        let refresh = if input.has_table_topics() {
+        let refresh = if intake.input.has_table_topics() {
             refresh
         } else {
             refresh.min(FIRST_TOPICS_EVERY)
         };
         if last_discovery.elapsed() >= refresh {
-            input.discover(applied)?;
+            intake.input.discover(applied)?;
             last_discovery = Instant::now();
         }
-        // Collect a batch: up to the limits, or what arrives within the
-        // linger time after the first record.
-        // Each change with the lane of its topic.
-        let mut changes: Vec<(usize, Change)> =
-            Vec::with_capacity(config.apply.batch_max_records.min(16_384));
-        let mut touched: HashMap<Partition, PartitionState> = HashMap::new();
-        // Partitions consumed from (whole transactions); the transaction
-        // topic's position is stored from the first batch on, so that a
-        // restart can tell it from a start after row mode.
-        let mut moved: HashSet<Partition> = HashSet::new();
+        let batch = intake
+            .batch(
+                config,
+                registry,
+                &mut assembly,
+                &mut ddl_queue,
+                applied,
+                lanes,
+                shutdown,
+                refresh,
+            )
+            .await?;
+        let (mut changes, mut moved, bytes) = (batch.changes, batch.moved, batch.bytes);
+        // The transaction topic's position is stored from the first batch
+        // on, so that a restart can tell it from a start after row mode.
         if whole_transactions && !applied.contains_key(&transactions) {
             moved.insert(transactions.clone());
         }
-        let mut count = 0usize;
-        let mut bytes = 0usize;
-        let mut deadline: Option<tokio::time::Instant> = None;
-        while count < config.apply.batch_max_records && bytes < config.apply.batch_max_bytes {
-            let wait = match deadline {
-                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
-                None => refresh,
-            };
-            let msg = tokio::select! {
-                m = tokio::time::timeout(wait, input.consumer.recv()) => m,
-                _ = shutdown.changed() => break,
-                _ = lanes.failed() => break, // checked above, at once
-            };
-            let msg = match msg {
-                Err(_) => break,
-                // The client retries transport failures itself.
-                Ok(Err(e)) if !change_stream::kafka::is_fatal(&e) => {
-                    tracing::debug!(error = %e, "the consumer reported a transient error");
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    return Err(SinkError::Kafka(format!(
-                        "cannot consume: {}",
-                        change_stream::kafka::describe(&e)
-                    )))
-                }
-                Ok(Ok(m)) => m,
-            };
-            deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
-            count += 1;
-            let key: Partition = (msg.topic().to_string(), msg.partition());
-            if key.0 == schema_changes {
-                // Schema changes queue up; they run in order, below.
-                let st = applied.get(&key).cloned().unwrap_or_default();
-                if msg.offset() < st.next_offset || ddl_queue.queued(msg.offset()) {
-                    continue;
-                }
-                let Some(payload) = msg.payload() else {
-                    continue;
-                };
-                let change = SchemaChange::decode(payload)?;
-                let order = change.source.change_order().map(|o| (o, 0));
-                if order.is_some_and(|o| st.last.covers(&o)) || ddl_queue.has(&change.id()) {
-                    continue; // sent again by the source after its restart
-                }
-                ddl_queue.push(Pending {
-                    offset: msg.offset(),
-                    order,
-                    change,
-                });
-                continue;
-            }
-            if ddl_queue.is_held(&key) {
-                continue; // past a marker: fetched again once it is applied
-            }
-            if let Some(asm) = assembly.as_mut() {
-                let offset = msg.offset();
-                if paused.contains(&key) {
-                    continue; // fetched again once resumed
-                }
-                if asm.consumed(&key, offset) {
-                    continue; // already applied
-                }
-                if !moved.contains(&key) {
-                    moved.insert(key.clone());
-                }
-                let Some(payload) = msg.payload() else {
-                    asm.pass(&key, offset, None);
-                    continue; // tombstone
-                };
-                if asm.is_transaction_topic(&key) {
-                    let event = TransactionEvent::decode(payload).map_err(|e| {
-                        SinkError::Record(format!("{} offset {offset}: {e}", key.0))
-                    })?;
-                    asm.boundary(offset, event);
-                    continue;
-                }
-                if let Some((change, order)) = marker(payload, marker_fingerprint)? {
-                    if order.is_some_and(|o| asm.sent_twice(&key, &o)) {
-                        asm.pass(&key, offset, None); // sent again by the source
-                        continue;
-                    }
-                    hold_at_marker(&mut ddl_queue, &input, &key, offset, &change, order)?;
-                    continue;
-                }
-                bytes += payload.len();
-                let (change, allowed) = admit(
-                    config,
-                    &mapping,
-                    registry,
-                    &mut row_ops,
-                    &key,
-                    offset,
-                    payload,
-                )
-                .await?;
-                let order = record_order(&change.record);
-                if order.is_some_and(|o| asm.sent_twice(&key, &o)) {
-                    asm.pass(&key, offset, None); // sent again by the source
-                    continue;
-                }
-                let lane = lanes.lane(&key.0);
-                let mut change = change;
-                // The id moves out of the record: nothing reads it after.
-                match change
-                    .record
-                    .transaction
-                    .as_mut()
-                    .map(|t| std::mem::take(&mut t.id))
-                {
-                    Some(id) => asm.hold(
-                        &key,
-                        offset,
-                        order,
-                        id,
-                        (lane, change),
-                        allowed,
-                        payload.len(),
-                    ),
-                    None => {
-                        asm.pass(&key, offset, order);
-                        if allowed {
-                            changes.push((lane, change));
-                        }
-                    }
-                }
-                continue;
-            }
-            let st = touched
-                .entry(key.clone())
-                .or_insert_with(|| applied.get(&key).cloned().unwrap_or_default());
-            if msg.offset() < st.next_offset {
-                continue; // already applied
-            }
-            let Some(payload) = msg.payload() else {
-                st.next_offset = msg.offset() + 1;
-                continue; // tombstone
-            };
-            if let Some((change, order)) = marker(payload, marker_fingerprint)? {
-                if order.is_some_and(|o| st.last.covers(&o)) {
-                    st.next_offset = msg.offset() + 1; // sent again by the source
-                    continue;
-                }
-                hold_at_marker(&mut ddl_queue, &input, &key, msg.offset(), &change, order)?;
-                continue;
-            }
-            st.next_offset = msg.offset() + 1;
-            bytes += payload.len();
-            let (change, allowed) = admit(
-                config,
-                &mapping,
-                registry,
-                &mut row_ops,
-                &key,
-                msg.offset(),
-                payload,
-            )
-            .await?;
-            if let Some(order) = record_order(&change.record) {
-                if st.last.covers(&order) {
-                    continue; // sent again by the source after its restart
-                }
-                st.last.advance(order);
-            }
-            if !allowed {
-                continue; // filtered out; the position still advances
-            }
-            changes.push((lanes.lane(&key.0), change));
-        }
         // Whole transactions: those now whole, in commit order, or the
         // next part of one too large to hold.
-        let mut single = false;
-        let mut commits = true;
-        if let Some(asm) = assembly.as_mut() {
-            let released = asm.release();
-            single = released.transactions > 0;
-            changes.extend(released.changes);
-            let part = if asm.is_streaming() {
-                asm.stream(0)
-            } else if released.transactions == 0 {
-                asm.stream(config.apply.batch_max_bytes)
-            } else {
-                None
-            };
-            if asm.is_streaming() {
-                single = true;
-                commits = false;
-                changes.extend(part.unwrap_or_default());
-            }
-            moved.extend(released.partitions);
-            for p in moved {
-                let state = asm.position(&p);
-                touched.insert(p, state);
-            }
-            // A job in the first lane's open transaction: everything goes
-            // there; and so does a batch with no rows for the other lanes.
-            single |= open || changes.is_empty();
-            // Memory: while the oldest transaction waits for its last
-            // records, later ones are not fetched beyond the budget.
-            if !paused.is_empty() && asm.head() != paused_for.as_deref() {
-                for p in paused.drain() {
-                    input.resume_at(&p, asm.next_offset(&p))?;
-                }
-            }
-            for p in asm.over(config.apply.batch_max_bytes) {
-                if !ddl_queue.is_held(&p) && !paused.contains(&p) {
-                    tracing::debug!(topic = %p.0, partition = p.1, "over the budget of held records: not fetched until the oldest transaction is applied");
-                    input.pause(&p)?;
-                    paused.insert(p);
-                    paused_for = asm.head().map(str::to_string);
-                }
-            }
-        }
+        let released = assembly.step(config.apply.batch_max_bytes);
+        changes.extend(released.changes);
+        moved.extend(released.partitions);
+        let commits = !released.open;
+        // Transactions go to the first lane, all in one destination
+        // transaction; so does a batch in the first lane's open one, or
+        // with no rows for the other lanes.
+        let single = whole_transactions
+            && (released.transactions > 0 || released.open || open || changes.is_empty());
+        let touched: HashMap<Partition, PartitionState> = moved
+            .into_iter()
+            .map(|p| {
+                let state = assembly.position(&p);
+                (p, state)
+            })
+            .collect();
+        // Memory: while the oldest transaction waits for its last records,
+        // later ones are not fetched beyond the budget.
+        intake.bound(&assembly, &ddl_queue, config.apply.batch_max_bytes)?;
         if !touched.is_empty() || !changes.is_empty() {
             change_stream::throttle::take(&mut row_limit, changes.len() as f64).await;
             change_stream::throttle::take(&mut byte_limit, bytes as f64).await;
-            if assembly.is_some() && ((single && spread) || (!single && first_busy)) {
+            if whole_transactions && ((single && spread) || (!single && first_busy)) {
                 // After every job in flight: the positions of this batch
                 // are stored after theirs.
                 lanes.drain().await?;
@@ -617,15 +424,12 @@ async fn run_loop(
         if !committed.is_empty() {
             let refs: Vec<(&Partition, &PartitionState)> =
                 committed.iter().map(|(p, s)| (p, s)).collect();
-            input.commit_hint(&refs);
+            intake.input.commit_hint(&refs);
         }
         // Schema changes whose partitions have all reached their markers.
         while let Some(head) = ddl_queue.head() {
             // After every source transaction before it, whole.
-            if assembly
-                .as_ref()
-                .is_some_and(|a| a.is_streaming() || head.order.is_some_and(|o| a.holds_before(&o)))
-            {
+            if assembly.is_streaming() || head.order.is_some_and(|o| assembly.holds_before(&o)) {
                 break;
             }
             // A copy of a statement applied since it was queued (the
@@ -641,10 +445,11 @@ async fn run_loop(
                 tracing::info!(id = %pending.change.id(), "schema change sent again by the source: skipped");
                 continue;
             }
-            let Some(released) = ddl_queue.ready(prefix, |t| input.partitions(t)) else {
+            let Some(released) = ddl_queue.ready(prefix, |t| intake.input.partitions(t)) else {
                 // A topic it names may be new: look for it soon.
                 if head.change.tables.iter().any(|t| {
-                    input
+                    intake
+                        .input
                         .partitions(&topics::table_topic(prefix, &t.id.database, &t.id.table))
                         .is_none()
                 }) {
@@ -688,51 +493,14 @@ async fn run_loop(
             applier.apply(&[], &with_position).await?;
             schema_apply::applied(applier, config, &pending).await;
             for (p, held) in &released {
-                input.resume_at(p, held.offset + 1)?;
+                intake.input.resume_at(p, held.offset + 1)?;
             }
-            if let Some(asm) = assembly.as_mut() {
-                for (p, s) in &positions {
-                    asm.set(p, s.clone());
-                }
+            for (p, s) in &positions {
+                assembly.set(p, s.clone());
             }
             applied.extend(positions);
         }
     }
-}
-
-/// A schema-change marker in a table topic, with its place; `None` for
-/// any other record.
-fn marker(
-    payload: &[u8],
-    fingerprint: u64,
-) -> Result<Option<(SchemaChange, Option<RecordOrder>)>, SinkError> {
-    if !change_stream::avro::split_single_object(payload).is_ok_and(|(fp, _)| fp == fingerprint) {
-        return Ok(None);
-    }
-    let change = SchemaChange::decode(payload)?;
-    let order = change.source.change_order().map(|o| (o, 0));
-    Ok(Some((change, order)))
-}
-
-/// Holds partition `key` at a marker: it waits for the schema change, and
-/// is fetched again from past the marker once that is applied.
-fn hold_at_marker(
-    ddl_queue: &mut DdlQueue,
-    input: &Input,
-    key: &Partition,
-    offset: i64,
-    change: &SchemaChange,
-    order: Option<RecordOrder>,
-) -> Result<(), SinkError> {
-    ddl_queue.hold(
-        key.clone(),
-        Held {
-            offset,
-            id: change.id(),
-            order,
-        },
-    );
-    input.pause(key)
 }
 
 /// How a batch goes to the lanes.
@@ -743,57 +511,6 @@ struct Shape {
     continues: bool,
     /// It commits (else leaves the transaction open).
     commits: bool,
-}
-
-/// Decodes a record of table topic partition `key` into a change of its
-/// destination table; with whether `[[filter]]` lets its operation through.
-async fn admit(
-    config: &Config,
-    mapping: &Mapping,
-    registry: &mut Registry,
-    row_ops: &mut HashMap<TableId, [bool; 3]>,
-    key: &Partition,
-    offset: i64,
-    payload: &[u8],
-) -> Result<(Change, bool), SinkError> {
-    let (record, table) = registry.decode(payload).await.map_err(|e| {
-        SinkError::Record(format!(
-            "{} partition {} offset {offset}: {e}",
-            key.0, key.1
-        ))
-    })?;
-    let source = table.id.clone();
-    let table = mapping.shape(&table);
-    if table.id.database == config.destination.state_database {
-        return Err(SinkError::Config {
-            message: format!(
-                "records of database {} arrive, which is the sink's state database; set destination.state_database to another name",
-                table.id.database
-            ),
-        });
-    }
-    // [[filter]]: INSERT, UPDATE, DELETE allowed, per table.
-    let ops = match row_ops.get(&source) {
-        Some(ops) => *ops,
-        None => {
-            let ops = ["INSERT", "UPDATE", "DELETE"].map(|o| config.allows(&source, o));
-            row_ops.insert(source.clone(), ops);
-            ops
-        }
-    };
-    let allowed = match record.op {
-        change_stream::event::Op::Read | change_stream::event::Op::Create => ops[0],
-        change_stream::event::Op::Update => ops[1],
-        change_stream::event::Op::Delete => ops[2],
-    };
-    Ok((
-        Change {
-            table,
-            source,
-            record,
-        },
-        allowed,
-    ))
 }
 
 /// Hands one batch of row changes, with the positions they reach, to the

@@ -16,6 +16,9 @@
 //! the full synchronization a table is partly loaded anyway.
 //!
 //! ## Positions
+//! The cursors here are every table partition's position in both modes
+//! (in row mode nothing is held, and a position is what was consumed): the
+//! one place that says whether a record is applied already.
 //! Every partition's stored position must stay below the first record not
 //! applied yet, or a restart would skip it. A partition's records are in
 //! commit order, and transactions are released in commit order, so the
@@ -149,6 +152,9 @@ pub struct Released {
     /// The partitions whose positions moved.
     pub partitions: Vec<Partition>,
     pub transactions: usize,
+    /// The changes end inside a transaction being streamed: the
+    /// destination transaction is to be left open.
+    pub open: bool,
 }
 
 /// Records held until their transactions are whole.
@@ -355,12 +361,28 @@ impl Assembly {
         self.cursors.get(p).map_or(0, |c| c.consumed.next_offset)
     }
 
+    /// After a batch: the whole transactions at the front, or else the
+    /// next part of the oldest one if it is to be streamed (more than
+    /// `limit` bytes held).
+    pub fn step(&mut self, limit: usize) -> Released {
+        let mut out = self.release();
+        let part = match (self.is_streaming(), out.transactions) {
+            (true, _) => self.stream(0),
+            (false, 0) => self.stream(limit),
+            _ => None,
+        };
+        out.open = self.is_streaming();
+        out.changes.extend(part.unwrap_or_default());
+        out
+    }
+
     /// Releases the whole transactions at the front, oldest first.
     pub fn release(&mut self) -> Released {
         let mut out = Released {
             changes: Vec::new(),
             partitions: Vec::new(),
             transactions: 0,
+            open: false,
         };
         while let Some(end) = self.ends.front() {
             let whole = self.held.get(&end.id).map_or(end.counts.is_empty(), |h| {
