@@ -202,9 +202,15 @@ pub fn read_to_end(
     let mut config = config.clone();
     config
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
+        // The end of a partition a transactional producer writes is not
+        // its last offset (a commit marker, or records not committed yet,
+        // which a read_committed reader does not get): the client says
+        // where it is.
+        .set("enable.partition.eof", "true")
         .set("group.id", "tributary-reader");
-    let consumer: BaseConsumer = config.create().map_err(|e| Error::Kafka(e.to_string()))?;
+    let consumer: BaseConsumer<EndsQuietly> = config
+        .create_with_context(EndsQuietly)
+        .map_err(|e| Error::Kafka(e.to_string()))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {}", describe(&e))))?;
@@ -248,6 +254,11 @@ pub fn read_to_end(
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if targets.contains_key(&p) {
+                    done.insert(p, ());
+                }
+            }
             // Transport errors are reported but retried by the client; a
             // lasting one ends in the deadline above.
             Some(Err(e)) if !is_fatal(&e) => last_error = Some(describe(&e)),
@@ -270,6 +281,22 @@ pub fn read_to_end(
     }
     Ok(out)
 }
+
+/// A reader's context that does not log the end of a partition, which it
+/// reads to, as an error.
+struct EndsQuietly;
+
+impl rdkafka::client::ClientContext for EndsQuietly {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_))
+            && error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndsQuietly {}
 
 /// Whether a consumer error is final, rather than a transport problem the
 /// client is already retrying.

@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How many times the schemas topic is read for a schema it lacks.
+const SCHEMA_LOOKS: u32 = 25;
+
 use change_stream::avro::{split_single_object, EnvelopeCodec};
 use change_stream::event::ChangeRecord;
 use change_stream::schema_change::SchemaChange;
@@ -90,8 +93,16 @@ impl Registry {
         if let Some(c) = self.codecs.get(&fp) {
             return Ok(c.clone());
         }
-        if !self.schema_json.contains_key(&fp) {
+        // A record can be visible a moment before the schema committed in
+        // the same Kafka transaction (the commit reaches each partition
+        // in turn): look again for a while before giving up.
+        let mut looks = 0;
+        while !self.schema_json.contains_key(&fp) && looks < SCHEMA_LOOKS {
+            if looks > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             self.refresh_schemas().await?;
+            looks += 1;
         }
         let json = self.schema_json.get(&fp).ok_or_else(|| {
             SinkError::Record(format!(

@@ -146,9 +146,21 @@ pub struct KafkaSection {
     /// Compression of produced batches: none, gzip, snappy, lz4 or zstd.
     #[serde(default = "defaults::compression")]
     pub compression: String,
-    /// How often the connector's position is stored, in milliseconds.
+    /// How often the connector's position is stored, in milliseconds
+    /// (without `exactly_once`; with it, the position is stored with each
+    /// commit).
     #[serde(default = "defaults::position_interval_ms")]
     pub position_interval_ms: u64,
+    /// Records and the position written together in Kafka transactions,
+    /// so that a `read_committed` consumer sees every change exactly once,
+    /// whatever crashes.
+    #[serde(default = "defaults::exactly_once")]
+    pub exactly_once: bool,
+    /// With `exactly_once`: how often the open Kafka transaction is
+    /// committed, in milliseconds: how long a record waits at most before
+    /// `read_committed` consumers see it.
+    #[serde(default = "defaults::commit_interval_ms")]
+    pub commit_interval_ms: u64,
     /// Largest record the producer sends, in bytes; the broker's and the
     /// topics' limits must allow it too.
     #[serde(default = "defaults::message_max_bytes")]
@@ -209,6 +221,12 @@ mod defaults {
     }
     pub fn position_interval_ms() -> u64 {
         1000
+    }
+    pub fn exactly_once() -> bool {
+        true
+    }
+    pub fn commit_interval_ms() -> u64 {
+        100
     }
     pub fn message_max_bytes() -> u64 {
         64 * 1024 * 1024
@@ -375,6 +393,13 @@ impl Config {
         if self.kafka.position_interval_ms == 0 {
             return Err(invalid(
                 "kafka.position_interval_ms",
+                "at least 1",
+                "0".into(),
+            ));
+        }
+        if self.kafka.commit_interval_ms == 0 {
+            return Err(invalid(
+                "kafka.commit_interval_ms",
                 "at least 1",
                 "0".into(),
             ));

@@ -202,7 +202,7 @@ impl DdlContext {
         out.ensure_table_topics(&new_topics).await?;
 
         publish(out, &change).await?;
-        out.flush().await?;
+        out.order().await?;
 
         // From here on, rows use the new shapes.
         for t in &change.tables {

@@ -236,6 +236,9 @@ async fn run(config: Config) -> Result<(), SourceError> {
     change_stream::kafka::ensure_topics(&client_config, &own_topics)
         .await
         .map_err(|e| SourceError::Kafka(e.to_string()))?;
+    // Before the position is read: with exactly-once this ends what an
+    // earlier process left open.
+    let mut out = Output::new(client_config.clone(), kafka)?;
     let stored = {
         let cc = client_config.clone();
         let topic = topics::positions_topic(&prefix);
@@ -290,7 +293,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
         tables.push(TableCtx::new(&prefix, def, &selection)?);
     }
     check_topic_names(&tables)?;
-    let mut out = Output::new(client_config.clone(), kafka, stored.clone())?;
+    out.start(stored.clone());
     let table_topics: Vec<(String, bool)> = tables
         .iter()
         .map(|t| (t.topic.clone(), !t.schema.key.is_empty()))
@@ -368,7 +371,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
                     let delay = match retries.failure(attempt.elapsed(), window) {
                         Ok(d) => d,
                         Err(failing) => {
-                            let _ = out.flush().await;
+                            let _ = out.recover().await;
                             return Err(SourceError::RetriesExhausted(format!(
                             "{e}; still failing after {} minutes of retries (retry.connection_window_minutes = {}); the position is stored: fix the cause and start the connector again",
                             failing.as_secs() / 60,
@@ -383,14 +386,14 @@ async fn run(config: Config) -> Result<(), SourceError> {
                         _ => "lost a connection; retrying from the last acknowledged position",
                     };
                     tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "{what}");
-                    position = out.flush().await?.or(position);
+                    position = out.recover().await?.or(position);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.changed() => {}
                     }
                 }
                 Err(e) => {
-                    let _ = out.flush().await;
+                    let _ = out.recover().await;
                     return Err(e);
                 }
             }

@@ -18,6 +18,29 @@
 //! A record the broker refuses for good (too large, no such topic) stops the
 //! connector with an error naming its topic, partition and size; the
 //! position stays before it, so nothing after it is skipped.
+//!
+//! ## Exactly once (`kafka.exactly_once`, the default)
+//! The producer is then transactional: records go out in Kafka
+//! transactions, and the position record that describes them is written in
+//! the same transaction, so a `read_committed` consumer sees either both or
+//! neither. After a `kill -9` the next process, with the same
+//! `transactional.id`, has the broker abort what the dead one left open
+//! before reading the position back; what it reads on from is exactly what
+//! was committed, and nothing committed is sent again.
+//!
+//! A commit must fall where the stored position describes every record
+//! before it: between source transactions, and between snapshot chunks.
+//! The stretches where that does not hold are *units* ([`Unit`]): the
+//! binlog reader holds one from a transaction's first event until it is
+//! between transactions and either the tracker wants to commit or the
+//! binlog has nothing ready; each snapshot connection holds one for a
+//! chunk, from its first row to its checkpoint. The tracker commits every
+//! `kafka.commit_interval_ms` (every second at least during the snapshot,
+//! whose rows nobody waits for): it closes the [`Gate`] (no new unit
+//! starts), waits until the open ones end, holds off every send while it
+//! writes the latest position and commits, then opens the gate. A failed
+//! attempt aborts the open transaction instead ([`Output::recover`]): the
+//! connector reads on from the last committed position.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +67,8 @@ use crate::error::SourceError;
 enum Pending {
     Checkpoint(u64, Box<StoredPosition>),
     Flush(u64, oneshot::Sender<Option<StoredPosition>>),
+    /// Exactly once: drop what was sent since the last commit.
+    Abort(oneshot::Sender<Option<StoredPosition>>),
 }
 
 /// The delivery number of the position records the tracker writes (one at
@@ -91,10 +116,92 @@ impl AckState {
     }
 }
 
+/// Where units may start, and how many are open (exactly once).
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct GateState {
+    open_units: usize,
+    /// The tracker wants to commit: no new unit starts.
+    closing: bool,
+}
+
+impl Gate {
+    /// Waits until `ready` holds of the state, then applies `then`.
+    async fn wait(&self, ready: impl Fn(&GateState) -> bool, then: impl Fn(&mut GateState)) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut st = self.state.lock().expect("gate lock");
+                if ready(&st) {
+                    then(&mut st);
+                    return;
+                }
+            }
+            changed.await;
+        }
+    }
+
+    async fn enter(&self) {
+        self.wait(|s| !s.closing, |s| s.open_units += 1).await;
+    }
+
+    fn leave(&self) {
+        self.state.lock().expect("gate lock").open_units -= 1;
+        self.changed.notify_waiters();
+    }
+
+    /// Closes the gate and waits until every open unit has ended.
+    async fn close(&self) {
+        self.state.lock().expect("gate lock").closing = true;
+        self.wait(|s| s.open_units == 0, |_| {}).await;
+    }
+
+    fn open(&self) {
+        self.state.lock().expect("gate lock").closing = false;
+        self.changed.notify_waiters();
+    }
+
+    fn closing(&self) -> bool {
+        self.state.lock().expect("gate lock").closing
+    }
+}
+
+/// What senders and the tracker share when writing in Kafka transactions.
+#[derive(Default)]
+struct Transactions {
+    gate: Gate,
+    /// Held (shared) by every send, and exclusively by a commit: librdkafka
+    /// refuses records while a transaction is being committed.
+    sending: tokio::sync::RwLock<()>,
+    /// Why the open transaction was aborted, until [`Output::recover`]:
+    /// what the connector sends meanwhile would be lost.
+    aborted: Mutex<Option<String>>,
+}
+
+/// A stretch of records the stored position cannot describe until it ends
+/// (see the module's essay); no commit falls inside it.
+pub struct Unit(Arc<Transactions>);
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        self.0.gate.leave();
+    }
+}
+
 /// The producer's context: deliveries are marked in [`Acks`].
 struct Deliveries {
     acks: Arc<Acks>,
     oversized: OversizedPolicy,
+    /// Exactly once: a failed delivery fails the transaction; one that
+    /// timed out is aborted and read again rather than fatal.
+    transactional: bool,
 }
 
 impl ClientContext for Deliveries {}
@@ -114,14 +221,21 @@ impl ProducerContext for Deliveries {
             Ok(_) => None,
             // The producer retries transient failures for ever
             // (message.timeout.ms = 0); what comes back is final.
-            Err((e, m)) if self.oversized == OversizedPolicy::Skip && too_large(e) => {
+            Err((e, _)) if self.transactional && timed_out(e) => None,
+            Err((e, m))
+                if self.oversized == OversizedPolicy::Skip
+                    && too_large(e)
+                    && !self.transactional =>
+            {
                 let what = describe_message(m);
                 tracing::warn!(record = %what, error = %e, "record the broker refuses as too large skipped (kafka.oversized_records = skip); the destination will lack this change");
                 OVERSIZED_SKIPPED.fetch_add(1, Ordering::Relaxed);
                 None
             }
             Err((e, m)) => {
-                let hint = if too_large(e) {
+                let hint = if too_large(e) && self.transactional {
+                    "; raise the broker's message.max.bytes and the topic's max.message.bytes, or lower kafka.message_max_bytes to them (larger records are then skipped before they are sent with kafka.oversized_records = \"skip\")"
+                } else if too_large(e) {
                     "; raise the broker's message.max.bytes and the topic's max.message.bytes, or set kafka.oversized_records = \"skip\""
                 } else {
                     ""
@@ -161,25 +275,41 @@ struct TopicDefaults {
 pub struct Output {
     producer: Arc<KafkaProducer>,
     /// The number of the next record.
-    next: AtomicU64,
+    next: Arc<AtomicU64>,
     client_config: ClientConfig,
     /// Settings of the table topics the connector creates.
     table_topics: TopicDefaults,
-    pending: mpsc::Sender<Pending>,
+    pending: mpsc::UnboundedSender<Pending>,
+    /// What the tracker takes when it starts.
+    unstarted: Option<(mpsc::UnboundedReceiver<Pending>, Arc<Acks>, Duration)>,
     tracker: Option<JoinHandle<Result<(), SourceError>>>,
     prefix: String,
     published_schemas: std::collections::HashSet<u64>,
     message_max_bytes: u64,
     oversized: OversizedPolicy,
+    /// With exactly-once.
+    transactions: Option<Arc<Transactions>>,
+    /// The connector's own unit, when open (the binlog reader's).
+    flow: Option<Unit>,
+}
+
+/// How long a Kafka transaction may stay open: the broker's default
+/// `transaction.max.timeout.ms`.
+const TRANSACTION_TIMEOUT_MS: u64 = 900_000;
+
+/// The producer's transactional id: one source connector per topic prefix.
+pub fn transactional_id(prefix: &str) -> String {
+    format!("{prefix}.source-connector")
 }
 
 impl Output {
-    pub fn new(
-        client_config: ClientConfig,
-        kafka: &KafkaSection,
-        initial: Option<StoredPosition>,
-    ) -> Result<Self, SourceError> {
+    /// Creates the producer. With `kafka.exactly_once` this also has the
+    /// broker end what an earlier process of the same transactional id left
+    /// open (aborting it), so call it before reading the stored position.
+    /// Nothing is sent until [`Output::start`].
+    pub fn new(client_config: ClientConfig, kafka: &KafkaSection) -> Result<Self, SourceError> {
         let max_records = max_buffered_records(kafka.buffer_max_bytes);
+        let transactional_id = transactional_id(&kafka.topic_prefix);
         let mut pc = client_config.clone();
         pc.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -200,6 +330,14 @@ impl Output {
                 (kafka.buffer_max_bytes / 1024).max(1).to_string(),
             )
             .set("queue.buffering.max.messages", max_records.to_string());
+        if kafka.exactly_once {
+            // A transaction holds a whole source transaction, however
+            // large: the longest the broker allows by default. A record
+            // cannot wait longer than its transaction.
+            pc.set("transactional.id", &transactional_id)
+                .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string())
+                .set("message.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string());
+        }
         for (k, v) in &kafka.properties {
             pc.set(k, v);
         }
@@ -208,22 +346,37 @@ impl Output {
             .create_with_context(Deliveries {
                 acks: acks.clone(),
                 oversized: kafka.oversized_records,
+                transactional: kafka.exactly_once,
             })
             .map_err(|e| SourceError::Kafka(format!("cannot create the producer: {e}")))?;
         let producer = Arc::new(producer);
-        // Checkpoints and flushes: one per transaction at most.
-        let (tx, rx) = mpsc::channel(4096);
-        let tracker = tokio::spawn(track(
-            rx,
-            acks,
-            producer.clone(),
-            topics::positions_topic(&kafka.topic_prefix),
-            Duration::from_millis(kafka.position_interval_ms),
-            initial,
-        ));
+        let transactions = if kafka.exactly_once {
+            let begin = |what: &str, e: KafkaError| {
+                SourceError::Kafka(format!(
+                    "cannot {what} Kafka transactions (transactional.id {transactional_id}): {}; the broker must allow transactions (its transaction.state.log settings), or set kafka.exactly_once = false",
+                    describe(&e)
+                ))
+            };
+            tokio::task::block_in_place(|| {
+                producer
+                    .init_transactions(Duration::from_secs(60))
+                    .map_err(|e| begin("start", e))?;
+                producer.begin_transaction().map_err(|e| begin("begin", e))
+            })?;
+            Some(Arc::new(Transactions::default()))
+        } else {
+            None
+        };
+        // Checkpoints and flushes, kept in the order they are made.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let interval = if kafka.exactly_once {
+            kafka.commit_interval_ms
+        } else {
+            kafka.position_interval_ms
+        };
         Ok(Self {
             producer,
-            next: AtomicU64::new(0),
+            next: Arc::new(AtomicU64::new(0)),
             client_config,
             table_topics: TopicDefaults {
                 partitions: kafka.partitions,
@@ -231,12 +384,76 @@ impl Output {
                 config: kafka.table_topic_config.clone(),
             },
             pending: tx,
-            tracker: Some(tracker),
+            unstarted: Some((rx, acks, Duration::from_millis(interval))),
+            tracker: None,
             prefix: kafka.topic_prefix.clone(),
             published_schemas: Default::default(),
             message_max_bytes: kafka.message_max_bytes,
             oversized: kafka.oversized_records,
+            transactions,
+            flow: None,
         })
+    }
+
+    /// Starts tracking from the stored position `initial`.
+    pub fn start(&mut self, initial: Option<StoredPosition>) {
+        let Some((rx, acks, interval)) = self.unstarted.take() else {
+            return;
+        };
+        let topic = topics::positions_topic(&self.prefix);
+        let producer = self.producer.clone();
+        self.tracker = Some(match &self.transactions {
+            None => tokio::spawn(track(rx, acks, producer, topic, interval, initial)),
+            Some(t) => tokio::spawn(
+                Committer {
+                    rx,
+                    acks,
+                    producer,
+                    topic,
+                    transactions: t.clone(),
+                    next: self.next.clone(),
+                    committed_next: 0,
+                    latest: initial.clone(),
+                    stored: initial,
+                }
+                .run(interval),
+            ),
+        });
+    }
+
+    /// Whether records go out in Kafka transactions.
+    pub fn exactly_once(&self) -> bool {
+        self.transactions.is_some()
+    }
+
+    /// Starts a unit (see the module's essay) for a snapshot connection;
+    /// waits while a commit is under way. `None` without exactly-once.
+    pub async fn unit(&self) -> Option<Unit> {
+        let t = self.transactions.as_ref()?;
+        t.gate.enter().await;
+        Some(Unit(t.clone()))
+    }
+
+    /// Starts the connector's own unit, unless one is open.
+    pub async fn begin_unit(&mut self) {
+        if self.flow.is_none() {
+            self.flow = self.unit().await;
+        }
+    }
+
+    /// Ends the connector's own unit.
+    pub fn end_unit(&mut self) {
+        self.flow = None;
+    }
+
+    /// Whether the connector's own unit is open.
+    pub fn in_unit(&self) -> bool {
+        self.flow.is_some()
+    }
+
+    /// Whether the tracker waits for the open units to end, to commit.
+    pub fn commit_wanted(&self) -> bool {
+        self.transactions.as_ref().is_some_and(|t| t.gate.closing())
     }
 
     pub fn prefix(&self) -> &str {
@@ -343,6 +560,18 @@ impl Output {
                 self.message_max_bytes
             )));
         }
+        // Exactly once: no record while a transaction is being committed,
+        // and none into one that was aborted.
+        let _sending = match &self.transactions {
+            Some(t) => {
+                let guard = t.sending.read().await;
+                if let Some(why) = t.aborted.lock().expect("aborted lock").clone() {
+                    return Err(SourceError::Kafka(why));
+                }
+                Some(guard)
+            }
+            None => None,
+        };
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, seq as usize);
         if let Some(k) = key {
@@ -366,6 +595,17 @@ impl Output {
                     if self.pending.is_closed() {
                         return Err(self.tracker_gone());
                     }
+                }
+                // The open transaction failed (a record timed out): the
+                // attempt ends, and the transaction is aborted.
+                Err((e, _))
+                    if self.exactly_once()
+                        && e.rdkafka_error_code() == Some(RDKafkaErrorCode::State) =>
+                {
+                    return Err(SourceError::Kafka(format!(
+                        "the open Kafka transaction failed: {}",
+                        describe(&e)
+                    )))
                 }
                 Err((e, _)) => {
                     return Err(SourceError::Refused(format!(
@@ -396,21 +636,53 @@ impl Output {
     }
 
     /// Marks the position reached once every record sent so far is
-    /// acknowledged.
-    pub async fn checkpoint(&self, position: StoredPosition) -> Result<(), SourceError> {
+    /// acknowledged (with exactly-once: the position the next commit
+    /// stores). Positions are kept in the order of these calls.
+    pub fn checkpoint(&self, position: StoredPosition) -> Result<(), SourceError> {
         let next = self.next.load(Ordering::Relaxed);
         self.pending
             .send(Pending::Checkpoint(next, Box::new(position)))
-            .await
             .map_err(|_| self.tracker_gone())
     }
 
-    /// Waits until every record sent so far is acknowledged and the latest
-    /// checkpoint is stored; returns that position.
+    /// Ends the connector's own unit, waits until every record sent so far
+    /// is acknowledged (committed) and the latest checkpoint is stored;
+    /// returns that position.
     pub async fn flush(&mut self) -> Result<Option<StoredPosition>, SourceError> {
-        let (tx, rx) = oneshot::channel();
+        self.end_unit();
         let next = self.next.load(Ordering::Relaxed);
-        if self.pending.send(Pending::Flush(next, tx)).await.is_err() {
+        self.request(|tx| Pending::Flush(next, tx)).await
+    }
+
+    /// Has what was sent so far reach consumers no later than what is sent
+    /// next (schemas before the rows that use them). Inside the
+    /// connector's own unit with exactly-once there is nothing to do: the
+    /// commit that ends it makes both visible.
+    pub async fn order(&mut self) -> Result<(), SourceError> {
+        if self.exactly_once() && self.in_unit() {
+            return Ok(());
+        }
+        self.flush().await.map(|_| ())
+    }
+
+    /// After a failed attempt, the position to read on from. With
+    /// exactly-once the open transaction is aborted, and what was sent
+    /// after the last commit is read again; without, every record sent is
+    /// flushed and the latest acknowledged position returned.
+    pub async fn recover(&mut self) -> Result<Option<StoredPosition>, SourceError> {
+        if !self.exactly_once() {
+            return self.flush().await;
+        }
+        self.end_unit();
+        self.request(Pending::Abort).await
+    }
+
+    async fn request(
+        &mut self,
+        pending: impl FnOnce(oneshot::Sender<Option<StoredPosition>>) -> Pending,
+    ) -> Result<Option<StoredPosition>, SourceError> {
+        let (tx, rx) = oneshot::channel();
+        if self.pending.send(pending(tx)).is_err() {
             return Err(self.join_tracker().await);
         }
         match rx.await {
@@ -464,7 +736,7 @@ fn max_buffered_records(buffer_max_bytes: u64) -> usize {
 pub static OVERSIZED_SKIPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 async fn track(
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
     acks: Arc<Acks>,
     producer: Arc<KafkaProducer>,
     positions_topic: String,
@@ -488,13 +760,14 @@ async fn track(
         while let Some(front) = waiting.front() {
             let at = match front {
                 Pending::Checkpoint(at, _) | Pending::Flush(at, _) => *at,
+                Pending::Abort(_) => 0,
             };
             if at > below {
                 break;
             }
             match waiting.pop_front().expect("a front") {
                 Pending::Checkpoint(_, p) => latest = Some(*p),
-                Pending::Flush(_, done) => {
+                Pending::Flush(_, done) | Pending::Abort(done) => {
                     store(&producer, &acks, &positions_topic, &latest, &mut stored).await?;
                     let _ = done.send(latest.clone());
                 }
@@ -504,6 +777,7 @@ async fn track(
             let mut st = acks.state.lock().expect("acks lock");
             st.wanted = waiting.front().map(|p| match p {
                 Pending::Checkpoint(at, _) | Pending::Flush(at, _) => *at,
+                Pending::Abort(_) => 0,
             });
             // Acknowledged in between: look again at once.
             if st.wanted.is_some_and(|w| st.below >= w) || st.failure.is_some() {
@@ -524,6 +798,198 @@ async fn track(
     }
 }
 
+/// The tracker with exactly-once: commits the open Kafka transaction with
+/// the latest position in it, every interval and on request.
+struct Committer {
+    rx: mpsc::UnboundedReceiver<Pending>,
+    acks: Arc<Acks>,
+    producer: Arc<KafkaProducer>,
+    topic: String,
+    transactions: Arc<Transactions>,
+    /// The number of the next record (the connector's count).
+    next: Arc<AtomicU64>,
+    /// The number of the next record at the last commit.
+    committed_next: u64,
+    /// The latest checkpoint.
+    latest: Option<StoredPosition>,
+    /// The position in the last committed transaction.
+    stored: Option<StoredPosition>,
+}
+
+impl Committer {
+    async fn run(mut self, interval: Duration) -> Result<(), SourceError> {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                item = self.rx.recv() => match item {
+                    None => return self.commit().await,
+                    Some(item) => self.handle(item).await?,
+                },
+                _ = ticker.tick() => {
+                    // Nobody waits for snapshot rows: fewer, larger
+                    // transactions then.
+                    let every = if self.latest.as_ref().is_some_and(|p| p.snapshot.is_some()) {
+                        interval.max(Duration::from_secs(1))
+                    } else {
+                        interval
+                    };
+                    if last_commit.elapsed() >= every {
+                        self.commit().await?;
+                        last_commit = tokio::time::Instant::now();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, item: Pending) -> Result<(), SourceError> {
+        match item {
+            Pending::Checkpoint(_, p) => self.latest = Some(*p),
+            Pending::Flush(_, done) => {
+                self.commit().await?;
+                let _ = done.send(self.stored.clone());
+            }
+            Pending::Abort(done) => {
+                self.abort().await?;
+                let _ = done.send(self.stored.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits what was sent, with the latest position, at a point where
+    /// no unit is open.
+    async fn commit(&mut self) -> Result<(), SourceError> {
+        let t = self.transactions.clone();
+        t.gate.close().await;
+        let sending = t.sending.write().await;
+        // Every unit has ended: the positions they checkpointed are here.
+        let mut replies = Vec::new();
+        while let Ok(item) = self.rx.try_recv() {
+            match item {
+                Pending::Checkpoint(_, p) => self.latest = Some(*p),
+                other => replies.push(other),
+            }
+        }
+        let next = self.next.load(Ordering::Relaxed);
+        let result = if next == self.committed_next && self.latest == self.stored {
+            Ok(())
+        } else {
+            self.commit_now().await
+        };
+        match result {
+            Ok(()) => {
+                self.committed_next = next;
+                self.stored = self.latest.clone();
+            }
+            // What the transaction held is gone: the attempt reading on
+            // must end and start again from the stored position.
+            Err(e) if !matches!(e, SourceError::Refused(_)) && !fenced(&e) => {
+                tracing::warn!(error = %e, "the Kafka transaction was aborted; reading on from the last committed position");
+                self.abort_now().await?;
+                *t.aborted.lock().expect("aborted lock") = Some(e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
+        drop(sending);
+        t.gate.open();
+        for item in replies {
+            Box::pin(self.handle(item)).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit_now(&mut self) -> Result<(), SourceError> {
+        if let Some(p) = &self.latest {
+            if Some(p) != self.stored.as_ref() {
+                let json = serde_json::to_vec(p).expect("position serializes");
+                let record = BaseRecord::with_opaque_to(&self.topic, POSITION_RECORD)
+                    .key(POSITION_KEY)
+                    .payload(&json);
+                self.producer.send(record).map_err(|(e, _)| {
+                    SourceError::Kafka(format!(
+                        "cannot store the position on {}: {}",
+                        self.topic,
+                        describe(&e)
+                    ))
+                })?;
+            }
+        }
+        let producer = self.producer.clone();
+        let outcome = tokio::task::spawn_blocking(move || loop {
+            match producer.commit_transaction(Duration::from_secs(60)) {
+                Err(KafkaError::Transaction(e)) if e.is_retriable() => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return producer.begin_transaction(),
+            }
+        })
+        .await
+        .expect("blocking task");
+        // A record refused for good says more than the commit's error.
+        if let Some(e) = self.acks.state.lock().expect("acks lock").failure.take() {
+            return Err(e);
+        }
+        outcome.map_err(|e| committing(&e))
+    }
+
+    /// Drops what was sent since the last commit.
+    async fn abort(&mut self) -> Result<(), SourceError> {
+        let t = self.transactions.clone();
+        t.gate.close().await;
+        let sending = t.sending.write().await;
+        while let Ok(item) = self.rx.try_recv() {
+            if let Pending::Flush(_, done) | Pending::Abort(done) = item {
+                let _ = done.send(self.stored.clone());
+            }
+        }
+        let result = if t.aborted.lock().expect("aborted lock").take().is_some() {
+            Ok(()) // aborted already, and a new transaction begun
+        } else {
+            self.abort_now().await
+        };
+        drop(sending);
+        t.gate.open();
+        result
+    }
+
+    async fn abort_now(&mut self) -> Result<(), SourceError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || loop {
+            match producer.abort_transaction(Duration::from_secs(60)) {
+                Err(KafkaError::Transaction(e)) if e.is_retriable() => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return producer.begin_transaction(),
+            }
+        })
+        .await
+        .expect("blocking task")
+        .map_err(|e| committing(&e))?;
+        self.acks.state.lock().expect("acks lock").failure = None;
+        self.latest = self.stored.clone();
+        self.committed_next = self.next.load(Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A failed commit or abort in words an operator can act on.
+fn committing(e: &KafkaError) -> SourceError {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::ProducerFenced)
+        | Some(RDKafkaErrorCode::Fenced)
+        | Some(RDKafkaErrorCode::InvalidProducerEpoch) => SourceError::Refused(format!(
+            "another source connector with the same kafka.topic_prefix took over (the broker fenced this one off): {}; run one source connector per prefix",
+            describe(e)
+        )),
+        _ => SourceError::Kafka(format!("cannot commit the Kafka transaction: {}", describe(e))),
+    }
+}
+
+fn fenced(e: &SourceError) -> bool {
+    matches!(e, SourceError::Refused(m) if m.contains("fenced"))
+}
+
 /// A record the broker refused, as the producer hands it back: its topic
 /// (which names the table), partition and size.
 fn describe_message(m: &impl rdkafka::Message) -> String {
@@ -537,6 +1003,15 @@ fn describe_message(m: &impl rdkafka::Message) -> String {
         } else {
             ""
         }
+    )
+}
+
+fn timed_out(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageTimedOut)
+            | Some(RDKafkaErrorCode::PurgeQueue)
+            | Some(RDKafkaErrorCode::PurgeInflight)
     )
 }
 

@@ -292,8 +292,7 @@ impl Snapshot<'_> {
         };
         // Stored before any row goes out, so that a restart after some
         // did always knows a snapshot was under way.
-        out.checkpoint(self::position(&point, &progress, source_server_id))
-            .await?;
+        out.checkpoint(self::position(&point, &progress, source_server_id))?;
         out.flush().await?;
         let mut ordered: Vec<Arc<TableCtx>> = tables.values().cloned().collect();
         ordered.sort_by(|a, b| a.schema.id.cmp(&b.schema.id));
@@ -330,8 +329,7 @@ impl Snapshot<'_> {
             file: point.coords.file.clone(),
             pos: point.coords.pos,
             snapshot: None,
-        })
-        .await?;
+        })?;
         tracing::info!(gtid = %point.gtid, "snapshot finished; streaming the binlog");
         Ok(Some(point.gtid))
     }
@@ -593,8 +591,7 @@ pub async fn read_tables(
     let readers = conns.len();
     let parts = plan(&mut conns[0], tables, &mut progress, readers, chunk_rows).await?;
     // The plan is stored before any of its rows go out.
-    out.checkpoint(position(point, &progress, source_server_id))
-        .await?;
+    out.checkpoint(position(point, &progress, source_server_id))?;
     let shared = std::sync::Mutex::new(Shared {
         queue: parts.into(),
         progress,
@@ -678,6 +675,8 @@ async fn read_part(
             return Ok(false);
         }
         take(&mut throttle.queries, 1.0).await;
+        // No commit falls between a chunk's first row and its checkpoint.
+        let unit = out.unit().await;
         let (n, key) = read_chunk(
             conn,
             out,
@@ -699,22 +698,23 @@ async fn read_part(
         part.last_key = last_key
             .as_ref()
             .map(|k| k.iter().map(KeyValue::from).collect());
-        let position = {
+        {
+            // Under the lock, so that positions are checkpointed in the
+            // order they grow.
             let mut s = shared.lock().expect("not poisoned");
             s.progress.advance(&part);
-            position(point, &s.progress, source_server_id)
-        };
-        out.checkpoint(position).await?;
+            out.checkpoint(position(point, &s.progress, source_server_id))?;
+        }
+        drop(unit);
         if table.schema.key.is_empty() || n < chunk_rows as u64 {
             break;
         }
     }
-    let position = {
+    {
         let mut s = shared.lock().expect("not poisoned");
         s.progress.finish(id, &part.range);
-        position(point, &s.progress, source_server_id)
-    };
-    out.checkpoint(position).await?;
+        out.checkpoint(position(point, &s.progress, source_server_id))?;
+    }
     tracing::info!(table = %id, rows = rows_read, "snapshot of table done");
     Ok(true)
 }

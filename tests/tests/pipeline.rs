@@ -278,6 +278,8 @@ async fn source_killed_mid_snapshot_and_mid_stream_resumes() -> Result<()> {
 /// A table without a key cannot be resumed from a key: when the source dies
 /// in the middle of its snapshot, the table is read again from its start,
 /// and the rows sent before are discarded at the destination, not doubled.
+/// (Without `kafka.exactly_once`: with it, the part of a keyless table sent
+/// before a crash is never committed, so no consumer sees it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_table_interrupted_mid_snapshot_is_not_doubled() -> Result<()> {
     const ROWS: u64 = 20_000;
@@ -303,12 +305,12 @@ async fn keyless_table_interrupted_mid_snapshot_is_not_doubled() -> Result<()> {
     let mut source = Connector::start(
         "source-connector",
         &format!("{prefix}-source"),
-        &source_config(
+        &(source_config(
             &prefix,
             &[&db],
             5507,
             "[throttle]\nsnapshot_rows_per_second = 2000",
-        ),
+        ) + "exactly_once = false\n"),
     )?;
     wait_until("some rows at the destination", WAIT, || {
         let table = table.clone();
@@ -335,7 +337,7 @@ async fn keyless_table_interrupted_mid_snapshot_is_not_doubled() -> Result<()> {
     let source = Connector::start(
         "source-connector",
         &format!("{prefix}-source"),
-        &source_config(&prefix, &[&db], 5507, ""),
+        &(source_config(&prefix, &[&db], 5507, "") + "exactly_once = false\n"),
     )?;
     wait_equal(source_port(), dest_port(), &tables, WAIT).await?;
     assert!(

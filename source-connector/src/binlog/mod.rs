@@ -31,7 +31,7 @@ use std::time::Duration;
 use change_stream::event::SourceInfo;
 use change_stream::position::{file_seq, BinlogCoordinates, GtidPosition};
 use change_stream::table::TableId;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use mysql_async::binlog::events::RowsEventData;
 use mysql_async::prelude::*;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
@@ -181,11 +181,34 @@ impl BinlogReader {
                 if checkpoints {
                     self.send_checkpoint(out, source_server_id).await?;
                 }
+                if self.txn.is_some() && out.exactly_once() {
+                    // The part of a transaction sent must not be committed.
+                    out.recover().await?;
+                }
                 return Ok(Ended::Shutdown);
             }
-            let next = tokio::select! {
-                r = tokio::time::timeout(idle_limit, self.stream.next()) => r,
-                _ = shutdown.changed() => continue,
+            // With exactly-once, the unit ends between transactions when
+            // the binlog has nothing ready, so that an idle stream is
+            // committed at once.
+            let between = checkpoints && out.in_unit() && self.txn.is_none();
+            let ready = if between {
+                self.stream.next().now_or_never()
+            } else {
+                None
+            };
+            let next = match ready {
+                Some(event) => Ok(event),
+                None => {
+                    if between {
+                        self.send_checkpoint(out, source_server_id).await?;
+                        out.end_unit();
+                        last_checkpoint = std::time::Instant::now();
+                    }
+                    tokio::select! {
+                        r = tokio::time::timeout(idle_limit, self.stream.next()) => r,
+                        _ = shutdown.changed() => continue,
+                    }
+                }
             };
             let event = match next {
                 Err(_) => {
@@ -202,6 +225,9 @@ impl BinlogReader {
                 Ok(Some(Err(e))) => return Err(SourceError::Binlog(describe_mysql(&e))),
                 Ok(Some(Ok(ev))) => ev,
             };
+            if checkpoints {
+                out.begin_unit().await;
+            }
             let header = event.header();
             let end = header.log_pos() as u64;
             let start = end.saturating_sub(header.event_size() as u64);
@@ -255,6 +281,12 @@ impl BinlogReader {
                     out.flush().await?;
                 }
             }
+            // A commit is wanted: end the unit between transactions.
+            if checkpoints && self.txn.is_none() && out.in_unit() && out.commit_wanted() {
+                self.send_checkpoint(out, source_server_id).await?;
+                last_checkpoint = std::time::Instant::now();
+                out.end_unit();
+            }
             if let Some(stop) = stop {
                 let reached = end != 0
                     && self.txn.is_none()
@@ -284,7 +316,6 @@ impl BinlogReader {
             pos: self.committed.pos,
             snapshot: None,
         })
-        .await
     }
 
     /// The rows of one event: their table and shape, then their records.

@@ -172,7 +172,7 @@ impl Schemas {
             out.ensure_table_topics(&[(ctx.topic.clone(), keyed)])
                 .await?;
         }
-        out.flush().await?;
+        out.order().await?;
         self.tables.insert(id.clone(), ctx);
         Ok(())
     }
