@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: starts the local stack (installing what is missing on a
 # fresh Debian machine), builds the connectors, runs every unit and
-# end-to-end test, and checks that docker-compose.yml parses.
+# end-to-end test, and checks that docker-compose.yml parses. Python (for a
+# test reading the topics with confluent-kafka) comes from scripts/python.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,6 +17,10 @@ if ! command -v docker-compose >/dev/null; then
 fi
 docker-compose -f docker-compose.yml config -q
 echo "test: docker-compose.yml is valid" >&2
+
+# A consumer that is not ours reads the topics in one test.
+TEST_PYTHON=$(scripts/python.sh)
+export TEST_PYTHON
 
 cargo build --workspace --bins --tests --locked
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-3}"

@@ -254,11 +254,10 @@ pub fn read_to_end(
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                if targets.contains_key(&p) {
-                    done.insert(p, ());
-                }
+            Some(Err(KafkaError::PartitionEOF(p))) if targets.contains_key(&p) => {
+                done.insert(p, ());
             }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             // Transport errors are reported but retried by the client; a
             // lasting one ends in the deadline above.
             Some(Err(e)) if !is_fatal(&e) => last_error = Some(describe(&e)),
