@@ -43,7 +43,7 @@ import threading
 import time
 
 import pymysql
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 TABLES = int(os.environ.get("BENCH_TABLES", 4))
@@ -183,9 +183,16 @@ def configs(prefix):
 
 
 def stored_gtid(prefix):
-    """The source connector's stored GTID position (positions topic)."""
+    """The source connector's stored GTID position."""
+    p = stored_position(prefix)
+    return p and p["gtid"]
+
+
+def stored_position(prefix):
+    """The source connector's stored position (positions topic, as a
+    read_committed consumer sees it)."""
     c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{prefix}-bench",
-                  "enable.auto.commit": False})
+                  "enable.auto.commit": False, "enable.partition.eof": True})
     topic = f"{prefix}.positions"
     try:
         low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
@@ -195,12 +202,10 @@ def stored_gtid(prefix):
         last = None
         while True:
             m = c.poll(5)
-            if m is None:
+            if m is None or (m.error() and m.error().code() == KafkaError._PARTITION_EOF):
                 break
             if not m.error() and m.key() == b"source" and m.value():
-                last = json.loads(m.value())["gtid"]
-            if m.offset() >= high - 1:
-                break
+                last = json.loads(m.value())
         return last
     finally:
         c.close()
@@ -215,15 +220,33 @@ def drop_topics(prefix):
 
 
 def table_topic_ends(prefix):
-    """The end offset of every partition of the run's table topics."""
-    c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{prefix}-bench"})
+    """For every partition of the run's table topics, the offset after its
+    last committed record (the source writes in Kafka transactions: the
+    partition's end is a commit marker, which the sink never applies)."""
+    c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{prefix}-bench",
+                  "enable.auto.commit": False, "enable.partition.eof": True})
     try:
         ends = {}
         topics = c.list_topics(timeout=10).topics
         for name, meta in topics.items():
-            if name.startswith(f"{prefix}.sbtest."):
-                for p in meta.partitions:
-                    ends[(name, p)] = c.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+            if not name.startswith(f"{prefix}.sbtest."):
+                continue
+            for p in meta.partitions:
+                low, high = c.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+                back = 64
+                while high > low:
+                    c.assign([TopicPartition(name, p, max(low, high - back))])
+                    last = None
+                    while True:
+                        m = c.poll(5)
+                        if m is None or (m.error() and m.error().code() == KafkaError._PARTITION_EOF):
+                            break
+                        if not m.error():
+                            last = m.offset()
+                    if last is not None or high - back <= low:
+                        ends[(name, p)] = last + 1 if last is not None else low
+                        break
+                    back *= 4
         return ends
     finally:
         c.close()
@@ -296,6 +319,10 @@ def full_syncs(results):
     # sink's applied offsets; one CHECKSUM TABLE confirms (and is timed).
     wait("the snapshot", lambda: source.logged("snapshot finished"), every=0.05,
          procs=(source, sink))
+    # The position that ends the snapshot is committed with its last rows.
+    wait("the snapshot's end committed",
+         lambda: (stored_position(prefix) or {"snapshot": 1}).get("snapshot") is None,
+         every=0.05, procs=(source, sink))
     wait("the full synchronization", sink_reached(prefix, table_topic_ends(prefix)),
          every=0.05, procs=(source, sink))
     wait("the full synchronization", equal(DEST), every=0.05, procs=(source, sink))
