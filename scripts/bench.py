@@ -192,7 +192,7 @@ def stored_position(prefix):
     """The source connector's stored position (positions topic, as a
     read_committed consumer sees it)."""
     c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{prefix}-bench",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
+                  "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10})
     topic = f"{prefix}.positions"
     try:
         low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
@@ -224,7 +224,7 @@ def table_topic_ends(prefix):
     last committed record (the source writes in Kafka transactions: the
     partition's end is a commit marker, which the sink never applies)."""
     c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{prefix}-bench",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
+                  "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10})
     try:
         ends = {}
         topics = c.list_topics(timeout=10).topics

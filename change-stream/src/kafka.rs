@@ -207,6 +207,9 @@ pub fn read_to_end(
         // which a read_committed reader does not get): the client says
         // where it is.
         .set("enable.partition.eof", "true")
+        // The end is reported by a fetch that finds nothing more, which the
+        // broker holds back this long (500 ms by default).
+        .set("fetch.wait.max.ms", "10")
         .set("group.id", "tributary-reader");
     let consumer: BaseConsumer<EndsQuietly> = config
         .create_with_context(EndsQuietly)

@@ -835,9 +835,10 @@ impl Committer {
                     } else {
                         interval
                     };
-                    if last_commit.elapsed() >= every {
-                        self.commit().await?;
+                    if last_commit.elapsed() + interval / 2 >= every {
                         last_commit = tokio::time::Instant::now();
+                        self.commit().await?;
+                        tracing::debug!(took_ms = last_commit.elapsed().as_millis() as u64, "committed");
                     }
                 }
             }
@@ -916,6 +917,13 @@ impl Committer {
                     ))
                 })?;
             }
+        }
+        // Every record delivered first: rdkafka's commit flushes by polling
+        // for 100 ms at a time while anything is on its way.
+        let mut backoff = Duration::from_millis(1);
+        while self.producer.flush(Duration::ZERO).is_err() {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(10));
         }
         let producer = self.producer.clone();
         let outcome = tokio::task::spawn_blocking(move || loop {

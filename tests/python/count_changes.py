@@ -33,7 +33,7 @@ def read_all(topic):
         "bootstrap.servers": bootstrap,
         "group.id": f"{prefix}-counter",
         "enable.auto.commit": False,
-        "enable.partition.eof": True,
+        "enable.partition.eof": True, "fetch.wait.max.ms": 10,
         "isolation.level": isolation,
     })
     try:
