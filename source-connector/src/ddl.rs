@@ -314,9 +314,18 @@ pub async fn publish(out: &mut Output, change: &SchemaChange) -> Result<(), Sour
         let topic = topics::table_topic(&prefix, &t.id.database, &t.id.table);
         let partitions = out.partitions(&topic)?;
         for p in 0..partitions {
-            out.send(&topic, Some(&key), Some(&value), Some(p), || {
-                format!("schema change {id} marker for {}", t.id)
-            })
+            let header = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: topics::MARKER_HEADER,
+                value: Some(change.kind.as_bytes()),
+            });
+            out.send_with(
+                &topic,
+                Some(&key),
+                Some(&value),
+                Some(p),
+                Some(header),
+                || format!("schema change {id} marker for {}", t.id),
+            )
             .await?;
         }
     }

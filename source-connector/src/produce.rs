@@ -52,7 +52,7 @@ use change_stream::kafka::{describe, TopicSpec};
 use change_stream::topics;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientConfig;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -547,6 +547,20 @@ impl Output {
         partition: Option<i32>,
         what: impl FnOnce() -> String,
     ) -> Result<(), SourceError> {
+        self.send_with(topic, key, payload, partition, None, what)
+            .await
+    }
+
+    /// [`Output::send`] with headers.
+    pub async fn send_with(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        partition: Option<i32>,
+        headers: Option<OwnedHeaders>,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), SourceError> {
         let size = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
         if size as u64 > self.message_max_bytes {
             let what = what();
@@ -582,6 +596,9 @@ impl Output {
         }
         if let Some(p) = partition {
             record = record.partition(p);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
         }
         let mut backoff = Duration::from_millis(1);
         loop {
@@ -880,22 +897,27 @@ impl Committer {
         } else {
             self.commit_now().await
         };
-        match result {
+        let outcome = match result {
             Ok(()) => {
                 self.committed_next = next;
                 self.stored = self.latest.clone();
+                Ok(())
             }
             // What the transaction held is gone: the attempt reading on
             // must end and start again from the stored position.
             Err(e) if !matches!(e, SourceError::Refused(_)) && !fenced(&e) => {
                 tracing::warn!(error = %e, "the Kafka transaction was aborted; reading on from the last committed position");
-                self.abort_now().await?;
+                let aborted = self.abort_now().await;
                 *t.aborted.lock().expect("aborted lock") = Some(e.to_string());
+                aborted
             }
-            Err(e) => return Err(e),
-        }
+            Err(e) => Err(e),
+        };
+        // Opened even when the tracker stops: the connector then meets
+        // the closed channel rather than waiting at the gate.
         drop(sending);
         t.gate.open();
+        outcome?;
         for item in replies {
             Box::pin(self.handle(item)).await?;
         }
@@ -957,6 +979,9 @@ impl Committer {
         } else {
             self.abort_now().await
         };
+        // Positions checkpointed since describe records that are gone.
+        self.latest = self.stored.clone();
+        self.committed_next = self.next.load(Ordering::Relaxed);
         drop(sending);
         t.gate.open();
         result
