@@ -183,15 +183,32 @@ struct Transactions {
     /// Why the open transaction was aborted, until [`Output::recover`]:
     /// what the connector sends meanwhile would be lost.
     aborted: Mutex<Option<String>>,
+    /// A unit ended without [`Unit::finish`] (its attempt failed): the open
+    /// transaction holds part of it and must be aborted, not committed.
+    abandoned: std::sync::atomic::AtomicBool,
 }
 
 /// A stretch of records the stored position cannot describe until it ends
-/// (see the module's essay); no commit falls inside it.
-pub struct Unit(Arc<Transactions>);
+/// (see the module's essay); no commit falls inside it. Ended by
+/// [`Unit::finish`] once its position is checkpointed; dropped otherwise,
+/// it has the open transaction aborted.
+pub struct Unit(Option<Arc<Transactions>>);
+
+impl Unit {
+    /// Ends the unit, its position checkpointed.
+    pub fn finish(mut self) {
+        if let Some(t) = self.0.take() {
+            t.gate.leave();
+        }
+    }
+}
 
 impl Drop for Unit {
     fn drop(&mut self) {
-        self.0.gate.leave();
+        if let Some(t) = self.0.take() {
+            t.abandoned.store(true, Ordering::SeqCst);
+            t.gate.leave();
+        }
     }
 }
 
@@ -289,9 +306,14 @@ pub struct Output {
     oversized: OversizedPolicy,
     /// With exactly-once.
     transactions: Option<Arc<Transactions>>,
+    acks: Arc<Acks>,
     /// The connector's own unit, when open (the binlog reader's).
     flow: Option<Unit>,
 }
+
+/// How long a full producer buffer may go without a delivery before the
+/// open Kafka transaction is given up.
+const STALLED: Duration = Duration::from_secs(60);
 
 /// How long a Kafka transaction may stay open: the broker's default
 /// `transaction.max.timeout.ms`.
@@ -384,7 +406,8 @@ impl Output {
                 config: kafka.table_topic_config.clone(),
             },
             pending: tx,
-            unstarted: Some((rx, acks, Duration::from_millis(interval))),
+            unstarted: Some((rx, acks.clone(), Duration::from_millis(interval))),
+            acks,
             tracker: None,
             prefix: kafka.topic_prefix.clone(),
             published_schemas: Default::default(),
@@ -421,6 +444,11 @@ impl Output {
         });
     }
 
+    /// How many records have been acknowledged so far.
+    fn delivered(&self) -> u64 {
+        self.acks.state.lock().expect("acks lock").below
+    }
+
     /// Whether records go out in Kafka transactions.
     pub fn exactly_once(&self) -> bool {
         self.transactions.is_some()
@@ -431,7 +459,7 @@ impl Output {
     pub async fn unit(&self) -> Option<Unit> {
         let t = self.transactions.as_ref()?;
         t.gate.enter().await;
-        Some(Unit(t.clone()))
+        Some(Unit(Some(t.clone())))
     }
 
     /// Starts the connector's own unit, unless one is open.
@@ -441,9 +469,11 @@ impl Output {
         }
     }
 
-    /// Ends the connector's own unit.
+    /// Ends the connector's own unit, its position checkpointed.
     pub fn end_unit(&mut self) {
-        self.flow = None;
+        if let Some(unit) = self.flow.take() {
+            unit.finish();
+        }
     }
 
     /// Whether the connector's own unit is open.
@@ -601,6 +631,7 @@ impl Output {
             record = record.headers(h);
         }
         let mut backoff = Duration::from_millis(1);
+        let mut progress = (std::time::Instant::now(), self.delivered());
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -611,6 +642,20 @@ impl Output {
                     backoff = (backoff * 2).min(Duration::from_millis(100));
                     if self.pending.is_closed() {
                         return Err(self.tracker_gone());
+                    }
+                    // A transaction whose records stopped going out (its
+                    // client stuck after the broker came back) is given
+                    // up: the attempt ends, the transaction is aborted and
+                    // its records read again.
+                    if self.exactly_once() && progress.0.elapsed() >= STALLED {
+                        let delivered = self.delivered();
+                        if delivered == progress.1 {
+                            return Err(SourceError::Kafka(format!(
+                                "no record was delivered for {} s with the producer's buffer full",
+                                STALLED.as_secs()
+                            )));
+                        }
+                        progress = (std::time::Instant::now(), delivered);
                     }
                 }
                 // The open transaction failed (a record timed out): the
@@ -690,7 +735,8 @@ impl Output {
         if !self.exactly_once() {
             return self.flush().await;
         }
-        self.end_unit();
+        // Dropped, not finished: what it sent is aborted.
+        self.flow = None;
         self.request(Pending::Abort).await
     }
 
@@ -892,7 +938,12 @@ impl Committer {
             }
         }
         let next = self.next.load(Ordering::Relaxed);
-        let result = if next == self.committed_next && self.latest == self.stored {
+        let result = if t.abandoned.swap(false, Ordering::SeqCst) {
+            Err(SourceError::Kafka(
+                "an attempt failed in the middle of a source transaction or a snapshot chunk"
+                    .into(),
+            ))
+        } else if next == self.committed_next && self.latest == self.stored {
             Ok(())
         } else {
             self.commit_now().await
@@ -974,6 +1025,7 @@ impl Committer {
                 let _ = done.send(self.stored.clone());
             }
         }
+        t.abandoned.store(false, Ordering::SeqCst);
         let result = if t.aborted.lock().expect("aborted lock").take().is_some() {
             Ok(()) // aborted already, and a new transaction begun
         } else {

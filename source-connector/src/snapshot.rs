@@ -692,6 +692,9 @@ async fn read_part(
         .await?;
         rows_read += n;
         if n == 0 {
+            if let Some(unit) = unit {
+                unit.finish(); // nothing sent
+            }
             break;
         }
         last_key = key;
@@ -705,7 +708,9 @@ async fn read_part(
             s.progress.advance(&part);
             out.checkpoint(position(point, &s.progress, source_server_id))?;
         }
-        drop(unit);
+        if let Some(unit) = unit {
+            unit.finish();
+        }
         if table.schema.key.is_empty() || n < chunk_rows as u64 {
             break;
         }
