@@ -40,7 +40,11 @@
 //! starts), waits until the open ones end, holds off every send while it
 //! writes the latest position and commits, then opens the gate. A failed
 //! attempt aborts the open transaction instead ([`Output::recover`]): the
-//! connector reads on from the last committed position.
+//! connector reads on from the last committed position. A unit dropped
+//! without being finished (its attempt failed inside it) has the next
+//! commit turn into that abort, since the transaction holds part of it; a
+//! producer buffer that stays full with nothing delivered for a minute
+//! fails the attempt the same way.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
