@@ -191,9 +191,10 @@ pub async fn set_topic_configs(config: &ClientConfig, topics: &[TopicSpec]) -> R
 /// A message's key and value (either may be absent).
 pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// Every message of `topic` from the beginning to the high watermark at the
-/// time of the call, in offset order per partition, as (key, value) pairs. A
-/// topic that does not exist reads as empty.
+/// Every committed message of `topic` from the beginning to its end at the
+/// time of the call (as a `read_committed` consumer sees it), in offset
+/// order per partition, as (key, value) pairs. A topic that does not exist
+/// reads as empty.
 pub fn read_to_end(
     config: &ClientConfig,
     topic: &str,
