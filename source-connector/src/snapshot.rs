@@ -83,6 +83,7 @@ use crate::convert::{to_cell, Origin};
 use crate::encode::{Encoder, TableCtx};
 use crate::error::{describe_mysql, SourceError};
 use crate::produce::Output;
+use crate::produce::Unit;
 
 /// The point a snapshot was taken at.
 #[derive(Clone, Debug, PartialEq)]
@@ -675,8 +676,19 @@ async fn read_part(
             return Ok(false);
         }
         take(&mut throttle.queries, 1.0).await;
-        // No commit falls between a chunk's first row and its checkpoint.
-        let unit = out.unit().await;
+        // No commit falls between a chunk's first row and its checkpoint
+        // (or the checkpoint of a part of it, see read_chunk).
+        let mut unit = out.unit().await;
+        let (table_id, range) = (part.table.clone(), part.range.clone());
+        let checkpoint = |key: &[Value]| {
+            let mut s = shared.lock().expect("not poisoned");
+            s.progress.advance(&TableProgress {
+                table: table_id.clone(),
+                range: range.clone(),
+                last_key: Some(key.iter().map(KeyValue::from).collect()),
+            });
+            out.checkpoint(position(point, &s.progress, source_server_id))
+        };
         let (n, key) = read_chunk(
             conn,
             out,
@@ -688,6 +700,8 @@ async fn read_part(
             chunk_rows,
             source_server_id,
             throttle,
+            &mut unit,
+            &checkpoint,
         )
         .await?;
         rows_read += n;
@@ -724,6 +738,9 @@ async fn read_part(
     Ok(true)
 }
 
+/// Rows between two looks, inside a chunk, at whether a commit is wanted.
+const UNIT_CHECK_ROWS: u64 = 256;
+
 /// The stored position while the snapshot at `point` is at `progress`.
 pub fn position(
     point: &SnapshotPoint,
@@ -752,6 +769,8 @@ async fn read_chunk(
     chunk_rows: u32,
     source_server_id: u32,
     throttle: &mut Throttle,
+    unit: &mut Option<Unit>,
+    checkpoint: &(dyn Fn(&[Value]) -> Result<(), SourceError> + Sync),
 ) -> Result<(u64, Option<Vec<Value>>), SourceError> {
     let schema = &table.schema;
     let cols: Vec<String> = schema
@@ -857,6 +876,18 @@ async fn read_chunk(
         enc.emit(out, table, Op::Read, None, Some(&cells), &source, None)
             .await?;
         n += 1;
+        // A commit wanted in the middle of a chunk: the rows so far are a
+        // unit of their own (their last key is where a restart goes on),
+        // rather than the other connections waiting for this chunk's end.
+        if n.is_multiple_of(UNIT_CHECK_ROWS) && unit.is_some() && out.commit_wanted() {
+            if let Some(key) = &last_key {
+                checkpoint(key)?;
+                if let Some(u) = unit.take() {
+                    u.finish();
+                }
+                *unit = out.unit().await;
+            }
+        }
     }
     Ok((n, last_key))
 }
