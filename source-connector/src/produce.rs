@@ -34,7 +34,8 @@
 //! binlog reader holds one from a transaction's first event until it is
 //! between transactions and either the tracker wants to commit or the
 //! binlog has nothing ready; each snapshot connection holds one for a
-//! chunk, from its first row to its checkpoint. The tracker commits every
+//! chunk, from its first row to its checkpoint, or to a checkpoint of the
+//! rows sent so far when a commit is wanted in the middle of it. The tracker commits every
 //! `kafka.commit_interval_ms` (every second at least during the snapshot,
 //! whose rows nobody waits for): it closes the [`Gate`] (no new unit
 //! starts), waits until the open ones end, holds off every send while it

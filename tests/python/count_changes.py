@@ -7,6 +7,8 @@ usage: count_changes.py BOOTSTRAP PREFIX DATABASE read_committed|read_uncommitte
 
 Printed:
 - snapshot: records read from the snapshot (no transaction block);
+  snapshot_rows: the rows (by column `id`) they hold, snapshot_rows_repeated
+  those read more than once;
 - per_gtid: binlog records per GTID;
 - repeated: (GTID, total_order) pairs read more than once;
 - per_row: change records per "table/key" of the table `ledger` (key `id`);
@@ -87,6 +89,7 @@ def decode(payload):
 
 
 snapshot = 0
+snapshot_rows = Counter()
 per_gtid = Counter()
 seen = Counter()
 per_row = Counter()
@@ -110,6 +113,9 @@ for topic in sorted(Consumer({"bootstrap.servers": bootstrap, "group.id": "x"})
         txn = v.get("transaction")
         if txn is None:
             snapshot += 1
+            row = v["after"]
+            if row is not None and "id" in row:
+                snapshot_rows[f"{table}/{row['id']}"] += 1
         else:
             per_gtid[txn["id"]] += 1
             seen[(txn["id"], txn["total_order"])] += 1
@@ -130,6 +136,8 @@ for m in read_all(f"{prefix}.transaction"):
 
 print(json.dumps({
     "snapshot": snapshot,
+    "snapshot_rows": len(snapshot_rows),
+    "snapshot_rows_repeated": sum(1 for n in snapshot_rows.values() if n > 1),
     "per_gtid": per_gtid,
     "repeated": [list(k) for k, n in seen.items() if n > 1],
     "per_row": per_row,
