@@ -15,6 +15,44 @@ use crate::error::describe_mysql;
 const RETENTION_FULL: u64 = 7 * 86_400;
 const RETENTION_INCREMENTAL: u64 = 86_400;
 
+/// `kafka.transactions`: whether the broker takes Kafka transactions as
+/// `kafka.exactly_once` needs, tried with a transactional id of the check's
+/// own (the connector's would fence off a running connector).
+async fn transactions(r: &mut Report, client_config: &rdkafka::ClientConfig, config: &Config) {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let mut pc = client_config.clone();
+    pc.set(
+        "transactional.id",
+        format!(
+            "{}-check",
+            crate::produce::transactional_id(&config.kafka.topic_prefix)
+        ),
+    );
+    for (k, v) in &config.kafka.properties {
+        pc.set(k, v);
+    }
+    let outcome = tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = pc.create()?;
+        producer.init_transactions(std::time::Duration::from_secs(15))
+    })
+    .await
+    .expect("blocking task");
+    let required = "the broker takes Kafka transactions (kafka.exactly_once)";
+    match outcome {
+        Ok(()) => r.pass("kafka.transactions", "transactions start", required),
+        Err(e) => r.push(
+            "kafka.transactions",
+            Status::Fail,
+            format!(
+                "cannot start a Kafka transaction: {}",
+                change_stream::kafka::describe(&e)
+            ),
+            required,
+            "let the broker keep its transaction log (transaction.state.log.replication.factor and min.isr at most its number of brokers), or set kafka.exactly_once = false",
+        ),
+    }
+}
+
 /// Every item of the source side's check.
 pub async fn report(config: &Config) -> Report {
     let mut r = Report::default();
@@ -36,6 +74,9 @@ pub async fn report(config: &Config) -> Report {
             tokio::task::spawn_blocking(move || crate::checkpoint::load(&cc, &topic)).await
         {
             full_sync_pending = p.snapshot.is_some();
+        }
+        if config.kafka.exactly_once {
+            transactions(&mut r, &client_config, config).await;
         }
     }
 

@@ -84,6 +84,7 @@ async fn source_precheck_explains_every_failed_item() -> Result<()> {
         serde_json::from_str(&out).map_err(|e| anyhow::anyhow!("{e}: {out} {err}"))?;
     assert_eq!(code, 0, "{out} {err}");
     assert_eq!(status(&report, "source.binlog_format"), "pass");
+    assert_eq!(status(&report, "kafka.transactions"), "pass");
     assert_eq!(status(&report, "source.keys"), "warning");
     assert!(
         report["items"].to_string().contains("`shop`.`loose`"),
@@ -98,6 +99,24 @@ async fn source_precheck_explains_every_failed_item() -> Result<()> {
         "{out}"
     );
     assert_eq!(report["failed"], 0);
+
+    // Transactions the broker refuses (a timeout above its maximum): a
+    // failed item with its fix.
+    let (code, out, _) = cli(
+        "source-connector",
+        "check",
+        "precheck-transactions",
+        &source_toml(
+            &root,
+            "shop",
+            &prefix,
+            "[kafka.properties]\n\"transaction.timeout.ms\" = \"2000000000\"\n",
+        ),
+        &[],
+    )?;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("FAIL  kafka.transactions"), "{out}");
+    assert!(out.contains("kafka.exactly_once = false"), "{out}");
 
     // STATEMENT and MINIMAL: both fail, each with its fix; exit non-zero.
     db.exec("SET GLOBAL binlog_format = 'STATEMENT'; SET GLOBAL binlog_row_image = 'MINIMAL';")
