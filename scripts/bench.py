@@ -371,18 +371,8 @@ def catchups(results, prefix, source, sink):
     start_native_replica()
 
     log(f"catch-up: {CDC_TXNS} write-only transactions with the sink and the replica stopped")
-    sink.stop()
     q(DEST2, "STOP SLAVE")
-    sysbench("--threads=4", f"--events={CDC_TXNS}", "--time=0", "--rate=0", "run")
-    target = q(SOURCE, "SELECT @@gtid_binlog_pos")[0][0]
-    wait("the backlog in Kafka", lambda: gtid_reached(stored_gtid(prefix), target), every=0.5,
-         procs=(source,))
-    ends = table_topic_ends(prefix)
-    t0 = time.time()
-    sink = Connector("sink-connector", sink_toml)
-    wait("the sink's catch-up", sink_reached(prefix, ends), every=0.02, procs=(source, sink))
-    results["cdc_catchup_seconds"] = time.time() - t0
-    assert checksums(DEST) == checksums(SOURCE), "the destination differs after the catch-up"
+    sink, results["cdc_catchup_seconds"] = sink_catchup(prefix, source, sink, sink_toml)
     t0 = time.time()
     q(DEST2, "START SLAVE")
     replica_wait()
@@ -462,6 +452,15 @@ def row_catchup(results, prefix, source, sink):
     with open(row_toml, "w") as f:
         f.write(open(sink_toml).read() + '\n[apply]\nconsistency = "row"\n')
     log(f"catch-up in row mode: {CDC_TXNS} write-only transactions with the sink stopped")
+    sink, seconds = sink_catchup(prefix, source, sink, row_toml)
+    results["cdc_catchup_row_events_per_s"] = CDC_TXNS * EVENTS_PER_TXN / seconds
+    return sink
+
+
+def sink_catchup(prefix, source, sink, sink_toml):
+    """With the sink stopped, CDC_TXNS write-only transactions into Kafka;
+    then a sink with `sink_toml`, timed until it has applied them all.
+    Returns that sink and the seconds."""
     sink.stop()
     sysbench("--threads=4", f"--events={CDC_TXNS}", "--time=0", "--rate=0", "run")
     target = q(SOURCE, "SELECT @@gtid_binlog_pos")[0][0]
@@ -469,12 +468,11 @@ def row_catchup(results, prefix, source, sink):
          procs=(source,))
     ends = table_topic_ends(prefix)
     t0 = time.time()
-    sink = Connector("sink-connector", row_toml)
+    sink = Connector("sink-connector", sink_toml)
     wait("the sink's catch-up", sink_reached(prefix, ends), every=0.02, procs=(source, sink))
     seconds = time.time() - t0
-    results["cdc_catchup_row_events_per_s"] = CDC_TXNS * EVENTS_PER_TXN / seconds
     assert checksums(DEST) == checksums(SOURCE), "the destination differs after the catch-up"
-    return sink
+    return sink, seconds
 
 
 def main():

@@ -34,6 +34,11 @@ fn count(prefix: &str, db: &str, isolation: &str) -> Result<Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// The `n`th source connector process of a test, with a log of its own.
+fn start_source(prefix: &str, n: u32, config: &str) -> Result<Connector> {
+    Connector::start("source-connector", &format!("{prefix}-source-{n}"), config)
+}
+
 async fn client(db: String, seed: u64, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) -> Result<()> {
     let mut conn =
         mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url(source_port()))?).await?;
@@ -83,13 +88,7 @@ async fn a_read_committed_consumer_reads_every_change_once_across_source_kills()
     .await?;
     // Two partitions per table: a Kafka transaction spans several.
     let source_conf = source_config(&prefix, &[&db], 6201, "") + "partitions = 2\n";
-    let start = |n: u32| {
-        Connector::start(
-            "source-connector",
-            &format!("{prefix}-source-{n}"),
-            &source_conf,
-        )
-    };
+    let start = |n| start_source(&prefix, n, &source_conf);
     let mut source = start(0)?;
     source
         .wait_log("snapshot finished", Duration::from_secs(60))
@@ -237,13 +236,7 @@ async fn a_read_committed_consumer_reads_every_snapshot_row_once_across_source_k
         6202,
         "snapshot_chunk_rows = 5000\n\n[throttle]\nsnapshot_rows_per_second = 50000",
     );
-    let start = |n: u32| {
-        Connector::start(
-            "source-connector",
-            &format!("{prefix}-source-{n}"),
-            &source_conf,
-        )
-    };
+    let start = |n| start_source(&prefix, n, &source_conf);
     let mut source = start(0)?;
     for n in 1..=2 {
         source
