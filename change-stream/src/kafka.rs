@@ -227,11 +227,21 @@ pub fn read_to_end(
     let mut targets = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in t.partitions() {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), timeout)
-            .map_err(|e| {
-                Error::Kafka(format!("cannot read offsets of {topic}: {}", describe(&e)))
-            })?;
+        // A topic created a moment ago may have no leader yet: asked
+        // again until it has, within the timeout.
+        let started = Instant::now();
+        let (low, high) = loop {
+            match consumer.fetch_watermarks(topic, p.id(), timeout) {
+                Err(e) if leader_moving(&e) && started.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => {
+                    break other.map_err(|e| {
+                        Error::Kafka(format!("cannot read offsets of {topic}: {}", describe(&e)))
+                    })?
+                }
+            }
+        };
         if high > low {
             targets.insert(p.id(), high);
             tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))
@@ -300,6 +310,17 @@ impl rdkafka::client::ClientContext for EndsQuietly {
 }
 
 impl rdkafka::consumer::ConsumerContext for EndsQuietly {}
+
+/// Whether an error says a partition's leader is not there yet (a topic
+/// just created) or moving.
+fn leader_moving(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::NotLeaderForPartition)
+            | Some(RDKafkaErrorCode::LeaderNotAvailable)
+            | Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+    )
+}
 
 /// Whether a consumer error is final, rather than a transport problem the
 /// client is already retrying.
