@@ -43,9 +43,7 @@
 //! attempt aborts the open transaction instead ([`Output::recover`]): the
 //! connector reads on from the last committed position. A unit dropped
 //! without being finished (its attempt failed inside it) has the next
-//! commit turn into that abort, since the transaction holds part of it; a
-//! producer buffer that stays full with nothing delivered for a minute
-//! fails the attempt the same way.
+//! commit turn into that abort, since the transaction holds part of it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -311,14 +309,9 @@ pub struct Output {
     oversized: OversizedPolicy,
     /// With exactly-once.
     transactions: Option<Arc<Transactions>>,
-    acks: Arc<Acks>,
     /// The connector's own unit, when open (the binlog reader's).
     flow: Option<Unit>,
 }
-
-/// How long a full producer buffer may go without a delivery before the
-/// open Kafka transaction is given up.
-const STALLED: Duration = Duration::from_secs(60);
 
 /// How long a Kafka transaction may stay open: the broker's default
 /// `transaction.max.timeout.ms`.
@@ -411,8 +404,7 @@ impl Output {
                 config: kafka.table_topic_config.clone(),
             },
             pending: tx,
-            unstarted: Some((rx, acks.clone(), Duration::from_millis(interval))),
-            acks,
+            unstarted: Some((rx, acks, Duration::from_millis(interval))),
             tracker: None,
             prefix: kafka.topic_prefix.clone(),
             published_schemas: Default::default(),
@@ -447,11 +439,6 @@ impl Output {
                 .run(interval),
             ),
         });
-    }
-
-    /// How many records have been acknowledged so far.
-    fn delivered(&self) -> u64 {
-        self.acks.state.lock().expect("acks lock").below
     }
 
     /// Whether records go out in Kafka transactions.
@@ -636,7 +623,6 @@ impl Output {
             record = record.headers(h);
         }
         let mut backoff = Duration::from_millis(1);
-        let mut progress = (std::time::Instant::now(), self.delivered());
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -647,20 +633,6 @@ impl Output {
                     backoff = (backoff * 2).min(Duration::from_millis(100));
                     if self.pending.is_closed() {
                         return Err(self.tracker_gone());
-                    }
-                    // A transaction whose records stopped going out (its
-                    // client stuck after the broker came back) is given
-                    // up: the attempt ends, the transaction is aborted and
-                    // its records read again.
-                    if self.exactly_once() && progress.0.elapsed() >= STALLED {
-                        let delivered = self.delivered();
-                        if delivered == progress.1 {
-                            return Err(SourceError::Kafka(format!(
-                                "no record was delivered for {} s with the producer's buffer full",
-                                STALLED.as_secs()
-                            )));
-                        }
-                        progress = (std::time::Instant::now(), delivered);
                     }
                 }
                 // The open transaction failed (a record timed out): the
