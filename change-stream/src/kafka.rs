@@ -227,21 +227,7 @@ pub fn read_to_end(
     let mut targets = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in t.partitions() {
-        // A topic created a moment ago may have no leader yet: asked
-        // again until it has, within the timeout.
-        let started = Instant::now();
-        let (low, high) = loop {
-            match consumer.fetch_watermarks(topic, p.id(), timeout) {
-                Err(e) if leader_moving(&e) && started.elapsed() < timeout => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                other => {
-                    break other.map_err(|e| {
-                        Error::Kafka(format!("cannot read offsets of {topic}: {}", describe(&e)))
-                    })?
-                }
-            }
-        };
+        let (low, high) = watermarks(&consumer, topic, p.id(), timeout)?;
         if high > low {
             targets.insert(p.id(), high);
             tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))
@@ -293,6 +279,34 @@ pub fn read_to_end(
         }
     }
     Ok(out)
+}
+
+/// The low and high watermarks of a partition (for a `read_committed`
+/// client the high one is the end of what is committed). A topic created a
+/// moment ago may have no leader yet: it is asked again until it has,
+/// within the timeout.
+pub fn watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64), Error> {
+    let started = Instant::now();
+    loop {
+        match consumer.fetch_watermarks(topic, partition, timeout) {
+            Err(e) if leader_moving(&e) && started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => {
+                return other.map_err(|e| {
+                    Error::Kafka(format!(
+                        "cannot read the offsets of {topic} [{partition}]: {}",
+                        describe(&e)
+                    ))
+                })
+            }
+        }
+    }
 }
 
 /// A reader's context that does not log the end of a partition, which it

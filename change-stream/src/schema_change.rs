@@ -1,7 +1,9 @@
 //! Schema-change records (`schemas/schema_change.avsc`): a DDL statement
 //! from the binlog, or a table's definition as the source read it at start.
-//! Published on `<prefix>.schema-changes` in binlog order and, for
-//! statements on tables, written as markers into the tables' own topics.
+//! Published on `<prefix>.schema-changes` in binlog order. Nothing of it
+//! goes into the tables' own topics: for each table it acts on, it says at
+//! which offset of each partition of the table's topic it falls
+//! ([`TableChange::topic_offsets`]).
 
 use std::sync::OnceLock;
 
@@ -16,13 +18,13 @@ use crate::Error;
 /// The kind of a definition read at start (rather than a DDL statement).
 pub const DEFINITION: &str = "DEFINITION";
 
-/// The kind of a marker that starts the snapshot of a table without a key
+/// The kind of a change that starts the snapshot of a table without a key
 /// over: the rows an interrupted snapshot sent of it are to be discarded
 /// (its statement is a `TRUNCATE TABLE`), since they cannot be told apart
 /// from the rows read again.
 pub const SNAPSHOT_RESTART: &str = "SNAPSHOT RESTART";
 
-/// The kind of a marker that follows the last row of a table's full
+/// The kind of a change that follows the last row of a table's full
 /// synchronization (the snapshot has read every table): what a destination
 /// put off until the rows are in, its secondary indexes, it does now. No
 /// statement; the source's other consumers may ignore it.
@@ -53,6 +55,10 @@ pub struct TableChange {
     /// The table's shape afterwards; `None` when it no longer exists under
     /// this name.
     pub definition: Option<TableSchema>,
+    /// For each partition of the table's topic: the offset of the first
+    /// record written after the change (set when it is published; empty
+    /// in records written before there were offsets).
+    pub topic_offsets: Vec<i64>,
 }
 
 /// See `TableEffect` in `schemas/schema_change.avsc`.
@@ -90,6 +96,7 @@ impl SchemaChange {
                 id: table.id.clone(),
                 effect: ChangeEffect::Defined,
                 definition: Some(table),
+                topic_offsets: Vec::new(),
             }],
         }
     }
@@ -117,12 +124,13 @@ impl SchemaChange {
                     id: t.id.clone(),
                     effect: ChangeEffect::Defined,
                     definition: Some(t),
+                    topic_offsets: Vec::new(),
                 })
                 .collect(),
         }
     }
 
-    /// The marker that starts the snapshot of `table` (a table without a
+    /// The change that starts the snapshot of `table` (a table without a
     /// key) over at the snapshot point in `source`.
     pub fn snapshot_restart(source: SourceInfo, table: TableSchema) -> Self {
         SchemaChange {
@@ -139,11 +147,12 @@ impl SchemaChange {
                 id: table.id.clone(),
                 effect: ChangeEffect::Truncated,
                 definition: Some(table),
+                topic_offsets: Vec::new(),
             }],
         }
     }
 
-    /// The marker after the last row of `table`'s full synchronization, at
+    /// The change after the last row of `table`'s full synchronization, at
     /// the snapshot point in `source`.
     pub fn snapshot_done(source: SourceInfo, table: TableSchema) -> Self {
         SchemaChange {
@@ -156,6 +165,7 @@ impl SchemaChange {
                 id: table.id.clone(),
                 effect: ChangeEffect::Defined,
                 definition: Some(table),
+                topic_offsets: Vec::new(),
             }],
         }
     }
@@ -196,22 +206,6 @@ impl SchemaChange {
             format!("{}:{}", self.source.file, self.source.pos)
         }
     }
-}
-
-/// `schemas/schema_change_key.avsc`: the key of a marker in a table topic.
-pub fn key_schema() -> &'static AvroSchema {
-    static SCHEMA: OnceLock<AvroSchema> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        AvroSchema::parse(include_str!("../../schemas/schema_change_key.avsc"))
-            .expect("schema_change_key.avsc parses")
-    })
-}
-
-/// The single-object encoded key of a marker.
-pub fn encode_key(id: &str) -> Vec<u8> {
-    let mut out = key_schema().header().to_vec();
-    crate::avro::put_str(&mut out, id);
-    out
 }
 
 /// The schema-change schema with `tributary.Source` inlined, so that it is
@@ -318,6 +312,10 @@ impl SchemaChange {
                     ("table".into(), Value::String(t.id.table.clone())),
                     ("effect".into(), Value::Enum(i as u32, EFFECTS[i].1.into())),
                     (
+                        "topic_offsets".into(),
+                        Value::Array(t.topic_offsets.iter().map(|o| Value::Long(*o)).collect()),
+                    ),
+                    (
                         "definition".into(),
                         match &t.definition {
                             None => Value::Union(0, Box::new(Value::Null)),
@@ -385,12 +383,21 @@ fn decode_table_change(value: Value) -> Result<TableChange, Error> {
         return Err(bad("table change"));
     };
     let (mut db, mut table, mut effect, mut definition) = (None, None, None, None);
+    let mut topic_offsets = Vec::new();
     for (name, v) in fields {
         match (name.as_str(), unwrap_union(v)) {
             ("database", Value::String(s)) => db = Some(s),
             ("table", Value::String(s)) => table = Some(s),
             ("effect", Value::Enum(i, _)) => effect = EFFECTS.get(i as usize).map(|(e, _)| *e),
             ("definition", Value::Record(d)) => definition = Some(d),
+            ("topic_offsets", Value::Array(items)) => {
+                for item in items {
+                    let Value::Long(o) = item else {
+                        return Err(bad("topic offset"));
+                    };
+                    topic_offsets.push(o);
+                }
+            }
             _ => {}
         }
     }
@@ -404,6 +411,7 @@ fn decode_table_change(value: Value) -> Result<TableChange, Error> {
             .transpose()?,
         effect: effect.ok_or_else(|| bad("effect"))?,
         id,
+        topic_offsets,
     })
 }
 
@@ -495,7 +503,6 @@ fn decode_definition(id: TableId, fields: Vec<(String, Value)>) -> Result<TableS
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::avro::split_single_object;
 
     #[test]
     fn round_trip() {
@@ -554,31 +561,21 @@ mod tests {
                     id: table.id.clone(),
                     effect: ChangeEffect::RenamedFrom,
                     definition: None,
+                    topic_offsets: vec![17, 0, 1 << 40],
                 },
                 TableChange {
                     id: renamed.id.clone(),
                     effect: ChangeEffect::RenamedTo,
                     definition: Some(renamed),
+                    topic_offsets: vec![0, 0, 0],
                 },
             ],
         };
         assert_eq!(change.id(), "mariadb-bin.000001:4");
-        let key = encode_key(&change.id());
-        let (fp, mut datum) = split_single_object(&key).unwrap();
-        assert_eq!(fp, key_schema().fingerprint);
-        let v = apache_avro::reader::datum::GenericDatumReader::builder(&key_schema().schema)
-            .build()
-            .unwrap()
-            .read_value(&mut datum)
-            .unwrap();
-        assert_eq!(
-            v,
-            Value::Record(vec![("id".into(), Value::String(change.id()))])
-        );
         let bytes = change.encode().unwrap();
         assert_eq!(SchemaChange::decode(&bytes).unwrap(), change);
 
-        // Restart markers of two tables at one snapshot point differ.
+        // Restarts of two tables at one snapshot point differ.
         let restart = SchemaChange::snapshot_restart(definition.source.clone(), table.clone());
         assert_eq!(restart.ddl.as_deref(), Some("TRUNCATE TABLE `shop`.`t`"));
         assert_eq!(restart.id(), "snapshot-restart:mariadb-bin.000001:4:shop.t");

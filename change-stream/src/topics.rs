@@ -96,12 +96,6 @@ pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
 /// destination against.
 pub const SOURCE_SERVER_KEY: &str = "server";
 
-/// The header that sets a schema-change marker in a table topic apart from
-/// the change records (its value is the change's kind: a DDL statement's
-/// first words, `DEFINITION`, `SNAPSHOT RESTART`, `SNAPSHOT DONE`), so that
-/// a consumer that is not the sink can skip it without decoding it.
-pub const MARKER_HEADER: &str = "tributary.marker";
-
 #[cfg(test)]
 mod tests {
     use super::*;

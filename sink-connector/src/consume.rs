@@ -4,16 +4,32 @@
 //! partition of every topic `<prefix>.<database>.<table>`, found by listing
 //! the cluster's topics at start and every `kafka.topic_refresh_secs`, starts
 //! at the offset the destination's state table gives, or at the beginning.
-//! The consumer group is used only to commit offsets for monitoring. The
-//! schema-changes topic is consumed too, and, when transactions are kept
-//! whole, the transaction topic.
+//! The consumer group is used only to commit offsets for monitoring. When
+//! transactions are kept whole the transaction topic is consumed too.
+//!
+//! ## Schema changes
+//! The schema-changes topic has a consumer of its own ([`SchemaFeed`]). A
+//! schema change says at which offset of each partition of its tables'
+//! topics it falls, but nothing in those partitions says so: before a
+//! table record is taken, the sink must know of every schema change
+//! written before it. The source has a schema change on its topic before
+//! anything written after it is visible, so it is enough to read the
+//! schema-changes topic up to its end as of a moment after the record
+//! came: each batch of records, once collected, waits for that
+//! ([`SchemaFeed::catch_up`]). The end is the high watermark, records not
+//! committed yet included, since the commit that makes a record visible
+//! may reach the schema-changes topic a moment after the record's own
+//! partition; such records are read once they are committed (or passed
+//! over once aborted).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use change_stream::kafka::describe;
 use change_stream::topics;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaSection;
@@ -83,10 +99,8 @@ impl Input {
             .map_err(|e| SinkError::Kafka(format!("cannot list topics: {}", describe(&e))))?;
         let mut tpl = TopicPartitionList::new();
         let mut added = Vec::new();
-        let schema_changes = topics::schema_changes_topic(&self.prefix);
         for t in metadata.topics() {
             let ours = topics::is_table_topic(&self.prefix, t.name())
-                || t.name() == schema_changes
                 || self.transaction_topic.as_deref() == Some(t.name());
             if !ours || t.error().is_some() {
                 continue;
@@ -158,7 +172,23 @@ impl Input {
         self.partition_counts.get(topic).copied()
     }
 
-    /// Stops fetching a partition (held at a schema-change marker).
+    /// Where the consumer is in each assigned partition: the offset after
+    /// the last record it handed over, or past the commit markers and
+    /// aborted records that follow it.
+    pub fn positions(&self) -> HashMap<Partition, i64> {
+        let Ok(tpl) = self.consumer.position() else {
+            return HashMap::new();
+        };
+        tpl.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Stops fetching a partition (held where a schema change falls).
     pub fn pause(&self, (topic, partition): &Partition) -> Result<(), SinkError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(topic, *partition);
@@ -204,5 +234,116 @@ impl Input {
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "offset commit (a monitoring hint) failed");
         }
+    }
+}
+
+/// The schema-changes topic, read by a consumer of its own (see the
+/// module's essay).
+pub struct SchemaFeed {
+    consumer: Arc<BaseConsumer>,
+    /// A `read_uncommitted` client, for the end of the topic counting
+    /// records not committed yet.
+    ends: Arc<BaseConsumer>,
+    topic: String,
+    /// The offset after the last record read (or where reading started).
+    next: i64,
+    assigned: bool,
+}
+
+/// How long a schema-changes record not committed yet is waited for before
+/// the wait is logged.
+const UNCOMMITTED_NOTICE: Duration = Duration::from_secs(5);
+
+impl SchemaFeed {
+    /// Reads from `start`, the offset after the last schema change applied.
+    pub fn new(client_config: &ClientConfig, prefix: &str, start: i64) -> Result<Self, SinkError> {
+        let create = |isolation: &str| -> Result<Arc<BaseConsumer>, SinkError> {
+            let mut c = client_config.clone();
+            c.set("group.id", "tributary-schema-changes")
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "false")
+                .set("fetch.wait.max.ms", "10")
+                .set("isolation.level", isolation);
+            c.create().map(Arc::new).map_err(|e| {
+                SinkError::Kafka(format!("cannot create the schema-changes consumer: {e}"))
+            })
+        };
+        Ok(Self {
+            consumer: create("read_committed")?,
+            ends: create("read_uncommitted")?,
+            topic: topics::schema_changes_topic(prefix),
+            next: start,
+            assigned: false,
+        })
+    }
+
+    /// Every schema change written before this call and not read yet, as
+    /// (offset, value): the topic is read up to its end as of now. Waits
+    /// while a record there is not committed yet; returns early, with what
+    /// it has, once `stop` is set.
+    pub async fn catch_up(
+        &mut self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Vec<(i64, Vec<u8>)>, SinkError> {
+        let (ends, topic) = (self.ends.clone(), self.topic.clone());
+        let end = tokio::task::spawn_blocking(move || {
+            change_stream::kafka::watermarks(&*ends, &topic, 0, Duration::from_secs(30))
+        })
+        .await
+        .expect("blocking task")
+        .map_err(|e| SinkError::Kafka(e.to_string()))?
+        .1;
+        let mut out = Vec::new();
+        if self.next >= end {
+            return Ok(out);
+        }
+        if !self.assigned {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.topic, 0, Offset::Offset(self.next))
+                .map_err(|e| SinkError::Kafka(e.to_string()))?;
+            self.consumer.assign(&tpl).map_err(|e| {
+                SinkError::Kafka(format!("cannot assign {}: {}", self.topic, describe(&e)))
+            })?;
+            self.assigned = true;
+        }
+        let started = std::time::Instant::now();
+        let mut noticed = false;
+        while self.next < end && !*stop.borrow() {
+            let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+            let (record, position) = tokio::task::spawn_blocking(move || {
+                let record = match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => Some((m.offset(), m.payload().map(<[u8]>::to_vec))),
+                    Some(Err(e)) if change_stream::kafka::is_fatal(&e) => return Err(e),
+                    _ => None,
+                };
+                let position = consumer.position().ok().and_then(|tpl| {
+                    match tpl.find_partition(&topic, 0).map(|e| e.offset()) {
+                        Some(Offset::Offset(o)) => Some(o),
+                        _ => None,
+                    }
+                });
+                Ok((record, position))
+            })
+            .await
+            .expect("blocking task")
+            .map_err(|e| {
+                SinkError::Kafka(format!("cannot read {}: {}", self.topic, describe(&e)))
+            })?;
+            if let Some((offset, payload)) = record {
+                self.next = self.next.max(offset + 1);
+                if let Some(p) = payload {
+                    out.push((offset, p));
+                }
+            }
+            // Past commit markers and aborted records too.
+            if let Some(p) = position {
+                self.next = self.next.max(p);
+            }
+            if !noticed && started.elapsed() > UNCOMMITTED_NOTICE {
+                noticed = true;
+                tracing::info!(topic = %self.topic, offset = self.next, end, "waiting for a schema change not committed yet (the source connector is in the middle of a Kafka transaction, or stopped in one, which is aborted when it starts again)");
+            }
+        }
+        Ok(out)
     }
 }

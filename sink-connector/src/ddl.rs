@@ -2,24 +2,28 @@
 //! and DDL statements applied in order with the rows.
 //!
 //! ## Order
-//! The source writes each DDL statement on tables as a marker into every
-//! partition of those tables' topics, and once on the schema-changes topic.
-//! The sink consumes all of them. A partition that reaches a marker is
-//! *held*: paused, and whatever it delivers past the marker is dropped (it is
-//! fetched again later). The statement at the head of the schema-changes
-//! queue is applied once every partition it names is held at its marker;
-//! then those partitions resume just past it. So a statement runs after
-//! every row written before it and before every row written after it, for
-//! every table it touches, and statements run in the source's order.
+//! Each schema change comes on the schema-changes topic (read to its end
+//! before any table record is taken, `consume.rs`), and says, for each
+//! partition of the topics of the tables it acts on, the offset of the
+//! first record written after it. A partition that delivers a record at or
+//! past that offset while the change is queued is *held*: paused, and
+//! whatever it delivers from there is dropped (it is fetched again later).
+//! The statement at the head of the queue is applied once every partition
+//! it names is read up to its offset: held there, or consumed that far, or
+//! with only commit markers and aborted records left below it (the
+//! consumer's position is past them). Then the held partitions resume at
+//! their offsets. So a statement runs after every row written before it
+//! and before every row written after it, for every table it touches, and
+//! statements run in the source's order.
 //!
 //! ## Restarts
-//! The positions reached (the schema-changes offset, and each held
-//! partition's offset past its marker) are stored after the statement runs;
+//! The positions reached (the schema-changes offset, and each partition's
+//! offset where the statement falls) are stored after the statement runs;
 //! how a statement that ran just before a crash is recognised, so that it
 //! does not run twice, is `schema_apply.rs`'s part.
 //!
 //! A table's definition as the source read it at start is a schema change
-//! too, with markers before the table's rows: the sink creates the table
+//! too, placed before the table's rows: the sink creates the table
 //! (and its database) from the source's own `SHOW CREATE TABLE` if it is
 //! missing, before applying them.
 
@@ -158,17 +162,43 @@ pub struct Pending {
     pub offset: i64,
     pub order: Option<RecordOrder>,
     pub change: SchemaChange,
+    /// Where it falls in each partition of its tables' topics.
+    pub falls: Vec<(Partition, i64)>,
 }
 
-/// Where a held partition stopped.
+impl Pending {
+    /// A schema change read at `offset`, its tables' topics named with
+    /// `prefix`.
+    pub fn new(prefix: &str, offset: i64, change: SchemaChange) -> Self {
+        let order = change.source.change_order().map(|o| (o, 0));
+        let mut falls = Vec::new();
+        for t in &change.tables {
+            let topic = topics::table_topic(prefix, &t.id.database, &t.id.table);
+            for (p, at) in t.topic_offsets.iter().enumerate() {
+                let key = (topic.clone(), p as i32);
+                if !falls.iter().any(|(k, _)| *k == key) {
+                    falls.push((key, *at));
+                }
+            }
+        }
+        Self {
+            offset,
+            order,
+            change,
+            falls,
+        }
+    }
+}
+
+/// Where a partition waits for a schema change: the offset it falls at.
 #[derive(Clone, Debug)]
 pub struct Held {
-    pub offset: i64,
+    pub at: i64,
     pub id: String,
     pub order: Option<RecordOrder>,
 }
 
-/// Schema changes read, and partitions held at their markers.
+/// Schema changes read, and partitions held where they fall.
 #[derive(Default)]
 pub struct DdlQueue {
     pending: VecDeque<Pending>,
@@ -189,48 +219,57 @@ impl DdlQueue {
         self.pending.iter().any(|p| p.change.id() == id)
     }
 
-    /// Whether the schema change at `offset` is already queued.
-    pub fn queued(&self, offset: i64) -> bool {
-        self.pending.iter().any(|p| p.offset == offset)
-    }
-
     pub fn is_held(&self, partition: &Partition) -> bool {
         self.held.contains_key(partition)
     }
 
-    /// The topics the head statement waits on, whose partitions are not all
-    /// known yet (a table created by it).
+    /// Where the first queued schema change that falls in `p` falls.
+    pub fn boundary(&self, p: &Partition) -> Option<Held> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        self.pending.iter().find_map(|d| {
+            d.falls.iter().find(|(k, _)| k == p).map(|(_, at)| Held {
+                at: *at,
+                id: d.change.id(),
+                order: d.order,
+            })
+        })
+    }
+
     pub fn head(&self) -> Option<&Pending> {
         self.pending.front()
     }
 
-    /// If the head statement can run: every partition of every table topic
-    /// it names is held at its marker. `partitions` gives a topic's
-    /// partition count, `None` when the topic is not known yet.
-    pub fn ready(
-        &self,
-        prefix: &str,
-        partitions: impl Fn(&str) -> Option<i32>,
-    ) -> Option<Vec<(Partition, Held)>> {
+    /// If the head statement can run: every partition it falls in is held
+    /// where it falls, or read that far (`reached`, given the partition
+    /// and the offset). Returns them, with whether each is held.
+    pub fn ready(&self, reached: impl Fn(&Partition, i64) -> bool) -> Option<Vec<(Partition, Held, bool)>> {
         let head = self.pending.front()?;
         let id = head.change.id();
-        let mut held = Vec::new();
-        for t in &head.change.tables {
-            let topic = topics::table_topic(prefix, &t.id.database, &t.id.table);
-            for p in 0..partitions(&topic)? {
-                let key = (topic.clone(), p);
-                match self.held.get(&key) {
-                    Some(h) if h.id == id => held.push((key, h.clone())),
-                    _ => return None,
-                }
+        let mut out = Vec::with_capacity(head.falls.len());
+        for (p, at) in &head.falls {
+            match self.held.get(p) {
+                Some(h) if h.id == id => out.push((p.clone(), h.clone(), true)),
+                Some(_) => return None,
+                None if reached(p, *at) => out.push((
+                    p.clone(),
+                    Held {
+                        at: *at,
+                        id: id.clone(),
+                        order: head.order,
+                    },
+                    false,
+                )),
+                None => return None,
             }
         }
-        Some(held)
+        Some(out)
     }
 
-    /// Removes the head statement and releases its partitions.
-    pub fn pop(&mut self, released: &[(Partition, Held)]) -> Option<Pending> {
-        for (p, _) in released {
+    /// Removes the head statement and lets its partitions go.
+    pub fn pop(&mut self, released: &[(Partition, Held, bool)]) -> Option<Pending> {
+        for (p, _, _) in released {
             self.held.remove(p);
         }
         self.pending.pop_front()

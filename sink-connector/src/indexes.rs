@@ -12,7 +12,8 @@
 //! start of a full synchronization is created without its non-unique
 //! secondary indexes (`schema.secondary_indexes = "after_full_sync"`),
 //! and gets them from one `ALTER TABLE ... ADD KEY ...` at the source's
-//! `SNAPSHOT DONE` marker, which follows the table's last snapshot row.
+//! `SNAPSHOT DONE` schema change, which follows the table's last snapshot
+//! row.
 //! Unique keys stay (they decide which rows a load replaces or keeps), and
 //! so does every index of a table with foreign keys (InnoDB would make an
 //! index of its own for a constraint whose index is missing).
@@ -21,9 +22,9 @@
 //! `<state_database>.deferred_indexes` *before* the table is created, and
 //! deleted once it has run, so a crash anywhere leaves either no table, or
 //! a table and its record: a restart creates the table again, or runs the
-//! statement at the marker (an index that exists already, from a run that
+//! statement at `SNAPSHOT DONE` (an index that exists already, from a run that
 //! ended before the record was deleted, counts as added). A schema change
-//! on such a table before its marker (the stream's DDL) first adds the
+//! on such a table before its `SNAPSHOT DONE` (the stream's DDL) first adds the
 //! indexes, so that the statement meets the table as the source had it.
 
 use change_stream::table::{quote_ident, TableId, TableSchema};

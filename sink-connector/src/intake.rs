@@ -2,11 +2,13 @@
 //!
 //! Up to `apply.batch_max_records` records or `apply.batch_max_bytes` bytes
 //! are taken, or what arrives within `apply.batch_linger_ms` of the first.
-//! Each goes where it belongs:
-//! - a schema change (`<prefix>.schema-changes`) to the DDL queue, which
-//!   runs them in order (`ddl.rs`);
-//! - a schema-change marker in a table topic holds its partition there
-//!   (paused, fetched again past it once the statement is applied);
+//! Before any of them is taken, the schema-changes topic is read up to its
+//! end as of then (`consume.rs`), so that every schema change written
+//! before them is queued (`ddl.rs`) and they can be placed by it. Then each
+//! goes where it belongs:
+//! - a record at or past the offset where a queued schema change falls in
+//!   its partition holds the partition there (paused, fetched again from
+//!   that offset once the statement is applied);
 //! - a transaction boundary (`<prefix>.transaction`) to the ordering stage;
 //! - a change record, decoded, mapped and filtered (`[[filter]]`), to the
 //!   ordering stage, which holds a binlog record until its transaction is
@@ -29,14 +31,17 @@ use tokio::sync::watch;
 
 use crate::apply::Change;
 use crate::config::Config;
-use crate::consume::Input;
-use crate::ddl::{DdlQueue, Held, Pending};
+use crate::consume::{Input, SchemaFeed};
+use crate::ddl::{DdlQueue, Pending};
 use crate::decode::Registry;
 use crate::error::SinkError;
 use crate::lanes::Lanes;
 use crate::mapping::Mapping;
 use crate::order::Assembly;
-use crate::state::{record_order, Partition, PartitionState, RecordOrder};
+use crate::state::{record_order, Partition, PartitionState};
+
+/// The longest a batch waits for its first record.
+const SCHEMA_CHANGES_EVERY: Duration = Duration::from_secs(1);
 
 /// What one round of intake collected.
 pub struct Batch {
@@ -48,13 +53,24 @@ pub struct Batch {
     pub bytes: usize,
 }
 
+/// A record as consumed, kept until the schema changes before it are read.
+struct Consumed {
+    key: Partition,
+    offset: i64,
+    payload: Option<Vec<u8>>,
+}
+
 pub struct Intake {
     pub input: Input,
+    schema_feed: SchemaFeed,
+    prefix: String,
     mapping: Mapping,
     /// `[[filter]]`: INSERT, UPDATE, DELETE allowed, per source table.
     row_ops: HashMap<TableId, [bool; 3]>,
     schema_changes: String,
-    marker_fingerprint: u64,
+    /// The schema of schema changes: a record of a table topic with it was
+    /// written by an earlier version (a marker), and is passed over.
+    schema_change_fingerprint: u64,
     /// Binlog records are held until their transactions are whole.
     whole: bool,
     /// Partitions not fetched while the held records are over budget
@@ -65,13 +81,16 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn new(config: &Config, input: Input) -> Result<Self, SinkError> {
+    /// Intake from `input`, reading schema changes from `schema_feed`.
+    pub fn new(config: &Config, input: Input, schema_feed: SchemaFeed) -> Result<Self, SinkError> {
         Ok(Self {
             input,
+            schema_feed,
+            prefix: config.kafka.topic_prefix.clone(),
             mapping: config.mapping()?,
             row_ops: HashMap::new(),
             schema_changes: topics::schema_changes_topic(&config.kafka.topic_prefix),
-            marker_fingerprint: change_stream::schema_change::schema().fingerprint,
+            schema_change_fingerprint: change_stream::schema_change::schema().fingerprint,
             whole: config.apply.consistency == crate::config::Consistency::Transaction,
             paused: HashSet::new(),
             paused_for: None,
@@ -103,6 +122,12 @@ impl Intake {
         Ok(())
     }
 
+    /// Whether a partition is not fetched for the budget of held records
+    /// (what it delivered past its position was dropped).
+    pub fn is_paused(&self, p: &Partition) -> bool {
+        self.paused.contains(p)
+    }
+
     /// Collects one batch; waits up to `idle` for its first record.
     #[allow(clippy::too_many_arguments)] // the stages' state, lent for one batch
     pub async fn batch(
@@ -116,17 +141,48 @@ impl Intake {
         shutdown: &mut watch::Receiver<bool>,
         idle: Duration,
     ) -> Result<Batch, SinkError> {
-        let linger = Duration::from_millis(config.apply.batch_linger_ms);
+        // Schema changes that name no table (views, routines) come with no
+        // record: the schema-changes topic is looked at this often at least.
+        let idle = idle.min(SCHEMA_CHANGES_EVERY);
+        let consumed = self.collect(config, lanes, shutdown, idle).await?;
+        // Every schema change written before these records, queued first.
+        for (offset, payload) in self.schema_feed.catch_up(shutdown).await? {
+            self.queue_schema_change(ddl_queue, applied, offset, &payload)?;
+        }
+        if *shutdown.borrow() {
+            return Ok(Batch {
+                changes: Vec::new(),
+                moved: HashSet::new(),
+                bytes: 0,
+            });
+        }
         // Sized once: growing it change by change copied it and had the
         // kernel zero fresh pages at every doubling.
         let mut batch = Batch {
-            changes: Vec::with_capacity(config.apply.batch_max_records.min(16_384)),
+            changes: Vec::with_capacity(consumed.len()),
             moved: HashSet::new(),
             bytes: 0,
         };
-        let mut count = 0usize;
+        for c in consumed {
+            self.take(config, registry, assembly, ddl_queue, lanes, &mut batch, c)
+                .await?;
+        }
+        Ok(batch)
+    }
+
+    /// The records of one batch, as consumed.
+    async fn collect(
+        &mut self,
+        config: &Config,
+        lanes: &mut Lanes,
+        shutdown: &mut watch::Receiver<bool>,
+        idle: Duration,
+    ) -> Result<Vec<Consumed>, SinkError> {
+        let linger = Duration::from_millis(config.apply.batch_linger_ms);
+        let mut out = Vec::with_capacity(config.apply.batch_max_records.min(16_384));
+        let mut bytes = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
-        while count < config.apply.batch_max_records && batch.bytes < config.apply.batch_max_bytes {
+        while out.len() < config.apply.batch_max_records && bytes < config.apply.batch_max_bytes {
             let wait = match deadline {
                 Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
                 None => idle,
@@ -152,108 +208,135 @@ impl Intake {
                 Ok(Ok(m)) => m,
             };
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
-            count += 1;
-            let key: Partition = (msg.topic().to_string(), msg.partition());
-            let offset = msg.offset();
-            if key.0 == self.schema_changes {
-                // Schema changes queue up; they run in order.
-                let st = applied.get(&key).cloned().unwrap_or_default();
-                if offset < st.next_offset || ddl_queue.queued(offset) {
-                    continue;
-                }
-                let Some(payload) = msg.payload() else {
-                    continue;
-                };
-                let change = SchemaChange::decode(payload)?;
-                let order = change.source.change_order().map(|o| (o, 0));
-                if order.is_some_and(|o| st.last.covers(&o)) || ddl_queue.has(&change.id()) {
-                    continue; // sent again by the source after its restart
-                }
-                ddl_queue.push(Pending {
-                    offset,
-                    order,
-                    change,
-                });
-                continue;
-            }
-            if ddl_queue.is_held(&key) || self.paused.contains(&key) {
-                continue; // fetched again once it is let go
-            }
-            if assembly.consumed(&key, offset) {
-                continue; // already applied
-            }
-            if !batch.moved.contains(&key) {
-                batch.moved.insert(key.clone());
-            }
-            let Some(payload) = msg.payload() else {
-                assembly.pass(&key, offset, None);
-                continue; // tombstone
-            };
-            if assembly.is_transaction_topic(&key) {
-                let event = TransactionEvent::decode(payload)
-                    .map_err(|e| SinkError::Record(format!("{} offset {offset}: {e}", key.0)))?;
-                assembly.boundary(offset, event);
-                continue;
-            }
-            if let Some((change, order)) = marker(payload, self.marker_fingerprint)? {
-                if order.is_some_and(|o| assembly.sent_twice(&key, &o)) {
-                    assembly.pass(&key, offset, None); // sent again by the source
-                    continue;
-                }
-                ddl_queue.hold(
-                    key.clone(),
-                    Held {
-                        offset,
-                        id: change.id(),
-                        order,
-                    },
-                );
-                self.input.pause(&key)?;
-                continue;
-            }
-            batch.bytes += payload.len();
-            let (mut change, allowed) = admit(
-                config,
-                &self.mapping,
-                &mut self.row_ops,
-                registry,
+            let payload = msg.payload().map(<[u8]>::to_vec);
+            bytes += payload.as_ref().map_or(0, Vec::len);
+            out.push(Consumed {
+                key: (msg.topic().to_string(), msg.partition()),
+                offset: msg.offset(),
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Queues a schema change read at `offset`, unless it is applied or
+    /// queued already (the source sent it again).
+    fn queue_schema_change(
+        &self,
+        ddl_queue: &mut DdlQueue,
+        applied: &HashMap<Partition, PartitionState>,
+        offset: i64,
+        payload: &[u8],
+    ) -> Result<(), SinkError> {
+        let st = applied
+            .get(&(self.schema_changes.clone(), 0))
+            .cloned()
+            .unwrap_or_default();
+        if offset < st.next_offset {
+            return Ok(());
+        }
+        let change = SchemaChange::decode(payload)
+            .map_err(|e| SinkError::Record(format!("{} offset {offset}: {e}", self.schema_changes)))?;
+        let pending = Pending::new(&self.prefix, offset, change);
+        if pending.order.is_some_and(|o| st.last.covers(&o)) || ddl_queue.has(&pending.change.id()) {
+            return Ok(()); // sent again by the source after its restart
+        }
+        ddl_queue.push(pending);
+        Ok(())
+    }
+
+    /// Takes one consumed record.
+    #[allow(clippy::too_many_arguments)] // the stages' state, lent for one record
+    async fn take(
+        &mut self,
+        config: &Config,
+        registry: &mut Registry,
+        assembly: &mut Assembly,
+        ddl_queue: &mut DdlQueue,
+        lanes: &mut Lanes,
+        batch: &mut Batch,
+        Consumed {
+            key,
+            offset,
+            payload,
+        }: Consumed,
+    ) -> Result<(), SinkError> {
+        if ddl_queue.is_held(&key) || self.paused.contains(&key) {
+            return Ok(()); // fetched again once it is let go
+        }
+        if assembly.consumed(&key, offset) {
+            return Ok(()); // already applied
+        }
+        if let Some(held) = ddl_queue.boundary(&key).filter(|h| offset >= h.at) {
+            // After a schema change not applied yet.
+            ddl_queue.hold(key.clone(), held);
+            self.input.pause(&key)?;
+            return Ok(());
+        }
+        if !batch.moved.contains(&key) {
+            batch.moved.insert(key.clone());
+        }
+        let Some(payload) = payload else {
+            assembly.pass(&key, offset, None);
+            return Ok(()); // tombstone
+        };
+        if assembly.is_transaction_topic(&key) {
+            let event = TransactionEvent::decode(&payload)
+                .map_err(|e| SinkError::Record(format!("{} offset {offset}: {e}", key.0)))?;
+            assembly.boundary(offset, event);
+            return Ok(());
+        }
+        if change_stream::avro::split_single_object(&payload)
+            .is_ok_and(|(fp, _)| fp == self.schema_change_fingerprint)
+        {
+            // A schema-change marker an earlier version wrote into the
+            // table topic: the change itself is on the schema-changes
+            // topic.
+            assembly.pass(&key, offset, None);
+            return Ok(());
+        }
+        batch.bytes += payload.len();
+        let (mut change, allowed) = admit(
+            config,
+            &self.mapping,
+            &mut self.row_ops,
+            registry,
+            &key,
+            offset,
+            &payload,
+        )
+        .await?;
+        let order = record_order(&change.record);
+        if order.is_some_and(|o| assembly.sent_twice(&key, &o)) {
+            assembly.pass(&key, offset, None); // sent again by the source
+            return Ok(());
+        }
+        let lane = lanes.lane(&key.0);
+        // The id moves out of the record: nothing reads it after.
+        let id = change
+            .record
+            .transaction
+            .as_mut()
+            .filter(|_| self.whole)
+            .map(|t| std::mem::take(&mut t.id));
+        match id {
+            Some(id) => assembly.hold(
                 &key,
                 offset,
-                payload,
-            )
-            .await?;
-            let order = record_order(&change.record);
-            if order.is_some_and(|o| assembly.sent_twice(&key, &o)) {
-                assembly.pass(&key, offset, None); // sent again by the source
-                continue;
-            }
-            let lane = lanes.lane(&key.0);
-            // The id moves out of the record: nothing reads it after.
-            let id = change
-                .record
-                .transaction
-                .as_mut()
-                .filter(|_| self.whole)
-                .map(|t| std::mem::take(&mut t.id));
-            match id {
-                Some(id) => assembly.hold(
-                    &key,
-                    offset,
-                    order,
-                    id,
-                    (lane, change),
-                    allowed,
-                    payload.len(),
-                ),
-                None => {
-                    assembly.pass(&key, offset, order);
-                    if allowed {
-                        batch.changes.push((lane, change));
-                    }
+                order,
+                id,
+                (lane, change),
+                allowed,
+                payload.len(),
+            ),
+            None => {
+                assembly.pass(&key, offset, order);
+                if allowed {
+                    batch.changes.push((lane, change));
                 }
             }
         }
-        Ok(batch)
+        Ok(())
     }
 }
 
@@ -307,18 +390,4 @@ async fn admit(
         },
         allowed,
     ))
-}
-
-/// A schema-change marker in a table topic, with its place; `None` for
-/// any other record.
-fn marker(
-    payload: &[u8],
-    fingerprint: u64,
-) -> Result<Option<(SchemaChange, Option<RecordOrder>)>, SinkError> {
-    if !change_stream::avro::split_single_object(payload).is_ok_and(|(fp, _)| fp == fingerprint) {
-        return Ok(None);
-    }
-    let change = SchemaChange::decode(payload)?;
-    let order = change.source.change_order().map(|o| (o, 0));
-    Ok(Some((change, order)))
 }

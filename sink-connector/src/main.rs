@@ -2,11 +2,11 @@
 //! applies them to a destination MariaDB.
 //!
 //! Stages, one file each, in the order a record goes through them:
-//! - intake: `consume.rs` (the Kafka consumer), `intake.rs` (records into a
+//! - intake: `consume.rs` (the Kafka consumers), `intake.rs` (records into a
 //!   batch: decoded by `decode.rs`, named by `mapping.rs`, filtered);
 //! - ordering: `order.rs` (every partition's position, and whole source
 //!   transactions in commit order), `ddl.rs` (schema changes in order,
-//!   partitions held at their markers);
+//!   partitions held where they fall);
 //! - planning: `apply.rs` (folding a batch per key into statements);
 //! - applying: `lanes.rs` (destination connections, commits with the
 //!   positions, `state.rs`), `schema_apply.rs` (running a schema change
@@ -43,7 +43,7 @@ use tokio::sync::watch;
 
 use crate::apply::{Applier, Change};
 use crate::config::{Config, ConflictMode, Consistency};
-use crate::consume::Input;
+use crate::consume::{Input, SchemaFeed};
 use crate::ddl::DdlQueue;
 use crate::decode::Registry;
 use crate::error::SinkError;
@@ -317,7 +317,11 @@ async fn run_loop(
             ),
         });
     }
-    let mut intake = Intake::new(config, input)?;
+    let schema_changes_at = applied
+        .get(&(topics::schema_changes_topic(&config.kafka.topic_prefix), 0))
+        .map_or(0, |s| s.next_offset);
+    let schema_feed = SchemaFeed::new(client_config, &config.kafka.topic_prefix, schema_changes_at)?;
+    let mut intake = Intake::new(config, input, schema_feed)?;
     // Every partition's position; transactions held until whole.
     let mut assembly = Assembly::new(transactions.0.clone(), applied);
     // Whole transactions: positions of different lanes must never be
@@ -426,15 +430,14 @@ async fn run_loop(
                 committed.iter().map(|(p, s)| (p, s)).collect();
             intake.input.commit_hint(&refs);
         }
-        // Schema changes whose partitions have all reached their markers.
+        // Schema changes read up to where they fall in their partitions.
         while let Some(head) = ddl_queue.head() {
             // After every source transaction before it, whole.
             if assembly.is_streaming() || head.order.is_some_and(|o| assembly.holds_before(&o)) {
                 break;
             }
             // A copy of a statement applied since it was queued (the
-            // source sent it again): its markers are skipped, so it must
-            // not wait for them.
+            // source sent it again).
             let sc_key = (schema_changes.clone(), 0);
             let done = applied.get(&sc_key).map(|s| &s.last);
             if head
@@ -445,18 +448,31 @@ async fn run_loop(
                 tracing::info!(id = %pending.change.id(), "schema change sent again by the source: skipped");
                 continue;
             }
-            let Some(released) = ddl_queue.ready(prefix, |t| intake.input.partitions(t)) else {
-                // A topic it names may be new: look for it soon.
-                if head.change.tables.iter().any(|t| {
-                    intake
-                        .input
-                        .partitions(&topics::table_topic(prefix, &t.id.database, &t.id.table))
-                        .is_none()
-                }) {
+            // Read that far: consumed, or the consumer past it (only commit
+            // markers and aborted records in between). Not a partition
+            // paused for the budget: what it delivered past its position
+            // was dropped. (Asked again for each statement: a partition
+            // fetched again from where the last one fell has no position
+            // until its first fetch.)
+            let consumer_at = intake.input.positions();
+            let reached = |p: &Partition, at: i64| {
+                assembly.next_offset(p) >= at
+                    || (!intake.is_paused(p) && consumer_at.get(p).is_some_and(|o| *o >= at))
+            };
+            let Some(released) = ddl_queue.ready(reached) else {
+                // A topic it falls in may be new: look for it soon.
+                if head
+                    .falls
+                    .iter()
+                    .any(|((t, _), _)| intake.input.partitions(t).is_none())
+                {
                     last_discovery = Instant::now() - refresh;
                 }
                 break;
             };
+            if released.iter().any(|(p, _, _)| assembly.holds(p)) {
+                break;
+            }
             let pending = ddl_queue.pop(&released).expect("a head");
             // After every row before it.
             lanes.drain().await?;
@@ -474,16 +490,13 @@ async fn run_loop(
                         .with(pending.order),
                 },
             )];
-            for (p, held) in &released {
+            for (p, held, _) in &released {
+                let now = assembly.position(p);
                 positions.push((
                     p.clone(),
                     PartitionState {
-                        next_offset: held.offset + 1,
-                        last: applied
-                            .get(p)
-                            .map(|s| s.last.clone())
-                            .unwrap_or_default()
-                            .with(held.order),
+                        next_offset: now.next_offset.max(held.at),
+                        last: now.last.with(held.order),
                     },
                 ));
             }
@@ -492,8 +505,10 @@ async fn run_loop(
             with_position.push(state::save_sql(state_db, &config.kafka.group_id, &refs));
             applier.apply(&[], &with_position).await?;
             schema_apply::applied(applier, config, &pending).await;
-            for (p, held) in &released {
-                intake.input.resume_at(p, held.offset + 1)?;
+            for (p, held, was_held) in &released {
+                if *was_held {
+                    intake.input.resume_at(p, held.at)?;
+                }
             }
             for (p, s) in &positions {
                 assembly.set(p, s.clone());

@@ -47,11 +47,12 @@
 //! released.
 //!
 //! ## DDL
-//! A schema change on a table waits, at its marker, for every record
-//! before it on the table's partitions; here it also waits until no
-//! transaction older than it (same GTID domain, smaller sequence number)
-//! is held ([`Assembly::holds_before`]), so that rows held under an older
-//! transaction are never applied after it.
+//! A schema change on a table waits, where it falls in the table's
+//! partitions, for every record before it there (`ddl.rs`); here it also
+//! waits until no transaction older than it (same GTID domain, smaller
+//! sequence number) is held ([`Assembly::holds_before`]) and nothing is
+//! held on those partitions ([`Assembly::holds`]), so that rows held under
+//! an older transaction are never applied after it.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -213,7 +214,7 @@ impl Assembly {
     }
 
     /// Takes a record that needs no holding (a tombstone, a snapshot row, a
-    /// filtered-out or marker record handled elsewhere): the position
+    /// record handled elsewhere): the position
     /// moves past it once nothing before it is held.
     pub fn pass(&mut self, p: &Partition, offset: i64, order: Option<RecordOrder>) {
         self.cursor(p).pass(offset, order);
@@ -282,6 +283,11 @@ impl Assembly {
             id: event.id,
             counts: event.data_collections.unwrap_or_default(),
         });
+    }
+
+    /// Whether records of `p` are held.
+    pub fn holds(&self, p: &Partition) -> bool {
+        self.cursors.get(p).is_some_and(|c| !c.held.is_empty())
     }
 
     /// Whether a transaction older than `order` (its GTID domain, a smaller
@@ -421,8 +427,8 @@ impl Assembly {
         self.cursors.get(p).map(Cursor::safe).unwrap_or_default()
     }
 
-    /// Sets a partition's position (a schema change's marker applied):
-    /// nothing of it may be held.
+    /// Sets a partition's position (a schema change that falls in it
+    /// applied): nothing of it may be held.
     pub fn set(&mut self, p: &Partition, state: PartitionState) {
         let c = self.cursor(p);
         debug_assert!(c.held.is_empty());

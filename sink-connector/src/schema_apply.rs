@@ -1,8 +1,8 @@
 //! Running a schema change at the destination, once, whatever crashes.
 //!
 //! ## The window
-//! A schema change runs when the partitions it names are held at its
-//! markers (`ddl.rs`); then the positions past it are stored. MariaDB DDL is
+//! A schema change runs when the partitions it falls in are read up to
+//! where it falls (`ddl.rs`); then the positions past it are stored. MariaDB DDL is
 //! not transactional: it commits on its own, before and apart from the
 //! position write. A crash between the two leaves a statement that ran with
 //! positions that say it did not, and on restart it comes up again. Run

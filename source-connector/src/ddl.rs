@@ -1,27 +1,34 @@
-//! DDL from the binlog: schema changes, and markers that put them in order
-//! with the rows.
+//! DDL from the binlog: schema changes, placed among the rows by offsets.
 //!
 //! A DDL statement on a selected database becomes a [`SchemaChange`]
 //! record: the statement as executed, and each table it acts on with the
 //! table's definition afterwards, read again from `information_schema`.
-//! The record goes on `<prefix>.schema-changes` (the schema history) and,
-//! for every table it acts on that has a topic, into *every partition* of
-//! that topic as a marker. The producer keeps each partition in order, so a
-//! marker sits after every row written before the statement and before
-//! every row written after it: the sink applies the statement when each of
-//! those partitions has reached its marker, and not before.
+//! The record goes on `<prefix>.schema-changes` (the schema history) only;
+//! the table topics carry change records alone. Where the statement falls
+//! among a table's rows is said by offsets instead: once every record sent
+//! before it is delivered, the end of each partition of the table's topic
+//! is the first offset after it ([`TableChange::topic_offsets`]). The
+//! producer keeps each partition in order, so every row written before the
+//! statement is below that offset and every row written after is at or
+//! above it: the sink applies the statement when each of those partitions
+//! is read up to its offset, and holds what lies beyond.
+//!
+//! The record itself is on the schema-changes topic before anything sent
+//! after it is visible (with exactly-once the commit delivers it first;
+//! without, it is waited for), so that a sink that has read that topic to
+//! its end knows of every statement before the rows it holds.
 //!
 //! Before any later row is written, the new shapes' Avro schemas are
 //! published and everything sent so far is flushed, so a consumer never
 //! meets a record whose schema is not yet on the schemas topic. New table
-//! topics (CREATE TABLE, RENAME TABLE) are created before their marker.
+//! topics (CREATE TABLE, RENAME TABLE) are created before the record.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use change_stream::ddl::{Ddl, TableEffect};
 use change_stream::event::SourceInfo;
-use change_stream::schema_change::{encode_key, ChangeEffect, SchemaChange, TableChange};
+use change_stream::schema_change::{ChangeEffect, SchemaChange, TableChange};
 use change_stream::table::TableId;
 use change_stream::topics;
 use mysql_async::{Conn, Opts};
@@ -103,8 +110,7 @@ impl DdlContext {
         Ok(self.charsets.clone())
     }
 
-    /// Turns one statement into a schema change, its markers and the new
-    /// table shapes. Statements on other databases, and those that change
+    /// Turns one statement into a schema change and the new table shapes. Statements on other databases, and those that change
     /// no schema, are ignored.
     pub async fn handle(
         &mut self,
@@ -160,6 +166,7 @@ impl DdlContext {
                         id: id.clone(),
                         effect: ChangeEffect::Dropped,
                         definition: None,
+                        topic_offsets: Vec::new(),
                     });
                 }
             }
@@ -297,38 +304,28 @@ impl DdlContext {
                 id,
                 effect,
                 definition,
+                topic_offsets: Vec::new(),
             });
         }
         Ok(out)
     }
 }
 
-/// Writes a schema change as a marker into every partition of the topics of
-/// the tables it acts on, then on the schema-changes topic.
+/// Publishes a schema change on the schema-changes topic, with the offsets
+/// where it falls in the partitions of the topics of the tables it acts on
+/// (see the module's essay).
 pub async fn publish(out: &mut Output, change: &SchemaChange) -> Result<(), SourceError> {
     let prefix = out.prefix().to_string();
     let id = change.id();
-    let key = encode_key(&id);
-    let value = change.encode()?;
-    for t in &change.tables {
-        let topic = topics::table_topic(&prefix, &t.id.database, &t.id.table);
-        let partitions = out.partitions(&topic)?;
-        for p in 0..partitions {
-            let header = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-                key: topics::MARKER_HEADER,
-                value: Some(change.kind.as_bytes()),
-            });
-            out.send_with(
-                &topic,
-                Some(&key),
-                Some(&value),
-                Some(p),
-                Some(header),
-                || format!("schema change {id} marker for {}", t.id),
-            )
-            .await?;
-        }
+    let mut change = change.clone();
+    if !change.tables.is_empty() {
+        out.delivered().await?;
     }
+    for t in &mut change.tables {
+        let topic = topics::table_topic(&prefix, &t.id.database, &t.id.table);
+        t.topic_offsets = out.topic_offsets(&topic)?;
+    }
+    let value = change.encode()?;
     out.send(
         &topics::schema_changes_topic(&prefix),
         Some(id.as_bytes()),
@@ -336,5 +333,11 @@ pub async fn publish(out: &mut Output, change: &SchemaChange) -> Result<(), Sour
         None,
         || format!("schema change {id}"),
     )
-    .await
+    .await?;
+    // Without Kafka transactions nothing else makes it reach the topic
+    // before the records sent next.
+    if !out.exactly_once() {
+        out.delivered().await?;
+    }
+    Ok(())
 }

@@ -439,9 +439,9 @@ fn check_topic_names(tables: &[Arc<TableCtx>]) -> Result<(), SourceError> {
 }
 
 /// Publishes every table's schemas; at the first start also its
-/// definition as a schema change (with a marker at the head of its topic,
-/// before any row, so that the sink creates the table before applying
-/// them), and the views and routines.
+/// definition as a schema change (placed before any row of its topic, so
+/// that the sink creates the table before applying them), and the views
+/// and routines.
 async fn publish_definitions(
     out: &mut Output,
     tables: &[Arc<TableCtx>],
@@ -450,8 +450,6 @@ async fn publish_definitions(
     first_start: bool,
 ) -> Result<(), SourceError> {
     out.publish_schema(change_stream::schema_change::schema())
-        .await?;
-    out.publish_schema(change_stream::schema_change::key_schema())
         .await?;
     out.publish_schema(change_stream::transaction::schema())
         .await?;

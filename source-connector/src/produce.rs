@@ -311,6 +311,8 @@ pub struct Output {
     transactions: Option<Arc<Transactions>>,
     /// The connector's own unit, when open (the binlog reader's).
     flow: Option<Unit>,
+    /// Reads partitions' ends, committed or not ([`Output::topic_offsets`]).
+    ends: std::sync::OnceLock<rdkafka::consumer::BaseConsumer>,
 }
 
 /// How long a Kafka transaction may stay open: the broker's default
@@ -412,6 +414,7 @@ impl Output {
             oversized: kafka.oversized_records,
             transactions,
             flow: None,
+            ends: std::sync::OnceLock::new(),
         })
     }
 
@@ -552,6 +555,49 @@ impl Output {
             .topics()
             .first()
             .map_or(0, |t| t.partitions().len() as i32))
+    }
+
+    /// Waits until every record sent so far is delivered (not committed:
+    /// with exactly-once they stay in the open transaction).
+    pub async fn delivered(&self) -> Result<(), SourceError> {
+        let mut backoff = Duration::from_millis(1);
+        while self.producer.flush(Duration::ZERO).is_err() {
+            if self.pending.is_closed() {
+                return Err(self.tracker_gone());
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// For each partition of `topic`, the offset the next record sent to it
+    /// gets at the earliest: its end, counting records not committed yet.
+    /// After [`Output::delivered`], every record sent before is below it.
+    pub fn topic_offsets(&self, topic: &str) -> Result<Vec<i64>, SourceError> {
+        let ends = match self.ends.get() {
+            Some(c) => c,
+            None => {
+                let mut cc = self.client_config.clone();
+                cc.set("isolation.level", "read_uncommitted")
+                    .set("group.id", "tributary-source-offsets")
+                    .set("enable.auto.commit", "false");
+                let c = cc.create().map_err(|e| {
+                    SourceError::Kafka(format!("cannot create a client to read offsets: {e}"))
+                })?;
+                self.ends.get_or_init(|| c)
+            }
+        };
+        let partitions = self.partitions(topic)?;
+        tokio::task::block_in_place(|| {
+            (0..partitions)
+                .map(|p| {
+                    change_stream::kafka::watermarks(ends, topic, p, Duration::from_secs(30))
+                        .map(|(_, high)| high)
+                        .map_err(|e| SourceError::Kafka(e.to_string()))
+                })
+                .collect()
+        })
     }
 
     /// Whether a record of `size` bytes is skipped rather than sent

@@ -56,14 +56,15 @@
 //! upserts of the same state or binlog records of the same place in the
 //! history, which the sink skips. A table without a key has no key to
 //! resume from: unless it was done, it is read again from its start, after
-//! a `SNAPSHOT RESTART` marker that has the destination discard its earlier
-//! rows first.
+//! a `SNAPSHOT RESTART` schema change that has the destination discard its
+//! earlier rows first (it falls, by its offsets, between them and the rows
+//! read again).
 //!
 //! ## The end
-//! Once every part is read, each table gets a `SNAPSHOT DONE` marker after
-//! its rows, before the position that ends the snapshot is stored (a crash
-//! in between sends them again; they are idempotent). A sink that created
-//! the table without its secondary indexes adds them there.
+//! Once every part is read, each table gets a `SNAPSHOT DONE` schema change
+//! after its rows, before the position that ends the snapshot is stored (a
+//! crash in between sends them again; they are idempotent). A sink that
+//! created the table without its secondary indexes adds them there.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -176,9 +177,9 @@ async fn point_at(
     })
 }
 
-/// The `source` block of a snapshot marker of table `id`: a snapshot
+/// The `source` block of a snapshot schema change of table `id`: a snapshot
 /// record's, at the snapshot point.
-fn marker_source(
+fn snapshot_change_source(
     out: &Output,
     source_server_id: u32,
     id: &TableId,
@@ -281,7 +282,7 @@ impl Snapshot<'_> {
                 for t in restarted {
                     let id = &t.schema.id;
                     tracing::info!(table = %id, "a table without a key is read again from its start: its rows sent before are discarded at the destination");
-                    let source = marker_source(out, source_server_id, id, &point);
+                    let source = snapshot_change_source(out, source_server_id, id, &point);
                     let change = change_stream::schema_change::SchemaChange::snapshot_restart(
                         source,
                         t.schema.clone(),
@@ -315,11 +316,11 @@ impl Snapshot<'_> {
         for conn in &mut conns {
             conn.query_drop("COMMIT").await.map_err(sql_err)?;
         }
-        // Every table's rows are out: a marker after them, for what the
+        // Every table's rows are out: a schema change after them, for what the
         // destination puts off until then. Sent before the position that
         // ends the snapshot, so a crash in between sends them again.
         for t in &ordered {
-            let source = marker_source(out, source_server_id, &t.schema.id, &point);
+            let source = snapshot_change_source(out, source_server_id, &t.schema.id, &point);
             let change =
                 change_stream::schema_change::SchemaChange::snapshot_done(source, t.schema.clone());
             crate::ddl::publish(out, &change).await?;

@@ -14,9 +14,9 @@ Printed:
 - per_row: change records per "table/key" of the table `ledger` (key `id`);
 - ends: event_count of each END on `<prefix>.transaction`, by GTID;
 - begins_repeated, ends_repeated: BEGIN/END records read more than once;
-- markers: schema-change markers in the table topics (header
-  `tributary.marker`), skipped; not_change_records: other records there
-  that are not change records (there should be none).
+- not_change_records: records in the table topics that are neither change
+  records nor tombstones (there should be none: schema changes are on
+  `<prefix>.schema-changes` only).
 """
 
 import io
@@ -94,16 +94,12 @@ per_gtid = Counter()
 seen = Counter()
 per_row = Counter()
 other_topics = []
-markers = 0
 for topic in sorted(Consumer({"bootstrap.servers": bootstrap, "group.id": "x"})
                     .list_topics(timeout=10).topics):
     if not topic.startswith(f"{prefix}.{database}."):
         continue
     table = topic[len(f"{prefix}.{database}."):]
     for m in read_all(topic):
-        if any(k == "tributary.marker" for k, _ in (m.headers() or [])):
-            markers += 1  # a schema-change marker, for the sink
-            continue
         if m.value() is None:
             continue  # tombstone
         v = decode(m.value())
@@ -145,5 +141,4 @@ print(json.dumps({
     "begins_repeated": sum(1 for n in begins.values() if n > 1),
     "ends_repeated": sum(1 for n in end_counts.values() if n > 1),
     "not_change_records": len(other_topics),
-    "markers": markers,
 }))
