@@ -99,7 +99,13 @@ impl Input {
             .map_err(|e| SinkError::Kafka(format!("cannot list topics: {}", describe(&e))))?;
         let mut tpl = TopicPartitionList::new();
         let mut added = Vec::new();
+        let schema_changes = topics::schema_changes_topic(&self.prefix);
         for t in metadata.topics() {
+            if t.name() == schema_changes && t.error().is_none() {
+                // Read by a consumer of its own; known to be there.
+                self.partition_counts
+                    .insert(t.name().to_string(), t.partitions().len() as i32);
+            }
             let ours = topics::is_table_topic(&self.prefix, t.name())
                 || self.transaction_topic.as_deref() == Some(t.name());
             if !ours || t.error().is_some() {

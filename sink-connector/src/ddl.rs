@@ -244,7 +244,10 @@ impl DdlQueue {
     /// If the head statement can run: every partition it falls in is held
     /// where it falls, or read that far (`reached`, given the partition
     /// and the offset). Returns them, with whether each is held.
-    pub fn ready(&self, reached: impl Fn(&Partition, i64) -> bool) -> Option<Vec<(Partition, Held, bool)>> {
+    pub fn ready(
+        &self,
+        reached: impl Fn(&Partition, i64) -> bool,
+    ) -> Option<Vec<(Partition, Held, bool)>> {
         let head = self.pending.front()?;
         let id = head.change.id();
         let mut out = Vec::with_capacity(head.falls.len());

@@ -146,8 +146,15 @@ impl Intake {
         let idle = idle.min(SCHEMA_CHANGES_EVERY);
         let consumed = self.collect(config, lanes, shutdown, idle).await?;
         // Every schema change written before these records, queued first.
-        for (offset, payload) in self.schema_feed.catch_up(shutdown).await? {
-            self.queue_schema_change(ddl_queue, applied, offset, &payload)?;
+        // (Before the source connector has made the topic, only when
+        // records wait for it.)
+        let needed = consumed
+            .iter()
+            .any(|c| !assembly.is_transaction_topic(&c.key));
+        if needed || self.input.partitions(&self.schema_changes).is_some() {
+            for (offset, payload) in self.schema_feed.catch_up(shutdown).await? {
+                self.queue_schema_change(ddl_queue, applied, offset, &payload)?;
+            }
         }
         if *shutdown.borrow() {
             return Ok(Batch {
@@ -235,10 +242,12 @@ impl Intake {
         if offset < st.next_offset {
             return Ok(());
         }
-        let change = SchemaChange::decode(payload)
-            .map_err(|e| SinkError::Record(format!("{} offset {offset}: {e}", self.schema_changes)))?;
+        let change = SchemaChange::decode(payload).map_err(|e| {
+            SinkError::Record(format!("{} offset {offset}: {e}", self.schema_changes))
+        })?;
         let pending = Pending::new(&self.prefix, offset, change);
-        if pending.order.is_some_and(|o| st.last.covers(&o)) || ddl_queue.has(&pending.change.id()) {
+        if pending.order.is_some_and(|o| st.last.covers(&o)) || ddl_queue.has(&pending.change.id())
+        {
             return Ok(()); // sent again by the source after its restart
         }
         ddl_queue.push(pending);

@@ -320,7 +320,8 @@ async fn run_loop(
     let schema_changes_at = applied
         .get(&(topics::schema_changes_topic(&config.kafka.topic_prefix), 0))
         .map_or(0, |s| s.next_offset);
-    let schema_feed = SchemaFeed::new(client_config, &config.kafka.topic_prefix, schema_changes_at)?;
+    let schema_feed =
+        SchemaFeed::new(client_config, &config.kafka.topic_prefix, schema_changes_at)?;
     let mut intake = Intake::new(config, input, schema_feed)?;
     // Every partition's position; transactions held until whole.
     let mut assembly = Assembly::new(transactions.0.clone(), applied);

@@ -110,8 +110,9 @@ impl DdlContext {
         Ok(self.charsets.clone())
     }
 
-    /// Turns one statement into a schema change and the new table shapes. Statements on other databases, and those that change
-    /// no schema, are ignored.
+    /// Turns one statement into a schema change and the new table shapes.
+    /// Statements on other databases, and those that change no schema, are
+    /// ignored.
     pub async fn handle(
         &mut self,
         out: &mut Output,

@@ -47,7 +47,11 @@
 //! (as `c`/`u`/`d` records), and goes on reading each part of those tables
 //! from the last key stored for it, at P2. Everything the destination got from the first snapshot is
 //! thereby brought from P1 to P2 (deletes included), the rest is read at P2,
-//! and streaming starts at P2. Tables not started yet need no replay.
+//! and streaming starts at P2. Tables not started yet need no replay. The
+//! replay's position is stored as it goes, with the snapshot's progress,
+//! so that an interruption in the middle of it replays on from there (to
+//! the next snapshot point), and with exactly-once nothing committed is
+//! sent again.
 //! The replay follows schema changes as the stream does: a statement run
 //! while the connector was down (a new column, a new index, a table created
 //! or dropped) is published in its place, so the destination's tables,
@@ -233,7 +237,8 @@ impl Snapshot<'_> {
                 if let Some(from) = definitions_read_at.take() {
                     if from != point.gtid {
                         let rows = binlog::Rows::None;
-                        let replay = self.replay(out, enc, tables, &from, &point, rows, shutdown);
+                        let replay =
+                            self.replay(out, enc, tables, &from, &point, rows, None, shutdown);
                         if replay.await? == binlog::Ended::Shutdown {
                             return Ok(None);
                         }
@@ -265,7 +270,16 @@ impl Snapshot<'_> {
                 if previous != point.coords {
                     tracing::info!(from = %previous, to = %point.coords, "resuming an interrupted snapshot: replaying the binlog between the two snapshot points");
                     let rows = binlog::Rows::Except(&read_again);
-                    let replay = self.replay(out, enc, tables, &p.gtid, &point, rows, shutdown);
+                    let replay = self.replay(
+                        out,
+                        enc,
+                        tables,
+                        &p.gtid,
+                        &point,
+                        rows,
+                        Some(&progress),
+                        shutdown,
+                    );
                     if replay.await? == binlog::Ended::Shutdown {
                         return Ok(None);
                     }
@@ -338,7 +352,8 @@ impl Snapshot<'_> {
 
     /// Replays the binlog from `from` to the snapshot point: schema
     /// changes published in their place (and the shapes in `tables`
-    /// updated), the rows `rows` says.
+    /// updated), the rows `rows` says. Resuming the snapshot of `progress`,
+    /// the replay's position is stored as it goes, with that progress.
     #[allow(clippy::too_many_arguments)]
     async fn replay(
         &self,
@@ -348,10 +363,14 @@ impl Snapshot<'_> {
         from: &GtidPosition,
         point: &SnapshotPoint,
         rows: binlog::Rows<'_>,
+        progress: Option<&SnapshotProgress>,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<binlog::Ended, SourceError> {
         let mut reader =
             BinlogReader::following(self.config, self.opts, from, tables, out.prefix()).await?;
+        if let Some(p) = progress {
+            reader.replaying(p.clone());
+        }
         let ended = reader
             .read(
                 out,
@@ -359,7 +378,7 @@ impl Snapshot<'_> {
                 self.source_server_id,
                 Some(&point.coords),
                 rows,
-                false,
+                progress.is_some(),
                 shutdown,
             )
             .await;

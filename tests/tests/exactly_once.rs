@@ -282,3 +282,107 @@ async fn a_read_committed_consumer_reads_every_snapshot_row_once_across_source_k
     );
     Ok(())
 }
+
+/// The replay that resumes an interrupted snapshot (the binlog between the
+/// first snapshot point and the new one, for the rows already sent) is
+/// committed as it goes with its own position: a source killed in the
+/// middle of it replays on from there, and no change is read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_committed_consumer_reads_a_snapshot_replay_once_across_a_kill_inside_it(
+) -> Result<()> {
+    const ROWS: u64 = 100_000;
+    const UPDATES: u64 = 30_000;
+    let db = unique("e2e_exactly_once_replay");
+    let prefix = unique("exactly-once-replay");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; \
+         CREATE TABLE `{db}`.items (id INT PRIMARY KEY, note VARCHAR(40) NOT NULL); \
+         INSERT INTO `{db}`.items SELECT seq, CONCAT('item ', seq) FROM `{db}`.seq_1_to_{ROWS}"
+    ))
+    .await?;
+    let source_conf = source_config(
+        &prefix,
+        &[&db],
+        6203,
+        "snapshot_chunk_rows = 5000\n\n[throttle]\nsnapshot_rows_per_second = 20000",
+    );
+    let start = |n| start_source(&prefix, n, &source_conf);
+    let mut source = start(0)?;
+    source
+        .wait_log("snapshot of table started", Duration::from_secs(60))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    source.kill9();
+    // While it is down, each of the first rows (sent already) changes in
+    // a transaction of its own: the next process replays them all.
+    let mut conn =
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_url(source_port()))?).await?;
+    for chunk in 0..UPDATES / 1000 {
+        let sql: String = (chunk * 1000 + 1..=(chunk + 1) * 1000)
+            .map(|id| format!("UPDATE `{db}`.items SET note = 'changed {id}' WHERE id = {id};"))
+            .collect();
+        conn.query_drop(sql).await?;
+    }
+    drop(conn);
+    source = start(1)?;
+    source
+        .wait_log("replaying the binlog between", Duration::from_secs(60))
+        .await?;
+    // Past its first commit (once a second while a snapshot is under way).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let replaying = source.log_text();
+    source.kill9();
+    assert!(
+        !replaying.contains("snapshot finished"),
+        "the snapshot ended before the kill"
+    );
+    source = start(2)?;
+    source
+        .wait_log("snapshot finished", Duration::from_secs(120))
+        .await?;
+    // The third process replayed from where the second one had got to.
+    let from = |log: &str| -> Option<String> {
+        let line = log
+            .lines()
+            .find(|l| l.contains("replaying the binlog between"))?;
+        Some(line.split("from=").nth(1)?.split(' ').next()?.to_string())
+    };
+    let (second, third) = (from(&replaying), from(&source.log_text()));
+    assert!(second.is_some(), "the second process did not replay");
+    assert_ne!(
+        second, third,
+        "the third process replayed from where the second one started: the kill came after the replay, or its position was not stored"
+    );
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
+    let table = format!("`{db}`.items");
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &[(table.as_str(), "id")],
+        Duration::from_secs(180),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    let committed = count(&prefix, &db, "read_committed")?;
+    let repeated = committed["repeated"].as_array().expect("a list");
+    let per_gtid = committed["per_gtid"].as_object().expect("an object");
+    eprintln!(
+        "read_committed: {} replayed transactions, {} records twice; replays from {second:?}, then {third:?}",
+        per_gtid.len(),
+        repeated.len()
+    );
+    assert_eq!(per_gtid.len() as u64, UPDATES, "replayed transactions");
+    assert!(
+        repeated.is_empty(),
+        "{} replayed records read twice, among them {:?}",
+        repeated.len(),
+        &repeated[..repeated.len().min(5)]
+    );
+    Ok(())
+}

@@ -84,6 +84,9 @@ pub struct BinlogReader {
     events: TxnEvents,
     prefix: String,
     schemas: Schemas,
+    /// While replaying inside a resumed snapshot: its progress, stored
+    /// with the replay's position (see [`BinlogReader::replaying`]).
+    snapshot: Option<crate::checkpoint::SnapshotProgress>,
 }
 
 impl BinlogReader {
@@ -136,7 +139,16 @@ impl BinlogReader {
             events: TxnEvents::default(),
             prefix: prefix.to_string(),
             schemas: Schemas::new(tables, prefix, ddl),
+            snapshot: None,
         })
+    }
+
+    /// Has the positions stored while reading say that the snapshot of
+    /// `progress` is under way, its rows brought by this replay up to the
+    /// transaction read: a restart replays on from there, to its own
+    /// snapshot point, and what was committed is not sent again.
+    pub fn replaying(&mut self, progress: crate::checkpoint::SnapshotProgress) {
+        self.snapshot = Some(progress);
     }
 
     /// A reader from `from` that follows schema changes (publishing them
@@ -314,7 +326,7 @@ impl BinlogReader {
             gtid: self.gtid.clone(),
             file: self.committed.file.clone(),
             pos: self.committed.pos,
-            snapshot: None,
+            snapshot: self.snapshot.clone(),
         })
     }
 
