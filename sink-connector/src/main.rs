@@ -324,7 +324,7 @@ async fn run_loop(
         SchemaFeed::new(client_config, &config.kafka.topic_prefix, schema_changes_at)?;
     let mut intake = Intake::new(config, input, schema_feed)?;
     // Every partition's position; transactions held until whole.
-    let mut assembly = Assembly::new(transactions.0.clone(), applied);
+    let mut assembly = Assembly::new(&config.kafka.topic_prefix, applied);
     // Whole transactions: positions of different lanes must never be
     // stored out of the order they were taken in (a kill between two
     // lanes' commits would store a table's partition past transactions the
@@ -383,7 +383,7 @@ async fn run_loop(
         }
         // Whole transactions: those now whole, in commit order, or the
         // next part of one too large to hold.
-        let released = assembly.step(config.apply.batch_max_bytes);
+        let released = assembly.step(config.apply.batch_max_bytes, |t| intake.input.partitions(t));
         changes.extend(released.changes);
         moved.extend(released.partitions);
         let commits = !released.open;

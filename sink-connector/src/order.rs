@@ -37,6 +37,19 @@
 //! at or before the last END consumed in its domain. A transaction's counts
 //! are reached with the first copies and whatever copy completes them.
 //!
+//! ## Records that are gone
+//! A table topic is compacted: once a later record of the same key is in
+//! the partition, Kafka may drop an earlier one, and a replay from the
+//! start (a destination rebuilt from the topics) then finds fewer records
+//! of a transaction than its END counts. Since a partition is in commit
+//! order, a record of a later transaction on it (the same GTID domain, a
+//! greater sequence number) says that it has nothing more of the earlier
+//! one: a transaction is also whole once, for each table it has fewer
+//! records of than counted, every partition of the table's topic has
+//! passed it ([`Assembly::passed`]). A dropped record always has a later
+//! one of its key after it, in its partition, so this happens at the
+//! latest when that one is consumed.
+//!
 //! ## Memory
 //! A transaction too large to hold is streamed ([`Assembly::stream`]).
 //! While the oldest transaction waits for its last records, later ones
@@ -161,6 +174,8 @@ pub struct Released {
 /// Records held until their transactions are whole.
 #[derive(Default)]
 pub struct Assembly {
+    /// The topic prefix, which names the tables' topics.
+    prefix: String,
     /// The transaction topic's partition.
     topic: Partition,
     cursors: HashMap<Partition, Cursor>,
@@ -171,13 +186,16 @@ pub struct Assembly {
     /// The transaction being streamed into an open destination
     /// transaction (see [`Assembly::stream`]).
     streaming: Option<String>,
+    /// Transactions applied with records gone (see the module's essay).
+    gone: u64,
 }
 
 impl Assembly {
     /// Starts from the stored positions.
-    pub fn new(transaction_topic: String, applied: &HashMap<Partition, PartitionState>) -> Self {
+    pub fn new(prefix: &str, applied: &HashMap<Partition, PartitionState>) -> Self {
         Self {
-            topic: (transaction_topic, 0),
+            prefix: prefix.to_string(),
+            topic: (change_stream::topics::transaction_topic(prefix), 0),
             cursors: applied
                 .iter()
                 .map(|(p, s)| {
@@ -369,9 +387,9 @@ impl Assembly {
 
     /// After a batch: the whole transactions at the front, or else the
     /// next part of the oldest one if it is to be streamed (more than
-    /// `limit` bytes held).
-    pub fn step(&mut self, limit: usize) -> Released {
-        let mut out = self.release();
+    /// `limit` bytes held). `partitions` gives a topic's partition count.
+    pub fn step(&mut self, limit: usize, partitions: impl Fn(&str) -> Option<i32>) -> Released {
+        let mut out = self.release(partitions);
         let part = match (self.is_streaming(), out.transactions) {
             (true, _) => self.stream(0),
             (false, 0) => self.stream(limit),
@@ -382,8 +400,50 @@ impl Assembly {
         out
     }
 
+    /// Whether every partition of the topic of each table that `end`
+    /// counts more records of than are held has consumed a record of a
+    /// later transaction (see the module's essay). `partitions` gives a
+    /// topic's partition count.
+    fn passed(&self, end: &End, partitions: &impl Fn(&str) -> Option<i32>) -> bool {
+        let Some((order, _)) = transaction_order(&end.id) else {
+            return false;
+        };
+        let next = (
+            ChangeOrder {
+                seq: order.seq + 1,
+                pos: 0,
+                row: 0,
+                ..order
+            },
+            0,
+        );
+        let held = self.held.get(&end.id);
+        end.counts
+            .iter()
+            .filter(|(t, n)| held.map_or(0, |h| h.count(t)) < *n)
+            .all(|(name, _)| {
+                // `database.table`: each split whose topic exists.
+                let mut topics = name.match_indices('.').filter_map(|(i, _)| {
+                    let topic = change_stream::topics::table_topic(
+                        &self.prefix,
+                        &name[..i],
+                        &name[i + 1..],
+                    );
+                    partitions(&topic).map(|n| (topic, n))
+                });
+                topics.next().is_some_and(|(topic, n)| {
+                    (0..n).all(|p| {
+                        self.cursors
+                            .get(&(topic.clone(), p))
+                            .is_some_and(|c| c.consumed.last.covers(&next))
+                    })
+                })
+            })
+    }
+
     /// Releases the whole transactions at the front, oldest first.
-    pub fn release(&mut self) -> Released {
+    /// `partitions` gives a topic's partition count.
+    pub fn release(&mut self, partitions: impl Fn(&str) -> Option<i32>) -> Released {
         let mut out = Released {
             changes: Vec::new(),
             partitions: Vec::new(),
@@ -391,11 +451,18 @@ impl Assembly {
             open: false,
         };
         while let Some(end) = self.ends.front() {
-            let whole = self.held.get(&end.id).map_or(end.counts.is_empty(), |h| {
+            let counted = self.held.get(&end.id).map_or(end.counts.is_empty(), |h| {
                 end.counts.iter().all(|(t, n)| h.count(t) >= *n)
             });
-            if !whole {
+            if !counted && !self.passed(end, &partitions) {
                 break;
+            }
+            if !counted {
+                tracing::debug!(transaction = %end.id, "transaction applied with fewer records than its END counts: the others are gone from the topics (compacted)");
+                self.gone += 1;
+                if self.gone == 1 {
+                    tracing::info!(transaction = %end.id, "a transaction has fewer records on the topics than its END counts (compaction dropped earlier records of its keys): applied with what is left, as every later one like it");
+                }
             }
             let end = self.ends.pop_front().expect("a front");
             let held = self.held.remove(&end.id).unwrap_or_default();
@@ -494,7 +561,7 @@ mod tests {
     #[test]
     fn transactions_are_released_whole_in_commit_order_and_positions_stay_below_held_records() {
         let (a, b) = (("t.db.a".to_string(), 0), ("t.db.b".to_string(), 0));
-        let mut asm = Assembly::new("t.transaction".into(), &HashMap::new());
+        let mut asm = Assembly::new("t", &HashMap::new());
         // T1 = a + b, T2 = a; b's record of T1 comes last.
         asm.hold(
             &a,
@@ -517,7 +584,7 @@ mod tests {
         asm.boundary(0, end("0-1-1", &[("a", 1), ("b", 1)]));
         asm.boundary(1, end("0-1-2", &[("a", 1)]));
         // T2 is whole but T1 is not: nothing goes.
-        assert_eq!(asm.release().transactions, 0);
+        assert_eq!(asm.release(|_| None).transactions, 0);
         assert_eq!(asm.position(&a).next_offset, 0);
         assert_eq!(asm.position(&("t.transaction".into(), 0)).next_offset, 0);
         assert!(asm.holds_before(&order("0-1-3", 0).unwrap()));
@@ -533,7 +600,7 @@ mod tests {
             true,
             10,
         );
-        let released = asm.release();
+        let released = asm.release(|_| None);
         assert_eq!(released.transactions, 2);
         let tables: Vec<&str> = released
             .changes
@@ -547,14 +614,14 @@ mod tests {
         assert!(!asm.holds_before(&order("0-1-9", 0).unwrap()));
         // An END sent again is not waited for.
         asm.boundary(2, end("0-1-2", &[("a", 1)]));
-        assert_eq!(asm.release().transactions, 0);
+        assert_eq!(asm.release(|_| None).transactions, 0);
         assert_eq!(asm.position(&("t.transaction".into(), 0)).next_offset, 3);
     }
 
     #[test]
     fn a_large_transaction_is_streamed_once_every_older_one_is_released() {
         let a = ("t.db.a".to_string(), 0);
-        let mut asm = Assembly::new("t.transaction".into(), &HashMap::new());
+        let mut asm = Assembly::new("t", &HashMap::new());
         asm.boundary(0, TransactionEvent::begin("0-1-5", 0));
         for i in 0..3 {
             asm.hold(
@@ -584,7 +651,7 @@ mod tests {
         );
         assert_eq!(asm.stream(0).expect("more").len(), 1);
         asm.boundary(1, end("0-1-5", &[("a", 4)]));
-        let released = asm.release();
+        let released = asm.release(|_| None);
         assert_eq!((released.transactions, released.changes.len()), (1, 0));
         assert!(!asm.is_streaming());
         assert_eq!(asm.position(&a).next_offset, 4);
@@ -593,7 +660,7 @@ mod tests {
     #[test]
     fn over_its_budget_only_partitions_past_the_oldest_transaction_stop() {
         let (a, b) = (("t.db.a".to_string(), 0), ("t.db.b".to_string(), 0));
-        let mut asm = Assembly::new("t.transaction".into(), &HashMap::new());
+        let mut asm = Assembly::new("t", &HashMap::new());
         // T1 = a + b; its record of b, on b's other partition, has not
         // come; T2's have, on a and on b's first partition.
         asm.boundary(0, end("0-1-1", &[("a", 1), ("b", 1)]));
@@ -629,6 +696,55 @@ mod tests {
         // a still holds T1 first: it goes on; b holds only later ones.
         assert_eq!(asm.over(100), vec![b.clone()]);
         assert_eq!(asm.next_offset(&b), 1);
+    }
+
+    #[test]
+    fn a_transaction_with_records_gone_is_whole_once_every_partition_passed_it() {
+        let (a0, a1) = (("t.db.a".to_string(), 0), ("t.db.a".to_string(), 1));
+        let mut asm = Assembly::new("t", &HashMap::new());
+        // T1 counts three records of a; compaction left one, on a[0].
+        asm.boundary(0, end("0-1-1", &[("a", 3)]));
+        asm.hold(
+            &a0,
+            0,
+            order("0-1-1", 10),
+            "0-1-1".into(),
+            (0, change("a", "0-1-1", 1)),
+            true,
+            10,
+        );
+        asm.hold(
+            &a0,
+            1,
+            order("0-1-2", 20),
+            "0-1-2".into(),
+            (0, change("a", "0-1-2", 1)),
+            true,
+            10,
+        );
+        asm.boundary(1, end("0-1-2", &[("a", 1)]));
+        let one = |t: &str| (t == "t.db.a").then_some(1);
+        let two = |t: &str| (t == "t.db.a").then_some(2);
+        // With a second partition that has not passed T1, it waits.
+        assert_eq!(asm.release(two).transactions, 0);
+        // Unknown topic: it waits too.
+        assert_eq!(asm.release(|_| None).transactions, 0);
+        let released = asm.release(one);
+        assert_eq!(released.transactions, 2);
+        assert_eq!(released.changes.len(), 2);
+        assert_eq!(asm.position(&a0).next_offset, 2);
+        // A record of the same transaction does not pass it.
+        asm.boundary(2, end("0-1-3", &[("a", 2)]));
+        asm.hold(
+            &a1,
+            0,
+            order("0-1-3", 30),
+            "0-1-3".into(),
+            (0, change("a", "0-1-3", 1)),
+            true,
+            10,
+        );
+        assert_eq!(asm.release(two).transactions, 0);
     }
 
     #[test]
