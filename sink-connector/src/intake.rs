@@ -53,16 +53,22 @@ pub struct Batch {
     pub bytes: usize,
 }
 
-/// A record as consumed, kept until the schema changes before it are read.
+/// A record as consumed, kept until the schema changes before it are read:
+/// its payload is a range of the batch's buffer.
 struct Consumed {
     key: Partition,
     offset: i64,
-    payload: Option<Vec<u8>>,
+    payload: Option<std::ops::Range<usize>>,
 }
 
 pub struct Intake {
     pub input: Input,
     schema_feed: SchemaFeed,
+    /// The records of a batch and their payloads, kept from batch to batch
+    /// with their capacity: filled afresh, they had the kernel zero new
+    /// pages for every batch.
+    consumed: Vec<Consumed>,
+    payloads: Vec<u8>,
     prefix: String,
     mapping: Mapping,
     /// `[[filter]]`: INSERT, UPDATE, DELETE allowed, per source table.
@@ -86,6 +92,8 @@ impl Intake {
         Ok(Self {
             input,
             schema_feed,
+            consumed: Vec::new(),
+            payloads: Vec::new(),
             prefix: config.kafka.topic_prefix.clone(),
             mapping: config.mapping()?,
             row_ops: HashMap::new(),
@@ -144,7 +152,43 @@ impl Intake {
         // Schema changes that name no table (views, routines) come with no
         // record: the schema-changes topic is looked at this often at least.
         let idle = idle.min(SCHEMA_CHANGES_EVERY);
-        let consumed = self.collect(config, lanes, shutdown, idle).await?;
+        let mut consumed = std::mem::take(&mut self.consumed);
+        let mut payloads = std::mem::take(&mut self.payloads);
+        consumed.clear();
+        payloads.clear();
+        let collected = self
+            .collect(config, lanes, shutdown, idle, &mut consumed, &mut payloads)
+            .await;
+        let batch = match collected {
+            Ok(()) => {
+                self.take_all(
+                    config, registry, assembly, ddl_queue, applied, lanes, shutdown, &consumed,
+                    &payloads,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        self.consumed = consumed;
+        self.payloads = payloads;
+        batch
+    }
+
+    /// Takes the records of a batch, once every schema change written
+    /// before them is queued.
+    #[allow(clippy::too_many_arguments)] // the stages' state, lent for one batch
+    async fn take_all(
+        &mut self,
+        config: &Config,
+        registry: &mut Registry,
+        assembly: &mut Assembly,
+        ddl_queue: &mut DdlQueue,
+        applied: &HashMap<Partition, PartitionState>,
+        lanes: &mut Lanes,
+        shutdown: &mut watch::Receiver<bool>,
+        consumed: &[Consumed],
+        payloads: &[u8],
+    ) -> Result<Batch, SinkError> {
         // Every schema change written before these records, queued first.
         // (Before the source connector has made the topic, only when
         // records wait for it.)
@@ -171,22 +215,26 @@ impl Intake {
             bytes: 0,
         };
         for c in consumed {
-            self.take(config, registry, assembly, ddl_queue, lanes, &mut batch, c)
-                .await?;
+            let payload = c.payload.clone().map(|r| &payloads[r]);
+            self.take(
+                config, registry, assembly, ddl_queue, lanes, &mut batch, c, payload,
+            )
+            .await?;
         }
         Ok(batch)
     }
 
-    /// The records of one batch, as consumed.
+    /// The records of one batch, as consumed, into `out` and `payloads`.
     async fn collect(
         &mut self,
         config: &Config,
         lanes: &mut Lanes,
         shutdown: &mut watch::Receiver<bool>,
         idle: Duration,
-    ) -> Result<Vec<Consumed>, SinkError> {
+        out: &mut Vec<Consumed>,
+        payloads: &mut Vec<u8>,
+    ) -> Result<(), SinkError> {
         let linger = Duration::from_millis(config.apply.batch_linger_ms);
-        let mut out = Vec::with_capacity(config.apply.batch_max_records.min(16_384));
         let mut bytes = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         while out.len() < config.apply.batch_max_records && bytes < config.apply.batch_max_bytes {
@@ -215,15 +263,18 @@ impl Intake {
                 Ok(Ok(m)) => m,
             };
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
-            let payload = msg.payload().map(<[u8]>::to_vec);
-            bytes += payload.as_ref().map_or(0, Vec::len);
+            let payload = msg.payload().map(|p| {
+                payloads.extend_from_slice(p);
+                payloads.len() - p.len()..payloads.len()
+            });
+            bytes += payload.as_ref().map_or(0, |r| r.len());
             out.push(Consumed {
                 key: (msg.topic().to_string(), msg.partition()),
                 offset: msg.offset(),
                 payload,
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Queues a schema change read at `offset`, unless it is applied or
@@ -264,44 +315,43 @@ impl Intake {
         ddl_queue: &mut DdlQueue,
         lanes: &mut Lanes,
         batch: &mut Batch,
-        Consumed {
-            key,
-            offset,
-            payload,
-        }: Consumed,
+        &Consumed {
+            ref key, offset, ..
+        }: &Consumed,
+        payload: Option<&[u8]>,
     ) -> Result<(), SinkError> {
-        if ddl_queue.is_held(&key) || self.paused.contains(&key) {
+        if ddl_queue.is_held(key) || self.paused.contains(key) {
             return Ok(()); // fetched again once it is let go
         }
-        if assembly.consumed(&key, offset) {
+        if assembly.consumed(key, offset) {
             return Ok(()); // already applied
         }
-        if let Some(held) = ddl_queue.boundary(&key).filter(|h| offset >= h.at) {
+        if let Some(held) = ddl_queue.boundary(key).filter(|h| offset >= h.at) {
             // After a schema change not applied yet.
             ddl_queue.hold(key.clone(), held);
-            self.input.pause(&key)?;
+            self.input.pause(key)?;
             return Ok(());
         }
-        if !batch.moved.contains(&key) {
+        if !batch.moved.contains(key) {
             batch.moved.insert(key.clone());
         }
         let Some(payload) = payload else {
-            assembly.pass(&key, offset, None);
+            assembly.pass(key, offset, None);
             return Ok(()); // tombstone
         };
-        if assembly.is_transaction_topic(&key) {
-            let event = TransactionEvent::decode(&payload)
+        if assembly.is_transaction_topic(key) {
+            let event = TransactionEvent::decode(payload)
                 .map_err(|e| SinkError::Record(format!("{} offset {offset}: {e}", key.0)))?;
             assembly.boundary(offset, event);
             return Ok(());
         }
-        if change_stream::avro::split_single_object(&payload)
+        if change_stream::avro::split_single_object(payload)
             .is_ok_and(|(fp, _)| fp == self.schema_change_fingerprint)
         {
             // A schema-change marker an earlier version wrote into the
             // table topic: the change itself is on the schema-changes
             // topic.
-            assembly.pass(&key, offset, None);
+            assembly.pass(key, offset, None);
             return Ok(());
         }
         batch.bytes += payload.len();
@@ -310,14 +360,14 @@ impl Intake {
             &self.mapping,
             &mut self.row_ops,
             registry,
-            &key,
+            key,
             offset,
-            &payload,
+            payload,
         )
         .await?;
         let order = record_order(&change.record);
-        if order.is_some_and(|o| assembly.sent_twice(&key, &o)) {
-            assembly.pass(&key, offset, None); // sent again by the source
+        if order.is_some_and(|o| assembly.sent_twice(key, &o)) {
+            assembly.pass(key, offset, None); // sent again by the source
             return Ok(());
         }
         let lane = lanes.lane(&key.0);
@@ -330,7 +380,7 @@ impl Intake {
             .map(|t| std::mem::take(&mut t.id));
         match id {
             Some(id) => assembly.hold(
-                &key,
+                key,
                 offset,
                 order,
                 id,
@@ -339,7 +389,7 @@ impl Intake {
                 payload.len(),
             ),
             None => {
-                assembly.pass(&key, offset, order);
+                assembly.pass(key, offset, order);
                 if allowed {
                     batch.changes.push((lane, change));
                 }
