@@ -267,6 +267,9 @@ impl SchemaFeed {
             let mut c = client_config.clone();
             c.set("group.id", "tributary-schema-changes")
                 .set("enable.auto.commit", "false")
+                // A head removed by retention: from what is left, never
+                // from the end.
+                .set("auto.offset.reset", "earliest")
                 .set("enable.partition.eof", "false")
                 .set("fetch.wait.max.ms", "10")
                 .set("isolation.level", isolation);
