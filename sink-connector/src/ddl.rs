@@ -278,3 +278,70 @@ impl DdlQueue {
         self.pending.pop_front()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use change_stream::event::SourceInfo;
+    use change_stream::schema_change::{ChangeEffect, TableChange};
+
+    /// An ALTER of `db.t` at binlog offset `pos`, falling at `offsets` in
+    /// the partitions of its topic.
+    fn alter(pos: u64, offsets: Vec<i64>) -> SchemaChange {
+        SchemaChange {
+            source: SourceInfo {
+                file: "mariadb-bin.000001".into(),
+                pos,
+                ..SourceInfo::default()
+            },
+            database: "db".into(),
+            kind: "ALTER TABLE".into(),
+            ddl: Some("ALTER TABLE t ADD c INT".into()),
+            sql_mode: None,
+            tables: vec![TableChange {
+                id: TableId::new("db", "t"),
+                effect: ChangeEffect::Altered,
+                definition: None,
+                topic_offsets: offsets,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_statement_runs_once_each_partition_it_falls_in_is_read_up_to_it() {
+        let (p0, p1) = (("x.db.t".to_string(), 0), ("x.db.t".to_string(), 1));
+        let mut q = DdlQueue::default();
+        q.push(Pending::new("x", 7, alter(100, vec![5, 0])));
+        q.push(Pending::new("x", 8, alter(200, vec![9, 3])));
+        assert_eq!(
+            q.head().unwrap().falls,
+            vec![(p0.clone(), 5), (p1.clone(), 0)]
+        );
+        // Records are placed by the first statement queued that falls in
+        // their partition.
+        let first = q.boundary(&p0).unwrap();
+        assert_eq!((first.at, first.id.as_str()), (5, "mariadb-bin.000001:100"));
+        // Partition 0 read to 4 only: not yet.
+        let reached = |p: &Partition, at: i64| if *p == p0 { 4 >= at } else { 0 >= at };
+        assert!(q.ready(reached).is_none());
+        // Held where it falls (a record at 6 came): it runs, partition 1
+        // having nothing before it.
+        q.hold(p0.clone(), first);
+        let released = q.ready(reached).expect("ready");
+        assert_eq!(
+            released
+                .iter()
+                .map(|(p, h, held)| (p.clone(), h.at, *held))
+                .collect::<Vec<_>>(),
+            vec![(p0.clone(), 5, true), (p1.clone(), 0, false)]
+        );
+        assert_eq!(q.pop(&released).unwrap().offset, 7);
+        assert!(!q.is_held(&p0));
+        // The next one falls further on.
+        assert_eq!(q.boundary(&p0).unwrap().at, 9);
+        assert_eq!(q.boundary(&p1).unwrap().at, 3);
+        assert!(q.ready(|_, _| false).is_none());
+        assert!(q.ready(|_, at| at <= 9).is_some());
+    }
+}
