@@ -50,6 +50,15 @@
 //! one of its key after it, in its partition, so this happens at the
 //! latest when that one is consumed.
 //!
+//! Should the transaction topic lose its head (records removed by hand),
+//! a replay meets records of transactions whose BEGIN and END are gone.
+//! ENDs come in commit order, so a transaction held without its END, older
+//! than an END read (in its GTID domain), never gets one: it is released
+//! in its place with what is held of it ([`Assembly::orphan`]); a record
+//! of it that comes later on another partition still comes before any
+//! later transaction's on that partition, and is released the same way
+//! before them.
+//!
 //! ## Memory
 //! A transaction too large to hold is streamed ([`Assembly::stream`]).
 //! While the oldest transaction waits for its last records, later ones
@@ -188,6 +197,15 @@ pub struct Assembly {
     streaming: Option<String>,
     /// Transactions applied with records gone (see the module's essay).
     gone: u64,
+    /// Held transactions whose END is not read, by GTID domain and
+    /// sequence number.
+    unended: std::collections::BTreeMap<(u32, u64), String>,
+    /// The transactions of the ENDs read and not released.
+    ended: std::collections::HashSet<String>,
+    /// The greatest sequence number of an END read, per GTID domain.
+    last_end: HashMap<u32, u64>,
+    /// Transactions applied without their END ([`Assembly::orphan`]).
+    orphaned: u64,
 }
 
 impl Assembly {
@@ -261,7 +279,19 @@ impl Assembly {
         self.cursor(p).hold(offset, order, &id);
         let h = match self.held.get_mut(&id) {
             Some(h) => h,
-            None => self.held.entry(id).or_default(),
+            None => {
+                if !self.ended.contains(&id) {
+                    if let Some((o, _)) = transaction_order(&id) {
+                        if self.last_end.get(&o.domain).is_some_and(|l| *l > o.seq) {
+                            // Its END would have come before one read.
+                            self.orphan(id.clone(), o.domain, o.seq);
+                        } else {
+                            self.unended.insert((o.domain, o.seq), id.clone());
+                        }
+                    }
+                }
+                self.held.entry(id).or_default()
+            }
         };
         let (database, table) = (&change.source.database, &change.source.table);
         match h.counts.iter_mut().find(|(t, _)| names(t, database, table)) {
@@ -297,10 +327,56 @@ impl Assembly {
         }
         self.begun.retain(|id| *id != event.id);
         self.cursor(&p).hold(offset, order, &event.id);
+        if let Some((o, _)) = order {
+            self.unended.remove(&(o.domain, o.seq));
+            self.orphans_before(o.domain, o.seq);
+            let last = self.last_end.entry(o.domain).or_default();
+            *last = (*last).max(o.seq);
+        }
+        self.ended.insert(event.id.clone());
         self.ends.push_back(End {
             id: event.id,
             counts: event.data_collections.unwrap_or_default(),
         });
+    }
+
+    /// Held transactions of `domain` before `seq` whose END was not read:
+    /// it came before the END being read, and is gone from the topic (a
+    /// head removed), or their records came after it was released. They
+    /// are released in their place with what is held.
+    fn orphans_before(&mut self, domain: u32, seq: u64) {
+        let orphans: Vec<(u64, String)> = self
+            .unended
+            .range((domain, 0)..(domain, seq))
+            .map(|((_, s), id)| (*s, id.clone()))
+            .collect();
+        for (s, id) in orphans {
+            self.unended.remove(&(domain, s));
+            self.orphan(id, domain, s);
+        }
+    }
+
+    /// Has transaction `id` (of `domain`, sequence number `seq`) released
+    /// with what is held of it, before the ENDs read of later ones.
+    fn orphan(&mut self, id: String, domain: u32, seq: u64) {
+        self.orphaned += 1;
+        if self.orphaned == 1 {
+            tracing::info!(transaction = %id, "records of a transaction whose END is not on the transaction topic (removed from it): applied in their place, as every later one like it");
+        }
+        let counts = self
+            .held
+            .get(&id)
+            .map(|h| h.counts.clone())
+            .unwrap_or_default();
+        let at = self
+            .ends
+            .iter()
+            .position(|e| {
+                transaction_order(&e.id).is_some_and(|(o, _)| o.domain == domain && o.seq > seq)
+            })
+            .unwrap_or(self.ends.len());
+        self.ended.insert(id.clone());
+        self.ends.insert(at, End { id, counts });
     }
 
     /// Whether records of `p` are held.
@@ -465,6 +541,7 @@ impl Assembly {
                 }
             }
             let end = self.ends.pop_front().expect("a front");
+            self.ended.remove(&end.id);
             let held = self.held.remove(&end.id).unwrap_or_default();
             if self.streaming.as_ref() == Some(&end.id) {
                 self.streaming = None;
@@ -745,6 +822,56 @@ mod tests {
             10,
         );
         assert_eq!(asm.release(two).transactions, 0);
+    }
+
+    #[test]
+    fn records_whose_end_is_gone_are_released_in_their_place() {
+        let a = ("t.db.a".to_string(), 0);
+        let mut asm = Assembly::new("t", &HashMap::new());
+        // T1's BEGIN and END were removed from the transaction topic; its
+        // record and T2's are on the table's partition.
+        asm.hold(
+            &a,
+            0,
+            order("0-1-1", 10),
+            "0-1-1".into(),
+            (0, change("a", "0-1-1", 1)),
+            true,
+            10,
+        );
+        asm.hold(
+            &a,
+            1,
+            order("0-1-2", 20),
+            "0-1-2".into(),
+            (0, change("a", "0-1-2", 1)),
+            true,
+            10,
+        );
+        assert_eq!(asm.release(|_| None).transactions, 0);
+        asm.boundary(0, end("0-1-2", &[("a", 1)]));
+        let released = asm.release(|_| None);
+        assert_eq!(released.transactions, 2);
+        let orders: Vec<&str> = released
+            .changes
+            .iter()
+            .map(|(_, c)| c.record.transaction.as_ref().unwrap().id.as_str())
+            .collect();
+        assert_eq!(orders, ["0-1-1", "0-1-2"]);
+        assert_eq!(asm.position(&a).next_offset, 2);
+        // A later transaction's records before its END wait as before.
+        asm.hold(
+            &a,
+            2,
+            order("0-1-4", 40),
+            "0-1-4".into(),
+            (0, change("a", "0-1-4", 1)),
+            true,
+            10,
+        );
+        asm.boundary(1, end("0-1-3", &[]));
+        assert_eq!(asm.release(|_| None).transactions, 1);
+        assert_eq!(asm.position(&a).next_offset, 2);
     }
 
     #[test]

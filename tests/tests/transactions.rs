@@ -473,3 +473,72 @@ async fn a_destination_is_rebuilt_in_transaction_mode_from_compacted_topics() ->
     sink.stop()?;
     Ok(())
 }
+
+/// A transaction topic whose head was removed (records deleted by hand):
+/// a sink replaying in transaction mode applies the records of the
+/// transactions whose BEGIN and END are gone in their place, before the
+/// first transaction it has an END of, and the destination ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_transactions_whose_end_is_gone_are_applied() -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+
+    let db = unique("e2e_headless");
+    let prefix = unique("headless");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!(
+        "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT)"
+    ))
+    .await?;
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config(&prefix, &[&db], 8015, ""),
+    )?;
+    source
+        .wait_log("snapshot finished", Duration::from_secs(60))
+        .await?;
+    // A row of its own in each transaction.
+    for i in 1..=40 {
+        src.exec(&format!("INSERT INTO `{db}`.t VALUES ({i}, {i})"))
+            .await?;
+    }
+    let topic = format!("{prefix}.transaction");
+    wait_until(
+        "the transactions on the topic",
+        Duration::from_secs(60),
+        || {
+            let topic = topic.clone();
+            async move {
+                let n = read_topic(&topic)?.len();
+                Ok((n < 80).then(|| format!("{n} records")))
+            }
+        },
+    )
+    .await?;
+    // The BEGIN and END of about the first half are removed.
+    let admin: AdminClient<DefaultClientContext> =
+        change_stream::kafka::client_config(&kafka_servers(), &Default::default()).create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(40))?;
+    admin.delete_records(&tpl, &AdminOptions::new()).await?;
+    anyhow::ensure!(read_topic(&topic)?.len() < 80, "records were not removed");
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
+    let table = format!("`{db}`.t");
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &[(table.as_str(), "id")],
+        Duration::from_secs(120),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+    source.stop()?;
+    sink.stop()?;
+    Ok(())
+}
