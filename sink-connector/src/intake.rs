@@ -156,10 +156,10 @@ impl Intake {
         let mut payloads = std::mem::take(&mut self.payloads);
         consumed.clear();
         payloads.clear();
-        let collected = self
+        let batch = match self
             .collect(config, lanes, shutdown, idle, &mut consumed, &mut payloads)
-            .await;
-        let batch = match collected {
+            .await
+        {
             Ok(()) => {
                 self.take_all(
                     config, registry, assembly, ddl_queue, applied, lanes, shutdown, &consumed,
