@@ -20,8 +20,8 @@ command -v mydumper >/dev/null || missing+=(mydumper)
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo=sudo; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 python=$(scripts/python.sh)
 cargo build --release --bins --locked

@@ -16,8 +16,8 @@ fi
 if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     log "installing python3 and python3-venv"
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo=sudo; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends python3 python3-venv >/dev/null
 fi
 log "installing ${packages[*]} into $venv"
 python3 -m venv "$venv"

@@ -12,8 +12,8 @@ scripts/stack.sh up
 if ! command -v docker-compose >/dev/null; then
     echo "test: installing docker-compose (to validate docker-compose.yml)" >&2
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo=sudo; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends docker-compose >/dev/null
 fi
 docker-compose -f docker-compose.yml config -q
 echo "test: docker-compose.yml is valid" >&2
