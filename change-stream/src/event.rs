@@ -85,6 +85,47 @@ pub struct TransactionBlock {
     pub data_collection_order: u64,
 }
 
+/// Bytes that a heap allocation of `len` bytes takes from the allocator
+/// (glibc's: 8 bytes of header, 16-byte steps, 32 at least).
+fn allocated(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (len + 8).next_multiple_of(16).max(32)
+    }
+}
+
+impl ChangeRecord {
+    /// About how much memory the decoded record holds besides itself: what
+    /// a budget of records held in memory counts. For rows of small values
+    /// it is several times the record's Avro bytes (every value and every
+    /// string of the `source` block is an allocation of its own).
+    pub fn heap_bytes(&self) -> usize {
+        let row = |r: &Option<Vec<Cell>>| {
+            r.as_ref().map_or(0, |cells| {
+                allocated(cells.capacity() * std::mem::size_of::<Cell>())
+                    + cells
+                        .iter()
+                        .map(|c| match c {
+                            Cell::Decimal(s) | Cell::Text(s) => allocated(s.capacity()),
+                            Cell::Bytes(b) => allocated(b.capacity()),
+                            _ => 0,
+                        })
+                        .sum::<usize>()
+            })
+        };
+        let s = &self.source;
+        let strings = [&s.version, &s.name, &s.file, &s.db]
+            .into_iter()
+            .chain(s.gtid.as_ref())
+            .chain(s.table.as_ref())
+            .chain(self.transaction.as_ref().map(|t| &t.id))
+            .map(|s| allocated(s.capacity()))
+            .sum::<usize>();
+        row(&self.before) + row(&self.after) + strings
+    }
+}
+
 /// A decoded change record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChangeRecord {

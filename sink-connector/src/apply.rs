@@ -55,6 +55,18 @@ pub struct Change {
     pub record: ChangeRecord,
 }
 
+impl Change {
+    /// About how much memory the change takes, held in a list with its
+    /// lane: what the budget of records held counts.
+    pub fn footprint(&self) -> usize {
+        // Each of the two names is an allocation of at least 32 bytes.
+        std::mem::size_of::<(usize, Change)>()
+            + self.record.heap_bytes()
+            + (self.source.database.len() + 24).max(32)
+            + (self.source.table.len() + 24).max(32)
+    }
+}
+
 /// A table's final state changes within a batch.
 #[derive(Default)]
 struct Folded {

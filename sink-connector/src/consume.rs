@@ -51,6 +51,7 @@ impl Input {
         client_config: &ClientConfig,
         kafka: &KafkaSection,
         transactions: bool,
+        batch_records: usize,
     ) -> Result<Self, SinkError> {
         let mut c = client_config.clone();
         // Kafka returns a record larger than the fetch limits whole, alone
@@ -66,6 +67,15 @@ impl Input {
             .set(
                 "queued.max.messages.kbytes",
                 (kafka.fetch_buffer_bytes / 1024).to_string(),
+            )
+            // librdkafka fetches ahead until a partition has this many
+            // records queued (100,000 by default) or the bytes above; each
+            // queued record also costs a few hundred bytes of its own,
+            // more than a small record's payload. Two batches ahead keep
+            // the sink fed.
+            .set(
+                "queued.min.messages",
+                (2 * batch_records).max(1000).to_string(),
             )
             // Once the prefetch queue is over a threshold, librdkafka puts
             // off the partition's next fetch by this much (1 s by default):

@@ -371,6 +371,7 @@ impl Intake {
             return Ok(());
         }
         let lane = lanes.lane(&key.0);
+        let footprint = change.footprint();
         // The id moves out of the record: nothing reads it after.
         let id = change
             .record
@@ -386,7 +387,7 @@ impl Intake {
                 id,
                 (lane, change),
                 allowed,
-                payload.len(),
+                footprint,
             ),
             None => {
                 assembly.pass(key, offset, order);

@@ -298,7 +298,12 @@ async fn run_loop(
     let state_db = &config.destination.state_database;
     let mapping = config.mapping()?;
     let whole_transactions = config.apply.consistency == Consistency::Transaction;
-    let input = Input::new(client_config, &config.kafka, whole_transactions)?;
+    let input = Input::new(
+        client_config,
+        &config.kafka,
+        whole_transactions,
+        config.apply.batch_max_records,
+    )?;
     let transactions = (topics::transaction_topic(&config.kafka.topic_prefix), 0);
     // Table positions stored without the transaction topic's: records were
     // applied in row mode (or by a version before transaction metadata),

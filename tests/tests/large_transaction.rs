@@ -90,7 +90,7 @@ async fn million_row_transaction_with_bounded_memory() -> Result<()> {
         source_peak >> 20
     );
     assert!(
-        sink_peak < 160 << 20,
+        sink_peak < 120 << 20,
         "sink peak memory {} MiB",
         sink_peak >> 20
     );
