@@ -137,6 +137,9 @@ pub struct Statement {
     pub rows: Vec<Vec<Sql>>,
     /// For `LOAD DATA LOCAL INFILE`: the rows it loads, in its text form.
     pub data: Option<bytes::Bytes>,
+    /// For a statement that sets the session's `server_id` to the origin
+    /// of the changes after it: that id (skipped when the session has it).
+    pub origin: Option<u32>,
 }
 
 impl Statement {
@@ -218,6 +221,7 @@ fn pack(
         table: table.clone(),
         rows: Vec::new(),
         data: None,
+        origin: None,
     };
     let mut cur = statement(left);
     for (item, row) in items {
@@ -240,16 +244,33 @@ fn pack(
     }
 }
 
+/// How a batch is planned.
+#[derive(Clone, Copy, Debug)]
+pub struct Planning {
+    /// Largest statement, in bytes (a single larger row goes alone).
+    pub max_bytes: usize,
+    /// A row read by the full synchronization keeps a row already there.
+    pub keep_existing: bool,
+    /// Rows that end present go in with `LOAD DATA LOCAL INFILE`.
+    pub load_data: bool,
+    /// Changes are written under the server id of their origin: where it
+    /// changes within the batch, what is folded so far is written first,
+    /// then the session's `server_id` is set (a batch from one origin, the
+    /// usual case, folds whole).
+    pub origins: bool,
+}
+
 /// The statements that apply `changes`, in order. With `keep_existing`,
 /// a row read by the full synchronization does not replace a row with the
 /// same key already at the destination (`INSERT IGNORE`); later changes
 /// do.
-pub fn plan(
-    changes: Vec<Change>,
-    max_bytes: usize,
-    keep_existing: bool,
-    load_data: bool,
-) -> Result<Vec<Statement>, SinkError> {
+pub fn plan(changes: Vec<Change>, how: Planning) -> Result<Vec<Statement>, SinkError> {
+    let Planning {
+        max_bytes,
+        keep_existing,
+        load_data,
+        origins,
+    } = how;
     let mut keyed: Vec<(TableId, Arc<TableSchema>, Folded)> = Vec::new();
     let mut keyed_index: HashMap<TableId, usize> = HashMap::new();
     let mut statements = Vec::new();
@@ -260,11 +281,31 @@ pub fn plan(
     }
     let per_table: HashMap<TableId, usize> =
         per_table.into_iter().map(|(t, n)| (t.clone(), n)).collect();
+    let mut origin = None;
     // The changes are taken, not borrowed: each row's image moves into
     // the plan rather than being copied.
     for change in changes {
         let table = &change.table;
         let r = change.record;
+        // 0: a record of an earlier version, origin unknown.
+        let from = r.source.server_id;
+        if origins && from != 0 && origin != Some(from) {
+            keyed_statements(
+                &mut keyed,
+                &mut keyed_index,
+                max_bytes,
+                load_data,
+                &mut statements,
+            );
+            statements.push(Statement {
+                sql: format!("SET SESSION server_id = {from}").into_bytes(),
+                table: table.clone(),
+                rows: Vec::new(),
+                data: None,
+                origin: Some(from),
+            });
+            origin = Some(from);
+        }
         let width = table.columns.len();
         for image in [&r.before, &r.after].into_iter().flatten() {
             if image.len() != width {
@@ -502,6 +543,7 @@ fn load_statements(
             table: table.clone(),
             rows: std::mem::take(keys),
             data: Some(bytes::Bytes::from(std::mem::take(data))),
+            origin: None,
         });
     };
     let total = rows.len();
@@ -625,6 +667,7 @@ fn unkeyed_statement(
         sql,
         table: table.clone(),
         rows: vec![image(row)],
+        origin: None,
     });
     Ok(())
 }
@@ -640,6 +683,13 @@ pub struct Applier {
     /// Whether the destination takes `LOAD DATA LOCAL INFILE`
     /// (`local_infile` ON).
     pub local_infile: bool,
+    /// The destination's own `server_id`.
+    pub server_id: u32,
+    /// Whether changes are written under their origin's server id
+    /// (`apply.origin_server_id`, and the account may set it).
+    pub origins: bool,
+    /// The session's `server_id` as last set for an origin.
+    session_origin: Option<u32>,
 }
 
 impl Applier {
@@ -678,11 +728,11 @@ impl Applier {
             Ok(Err(e)) => return Err(from_mysql(&format!("cannot connect to {target}"), e)),
             Ok(Ok(c)) => c,
         };
-        let settings: Option<(u64, u64)> = conn
-            .query_first("SELECT @@max_allowed_packet, @@local_infile")
+        let settings: Option<(u64, u64, u32)> = conn
+            .query_first("SELECT @@max_allowed_packet, @@local_infile, @@server_id")
             .await
             .map_err(|e| from_mysql("cannot read max_allowed_packet", e))?;
-        let (packet, local_infile) = settings.unwrap_or((16 << 20, 0));
+        let (packet, local_infile, server_id) = settings.unwrap_or((16 << 20, 0, 0));
         let max_packet = packet as usize;
         Ok(Self {
             conn,
@@ -690,7 +740,61 @@ impl Applier {
             max_statement_bytes: max_statement_bytes.min(max_packet.saturating_sub(64 * 1024)),
             max_packet,
             local_infile: local_infile == 1,
+            server_id,
+            origins: false,
+            session_origin: None,
         })
+    }
+
+    /// Whether this account may set the session's `server_id` (SUPER, or
+    /// BINLOG REPLAY from MariaDB 10.5.2); with the server's refusal if not.
+    pub async fn may_set_server_id(&mut self) -> Result<(), String> {
+        match self
+            .conn
+            .query_drop("SET SESSION server_id = @@global.server_id")
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(mysql_async::Error::Server(e)) => Err(e.message),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Writes changes under their origin's server id from now on, if
+    /// `wanted` and the account may; says once when it may not.
+    pub async fn take_origins(&mut self, wanted: bool) {
+        self.origins = wanted
+            && match self.may_set_server_id().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the account cannot set the session's server_id: changes are written under the destination's own (grant BINLOG REPLAY or SUPER; see apply.origin_server_id)");
+                    false
+                }
+            };
+    }
+
+    /// Sets the session's `server_id` to a change's origin (0: unknown,
+    /// left as it is), unless it has it already.
+    pub async fn set_origin(&mut self, origin: u32) -> Result<(), SinkError> {
+        if !self.origins || origin == 0 || self.session_origin == Some(origin) {
+            return Ok(());
+        }
+        self.conn
+            .query_drop(format!("SET SESSION server_id = {origin}"))
+            .await
+            .map_err(|e| from_mysql("cannot set the session's server_id to a change's origin", e))?;
+        self.session_origin = Some(origin);
+        Ok(())
+    }
+
+    /// Gives another session this one's origin server id.
+    pub async fn set_origin_of(&self, conn: &mut Conn) -> Result<(), SinkError> {
+        if let Some(origin) = self.session_origin {
+            conn.query_drop(format!("SET SESSION server_id = {origin}"))
+                .await
+                .map_err(|e| from_mysql("cannot set the session's server_id to a change's origin", e))?;
+        }
+        Ok(())
     }
 
     pub fn conn(&mut self) -> &mut Conn {
@@ -739,13 +843,21 @@ impl Applier {
                 self.max_packet
             )));
         }
-        let conn = &mut self.conn;
         if begin {
-            conn.query_drop("START TRANSACTION")
+            self.conn
+                .query_drop("START TRANSACTION")
                 .await
                 .map_err(|e| from_mysql("cannot start a transaction", e))?;
         }
         for s in statements {
+            if let Some(origin) = s.origin {
+                if let Err(e) = self.set_origin(origin).await {
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                    return Err(e);
+                }
+                continue;
+            }
+            let conn = &mut self.conn;
             if let Some(data) = &s.data {
                 // The rows the statement asks for as its "file".
                 let data = data.clone();
@@ -769,6 +881,7 @@ impl Applier {
                 return Err(err);
             }
         }
+        let conn = &mut self.conn;
         for sql in state {
             conn.query_drop(sql)
                 .await
@@ -788,6 +901,15 @@ mod tests {
     use super::*;
     use change_stream::event::SourceInfo;
     use change_stream::table::{Column, KeyKind};
+
+    fn planning(max_bytes: usize, keep_existing: bool, load_data: bool) -> Planning {
+        Planning {
+            max_bytes,
+            keep_existing,
+            load_data,
+            origins: false,
+        }
+    }
 
     fn texts(statements: Vec<Statement>) -> Vec<String> {
         statements
@@ -845,6 +967,45 @@ mod tests {
     }
 
     #[test]
+    fn a_change_of_origin_cuts_the_fold_and_sets_the_server_id() {
+        let t = table(true);
+        let from = |server_id: u32, mut c: Change| {
+            c.record.source.server_id = server_id;
+            c
+        };
+        let changes = vec![
+            from(1, change(&t, Op::Create, None, Some((1, "a")))),
+            from(1, change(&t, Op::Create, None, Some((2, "b")))),
+            from(2, change(&t, Op::Update, Some((1, "a")), Some((1, "c")))),
+            from(1, change(&t, Op::Delete, Some((2, "b")), None)),
+        ];
+        let how = Planning {
+            origins: true,
+            ..planning(1 << 20, false, false)
+        };
+        let plan = plan(changes.clone(), how).unwrap();
+        let origins: Vec<Option<u32>> = plan.iter().map(|s| s.origin).collect();
+        assert_eq!(
+            origins,
+            vec![Some(1), None, Some(2), None, Some(1), None]
+        );
+        assert_eq!(
+            texts(plan),
+            vec![
+                "SET SESSION server_id = 1",
+                "REPLACE INTO `d`.`t` (`id`, `v`) VALUES (1, 'a'), (2, 'b')",
+                "SET SESSION server_id = 2",
+                "REPLACE INTO `d`.`t` (`id`, `v`) VALUES (1, 'c')",
+                "SET SESSION server_id = 1",
+                "DELETE FROM `d`.`t` WHERE `id` IN (2)",
+            ]
+        );
+        // Without origins, the batch folds whole.
+        let folded = texts(super::plan(changes, planning(1 << 20, false, false)).unwrap());
+        assert_eq!(folded.len(), 2, "{folded:?}");
+    }
+
+    #[test]
     fn keyed_changes_fold_to_final_states() {
         let t = table(true);
         let changes = vec![
@@ -854,7 +1015,7 @@ mod tests {
             change(&t, Op::Delete, Some((2, "x")), None),
             change(&t, Op::Update, Some((3, "k")), Some((4, "k"))),
         ];
-        let s = texts(plan(changes.clone(), 1 << 20, false, false).unwrap());
+        let s = texts(plan(changes.clone(), planning(1 << 20, false, false)).unwrap());
         assert_eq!(
             s,
             vec![
@@ -875,7 +1036,7 @@ mod tests {
         let mut odd = change(&t, Op::Read, None, Some((500, "")));
         odd.record.after.as_mut().unwrap()[1] = Cell::Bytes(vec![0xff]);
         changes.push(odd);
-        let plan = plan(changes.clone(), 1 << 20, false, true).unwrap();
+        let plan = plan(changes.clone(), planning(1 << 20, false, true)).unwrap();
         assert_eq!(plan.len(), 3);
         assert_eq!(
             String::from_utf8(plan[0].sql.clone()).unwrap(),
@@ -900,7 +1061,7 @@ mod tests {
     }
 
     fn plan_texts(changes: &[Change]) -> Vec<String> {
-        texts(plan(changes.to_vec(), 1 << 20, false, true).unwrap())
+        texts(plan(changes.to_vec(), planning(1 << 20, false, true)).unwrap())
     }
 
     #[test]
@@ -909,7 +1070,7 @@ mod tests {
         let changes: Vec<Change> = (0..100)
             .map(|i| change(&t, Op::Read, None, Some((i, "v"))))
             .collect();
-        let s = texts(plan(changes.clone(), 200, false, false).unwrap());
+        let s = texts(plan(changes.clone(), planning(200, false, false)).unwrap());
         assert!(s.len() > 1);
         assert!(s.iter().all(|x| x.len() <= 200));
         let rows: usize = s.iter().map(|x| x.matches("'v'").count()).sum();
@@ -924,7 +1085,7 @@ mod tests {
             change(&t, Op::Update, Some((1, "a")), Some((1, "b"))),
             change(&t, Op::Delete, Some((1, "b")), None),
         ];
-        let s = texts(plan(changes.clone(), 1 << 20, false, false).unwrap());
+        let s = texts(plan(changes.clone(), planning(1 << 20, false, false)).unwrap());
         assert_eq!(s.len(), 3);
         assert!(s[0].starts_with("INSERT INTO"));
         assert_eq!(
@@ -956,7 +1117,7 @@ mod tests {
             change(&t, Op::Create, None, Some((2, ""))),
             change(&t, Op::Create, None, Some((3, "b"))),
         ];
-        let plan = plan(changes.clone(), 1 << 20, false, false).unwrap();
+        let plan = plan(changes.clone(), planning(1 << 20, false, false)).unwrap();
         assert_eq!(plan[1].rows, vec![vec![b"2".to_vec()]]);
         assert_eq!(
             texts(plan),
@@ -965,7 +1126,7 @@ mod tests {
                 format!("{LENIENT}REPLACE INTO `d`.`t` (`id`, `e`) VALUES (2, 0)"),
             ]
         );
-        let plan = super::plan(changes[..1].to_vec(), 1 << 20, false, false).unwrap();
+        let plan = super::plan(changes[..1].to_vec(), planning(1 << 20, false, false)).unwrap();
         assert_eq!(
             plan[0].describe_rows(error_row("Data truncated for column 'e' at row 1")),
             "table d.t, key (`id` = 1)"
@@ -974,7 +1135,7 @@ mod tests {
             change(&t, Op::Create, None, Some((1, "a"))),
             change(&t, Op::Create, None, Some((3, "b"))),
         ];
-        let all = super::plan(two.clone(), 1 << 20, false, false).unwrap();
+        let all = super::plan(two.clone(), planning(1 << 20, false, false)).unwrap();
         assert_eq!(
             all[0].describe_rows(error_row("Column 'e' cannot be null")),
             "table d.t, one of 2 rows (keys (`id` = 1) to (`id` = 3))"

@@ -41,29 +41,18 @@ pub async fn report(config: &Config) -> Report {
         &config.kafka.bootstrap_servers,
         &config.kafka.properties,
     );
-    // The source's server, as the source connector described it.
-    let mut source_version = None;
     let mut registry = Registry::new(client_config.clone(), &config.kafka.topic_prefix);
     let broker_ok = r
         .broker(&client_config, &config.kafka.bootstrap_servers)
         .await;
-    if broker_ok {
-        let topic = topics::positions_topic(&config.kafka.topic_prefix);
-        let cc = client_config.clone();
-        if let Ok(Ok(records)) = tokio::task::spawn_blocking(move || {
-            change_stream::kafka::read_to_end(&cc, &topic, Duration::from_secs(30))
-        })
-        .await
-        {
-            for (key, value) in records {
-                if key.as_deref() == Some(topics::SOURCE_SERVER_KEY.as_bytes()) {
-                    source_version = value
-                        .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
-                        .and_then(|v| v["version"].as_str().map(str::to_string));
-                }
-            }
-        }
-    }
+    // The source's server, as the source connector described it.
+    let (source_server_id, source_version) = if broker_ok {
+        crate::consume::source_server(&client_config, &config.kafka.topic_prefix)
+            .await
+            .unwrap_or_default()
+    } else {
+        (None, None)
+    };
     // The source's functions that a destination with its binlog on
     // refuses to create without log_bin_trust_function_creators.
     let mapping = config.mapping().unwrap_or_default();
@@ -134,8 +123,63 @@ pub async fn report(config: &Config) -> Report {
             "grant the privileges listed under destination.privileges",
         );
     }
+    origin_items(&mut applier, config, source_server_id, &mut r).await;
     r.acknowledge(&config.check.acknowledge);
     r
+}
+
+/// Changes are written under their origin's server id: the account may
+/// set it, and the destination's server id is not the source's.
+async fn origin_items(
+    applier: &mut Applier,
+    config: &Config,
+    source_server_id: Option<u32>,
+    r: &mut Report,
+) {
+    let dest = applier.server_id;
+    match source_server_id {
+        Some(src) if src == dest => r.push(
+            "destination.server_id",
+            Status::Fail,
+            format!("the destination has the source's server_id {dest}"),
+            "the destination's server_id differs from the source's",
+            "give every server of the topology its own server_id (server_id in its configuration)",
+        ),
+        Some(src) => r.pass(
+            "destination.server_id",
+            format!("destination {dest}, source {src}"),
+            "the destination's server_id differs from the source's",
+        ),
+        None => r.push(
+            "destination.server_id",
+            Status::Warning,
+            format!("destination {dest}; the source's is not known yet"),
+            "the destination's server_id differs from the source's",
+            "start the source connector (it records its server's server_id), then check again",
+        ),
+    }
+    if !config.apply.origin_server_id {
+        r.pass(
+            "destination.origin_server_id",
+            "off (apply.origin_server_id = false): changes are written under the destination's own server_id",
+            "the account may set the session's server_id",
+        );
+        return;
+    }
+    match applier.may_set_server_id().await {
+        Ok(()) => r.pass(
+            "destination.origin_server_id",
+            "the account sets each change's origin as its session's server_id",
+            "the account may set the session's server_id",
+        ),
+        Err(e) => r.push(
+            "destination.origin_server_id",
+            Status::Fail,
+            format!("cannot set the session's server_id: {e}"),
+            "the account may set the session's server_id",
+            "GRANT BINLOG REPLAY ON *.* (SUPER before MariaDB 10.5.2) to the sink's account, or acknowledge this item: the destination's binlog then names the destination as the origin of every change, and a two-way pair or a ring loops",
+        ),
+    }
 }
 
 async fn check_destination(

@@ -148,7 +148,7 @@ impl Default for RetrySection {
 }
 
 /// The items of the sink's check.
-pub const CHECK_ITEMS: [&str; 9] = [
+pub const CHECK_ITEMS: [&str; 11] = [
     "kafka.connect",
     "destination.connect",
     "destination.queries",
@@ -156,6 +156,8 @@ pub const CHECK_ITEMS: [&str; 9] = [
     "destination.privileges",
     "destination.definer",
     "destination.state_database",
+    "destination.server_id",
+    "destination.origin_server_id",
     "destination.conflicts",
     "destination.function_creators",
 ];
@@ -287,6 +289,13 @@ pub struct ApplySection {
     /// they come, tables in parallel.
     #[serde(default)]
     pub consistency: Consistency,
+    /// Each change is written with the session's `server_id` set to the
+    /// server id where it was made (its record's `source.server_id`), as
+    /// a native replica does, so that the destination's binlog names its
+    /// origin; changes made at the destination itself are not applied
+    /// there again.
+    #[serde(default = "defaults::origin_server_id")]
+    pub origin_server_id: bool,
 }
 
 /// See [`ApplySection::consistency`].
@@ -318,6 +327,7 @@ impl Default for ApplySection {
             connections: defaults::connections(),
             load_data: defaults::load_data(),
             consistency: Consistency::default(),
+            origin_server_id: defaults::origin_server_id(),
         }
     }
 }
@@ -343,6 +353,9 @@ mod defaults {
     }
     pub fn connect_timeout_secs() -> u64 {
         10
+    }
+    pub fn origin_server_id() -> bool {
+        true
     }
     pub fn batch_max_records() -> usize {
         10_000

@@ -36,6 +36,32 @@ use crate::config::KafkaSection;
 use crate::error::SinkError;
 use crate::state::{Partition, PartitionState};
 
+/// The source's server as the source connector described it on the
+/// positions topic: its `server_id` and version; `None` if not there (yet).
+pub async fn source_server(
+    client_config: &ClientConfig,
+    prefix: &str,
+) -> Option<(Option<u32>, Option<String>)> {
+    let topic = topics::positions_topic(prefix);
+    let cc = client_config.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        change_stream::kafka::read_to_end(&cc, &topic, Duration::from_secs(30))
+    })
+    .await
+    .ok()?
+    .ok()?;
+    let value = records
+        .into_iter()
+        .filter(|(k, _)| k.as_deref() == Some(topics::SOURCE_SERVER_KEY.as_bytes()))
+        .filter_map(|(_, v)| v)
+        .next_back()?;
+    let v: serde_json::Value = serde_json::from_slice(&value).ok()?;
+    Some((
+        v["server_id"].as_u64().and_then(|n| u32::try_from(n).ok()),
+        v["version"].as_str().map(str::to_string),
+    ))
+}
+
 pub struct Input {
     pub consumer: StreamConsumer,
     prefix: String,

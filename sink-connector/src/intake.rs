@@ -84,6 +84,10 @@ pub struct Intake {
     /// again once it is applied.
     paused: HashSet<Partition>,
     paused_for: Option<String>,
+    /// The destination's server id: a change made there (its record's
+    /// `source.server_id`) came back around a ring and is passed over, as
+    /// a native replica passes over events of its own server id.
+    pub home: Option<u32>,
 }
 
 impl Intake {
@@ -102,6 +106,7 @@ impl Intake {
             whole: config.apply.consistency == crate::config::Consistency::Transaction,
             paused: HashSet::new(),
             paused_for: None,
+            home: None,
         })
     }
 
@@ -365,6 +370,7 @@ impl Intake {
             payload,
         )
         .await?;
+        let allowed = allowed && self.home != Some(change.record.source.server_id);
         let order = record_order(&change.record);
         if order.is_some_and(|o| assembly.sent_twice(key, &o)) {
             assembly.pass(key, offset, None); // sent again by the source

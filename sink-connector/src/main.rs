@@ -237,6 +237,7 @@ async fn sync(
         config.apply.statement_max_bytes,
     )
     .await?;
+    applier.take_origins(config.apply.origin_server_id).await;
     let mut applied = state::load(applier.conn(), state_db, &config.kafka.topic_prefix).await?;
     // The transaction topic's position holds only while transactions are
     // kept whole: once records are applied without it, it is forgotten,
@@ -259,14 +260,14 @@ async fn sync(
     }
     let mut appliers = Vec::with_capacity(config.apply.connections);
     for _ in 0..config.apply.connections {
-        appliers.push(
-            Applier::connect(
-                &config.destination.url,
-                config.destination.connect_timeout_secs,
-                config.apply.statement_max_bytes,
-            )
-            .await?,
-        );
+        let mut lane = Applier::connect(
+            &config.destination.url,
+            config.destination.connect_timeout_secs,
+            config.apply.statement_max_bytes,
+        )
+        .await?;
+        lane.origins = applier.origins;
+        appliers.push(lane);
     }
     let mut lanes = Lanes::start(appliers, 2 * config.apply.batch_max_bytes);
     let result = run_loop(
@@ -328,6 +329,13 @@ async fn run_loop(
     let schema_feed =
         SchemaFeed::new(client_config, &config.kafka.topic_prefix, schema_changes_at)?;
     let mut intake = Intake::new(config, input, schema_feed)?;
+    // Changes made at the destination itself come back around a ring:
+    // not applied there again (unless the source has the destination's
+    // server id, which the precheck refuses).
+    let source_server_id = crate::consume::source_server(client_config, &config.kafka.topic_prefix)
+        .await
+        .and_then(|(id, _)| id);
+    intake.home = (source_server_id != Some(applier.server_id)).then_some(applier.server_id);
     // Every partition's position; transactions held until whole.
     let mut assembly = Assembly::new(&config.kafka.topic_prefix, applied);
     // Whole transactions: positions of different lanes must never be
@@ -483,8 +491,16 @@ async fn run_loop(
             // After every row before it.
             lanes.drain().await?;
             let mut with_position =
-                schema_apply::apply(config, &mapping, applier, registry, &mut ready, &pending)
-                    .await?;
+                schema_apply::apply(
+                config,
+                &mapping,
+                applier,
+                registry,
+                &mut ready,
+                &pending,
+                intake.home,
+            )
+            .await?;
             let mut positions: Vec<(Partition, PartitionState)> = vec![(
                 (schema_changes.clone(), 0),
                 PartitionState {
@@ -593,9 +609,12 @@ async fn apply_batch(
         let records = changes.len();
         let statements = apply::plan(
             changes,
-            applier.max_statement_bytes,
-            config.schema.on_conflict == ConflictMode::Ignore,
-            config.apply.load_data && applier.local_infile,
+            apply::Planning {
+                max_bytes: applier.max_statement_bytes,
+                keep_existing: config.schema.on_conflict == ConflictMode::Ignore,
+                load_data: config.apply.load_data && applier.local_infile,
+                origins: applier.origins,
+            },
         )?;
         let refs: Vec<(&Partition, &PartitionState)> =
             positions.iter().map(|(p, s)| (p, s)).collect();

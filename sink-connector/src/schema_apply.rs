@@ -88,6 +88,7 @@ pub async fn apply(
     registry: &mut Registry,
     ready: &mut HashSet<TableId>,
     pending: &Pending,
+    home: Option<u32>,
 ) -> Result<Vec<String>, SinkError> {
     let change = &pending.change;
     let state_db = &config.destination.state_database;
@@ -102,8 +103,13 @@ pub async fn apply(
     }
     registry.apply_change(change);
     if change.kind == DEFINITION {
-        // A table (and a trigger's table) is created if it is missing.
+        // A table (and a trigger's table) is created if it is missing. A
+        // definition of other effects is the shapes a statement made at
+        // a server the source ignores left: it runs nothing.
         for t in &change.tables {
+            if t.effect != ChangeEffect::Defined {
+                continue;
+            }
             if let Some(def) = &t.definition {
                 if !ready.contains(&t.id) {
                     let def = mapping.schema(def);
@@ -149,6 +155,12 @@ pub async fn apply(
         tracing::info!(kind = %change.kind, id = %change.id(), "schema change filtered out ([[filter]] operations)");
         return Ok(Vec::new());
     }
+    if change.kind != DEFINITION && home.is_some_and(|h| h == change.source.server_id) {
+        tracing::info!(kind = %change.kind, id = %change.id(), "schema change made at the destination itself (it came back around a ring): not applied again");
+        return Ok(Vec::new());
+    }
+    // Written under its origin's server id, as rows are.
+    applier.set_origin(change.source.server_id).await?;
     let guard = config.schema.triggers == TriggerMethod::Guard;
     let ansi = change_stream::ddl::ansi_quotes(change.sql_mode.as_deref());
     let statement = mapping.rewrite(statement, &change.database, ansi);
@@ -498,6 +510,9 @@ async fn execute(
     } else {
         Some(applier.session_without_database().await?)
     };
+    if let Some(c) = fresh.as_mut() {
+        applier.set_origin_of(c).await?;
+    }
     let conn = match fresh.as_mut() {
         Some(c) => c,
         None => applier.conn(),

@@ -115,6 +115,11 @@ pub struct SourceSection {
     /// Seconds to wait for a connection to the source.
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// Binlog events made at these servers (their originating server id)
+    /// are not captured, as a native replica's `IGNORE_SERVER_IDS`; the
+    /// source server's own events always are.
+    #[serde(default)]
+    pub ignore_server_ids: Vec<u32>,
 }
 
 /// One `[[source.row_filter]]`.

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use change_stream::ddl::{Ddl, TableEffect};
 use change_stream::event::SourceInfo;
-use change_stream::schema_change::{ChangeEffect, SchemaChange, TableChange};
+use change_stream::schema_change::{ChangeEffect, SchemaChange, TableChange, DEFINITION};
 use change_stream::table::TableId;
 use change_stream::topics;
 use mysql_async::{Conn, Opts};
@@ -112,7 +112,12 @@ impl DdlContext {
 
     /// Turns one statement into a schema change and the new table shapes.
     /// Statements on other databases, and those that change no schema, are
-    /// ignored.
+    /// ignored. A statement `not_captured` (made at a server of
+    /// `source.ignore_server_ids`) is not published as a statement; the
+    /// shapes it leaves are, as a `DEFINITION` of its tables, which
+    /// consumers take without running anything: the rows written after it
+    /// have those shapes.
+    #[allow(clippy::too_many_arguments)] // one statement, as the binlog gives it
     pub async fn handle(
         &mut self,
         out: &mut Output,
@@ -121,6 +126,7 @@ impl DdlContext {
         default_db: &str,
         sql_mode: Option<String>,
         source: SourceInfo,
+        not_captured: bool,
     ) -> Result<(), SourceError> {
         let ansi = change_stream::ddl::ansi_quotes(sql_mode.as_deref());
         let ddl = change_stream::ddl::classify_in(sql, default_db, ansi);
@@ -180,7 +186,17 @@ impl DdlContext {
             sql_mode,
             tables: changes,
         };
-        tracing::info!(kind = %change.kind, id = %change.id(), tables = change.tables.len(), "schema change");
+        if not_captured {
+            tracing::info!(kind = %change.kind, id = %change.id(), origin = change.source.server_id, "schema change made at an ignored server: not captured; the shapes of its tables are published");
+            if change.tables.is_empty() {
+                return Ok(());
+            }
+            change.kind = DEFINITION.to_string();
+            change.ddl = None;
+            change.sql_mode = None;
+        } else {
+            tracing::info!(kind = %change.kind, id = %change.id(), tables = change.tables.len(), "schema change");
+        }
 
         // New shapes: their schemas, and topics for new names.
         let prefix = out.prefix().to_string();

@@ -87,6 +87,9 @@ pub struct BinlogReader {
     /// While replaying inside a resumed snapshot: its progress, stored
     /// with the replay's position (see [`BinlogReader::replaying`]).
     snapshot: Option<crate::checkpoint::SnapshotProgress>,
+    /// `source.ignore_server_ids`: events made at these servers are not
+    /// captured (their schema changes still move the shapes).
+    ignored: Vec<u32>,
 }
 
 impl BinlogReader {
@@ -140,6 +143,7 @@ impl BinlogReader {
             prefix: prefix.to_string(),
             schemas: Schemas::new(tables, prefix, ddl),
             snapshot: None,
+            ignored: Vec::new(),
         })
     }
 
@@ -160,7 +164,7 @@ impl BinlogReader {
         tables: &HashMap<TableId, Arc<TableCtx>>,
         prefix: &str,
     ) -> Result<Self, SourceError> {
-        Self::connect(
+        let mut reader = Self::connect(
             opts.clone(),
             config.source.server_id,
             from,
@@ -168,7 +172,9 @@ impl BinlogReader {
             prefix,
             DdlContext::new(opts.clone(), Arc::new(config.selection()?)),
         )
-        .await
+        .await?;
+        reader.ignored = config.source.ignore_server_ids.clone();
+        Ok(reader)
     }
 
     /// Reads events and writes records until `stop` is reached (if given)
@@ -245,6 +251,9 @@ impl BinlogReader {
             let start = end.saturating_sub(header.event_size() as u64);
             let mut committed = false;
             let mut schema_changed = false;
+            // Made at an ignored server (never the source's own events).
+            let origin = header.server_id();
+            let not_captured = origin != source_server_id && self.ignored.contains(&origin);
             match decode::decode(&event, &self.file, start)? {
                 Decoded::Begin(txn) => {
                     // The sink tells a record sent twice by its GTID: within
@@ -260,12 +269,19 @@ impl BinlogReader {
                     self.txn = Some(txn);
                 }
                 Decoded::Rotate(raw) => self.file = self.names.clean(&raw),
-                Decoded::Rows(rows) => self.rows_event(out, enc, &rows, start, rows_of).await?,
+                Decoded::Rows(_) if not_captured => {}
+                Decoded::Rows(rows) => {
+                    self.rows_event(out, enc, &rows, start, origin, rows_of)
+                        .await?
+                }
                 Decoded::Commit => committed = true,
                 Decoded::Statement(statement) => {
                     committed = self.txn.as_ref().is_some_and(|t| t.standalone);
-                    let source = self.event_source(&statement.schema, None, start);
-                    self.schemas.statement(out, statement, source).await?;
+                    let mut source = self.event_source(&statement.schema, None, start);
+                    source.server_id = origin;
+                    self.schemas
+                        .statement(out, statement, source, not_captured)
+                        .await?;
                     // Store the position after the statement at once: a
                     // restart must not read rows from before it with the
                     // shapes from after it.
@@ -337,6 +353,7 @@ impl BinlogReader {
         enc: &mut Encoder,
         rows: &RowsEventData<'_>,
         start: u64,
+        origin: u32,
         rows_of: Rows<'_>,
     ) -> Result<(), SourceError> {
         let tme = self.stream.get_tme(rows.table_id()).ok_or_else(|| {
@@ -351,7 +368,10 @@ impl BinlogReader {
             Rows::Except(skip) if skip.contains(&id) => return Ok(()),
             _ => {}
         }
-        let source = self.event_source(&id.database, Some(&id.table), start);
+        let mut source = self.event_source(&id.database, Some(&id.table), start);
+        // The server where the change was made, as the event says (a
+        // transaction applied by a sink can hold changes of several).
+        source.server_id = origin;
         let Some(ctx) = self.schemas.table_of(out, &id, tme, rows, &source).await? else {
             return Ok(());
         };

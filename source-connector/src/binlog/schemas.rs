@@ -51,6 +51,7 @@ impl Schemas {
         out: &mut Output,
         statement: Statement,
         source: SourceInfo,
+        not_captured: bool,
     ) -> Result<(), SourceError> {
         let Statement {
             schema,
@@ -58,7 +59,15 @@ impl Schemas {
             sql_mode,
         } = statement;
         self.ddl
-            .handle(out, &mut self.tables, &sql, &schema, sql_mode, source)
+            .handle(
+                out,
+                &mut self.tables,
+                &sql,
+                &schema,
+                sql_mode,
+                source,
+                not_captured,
+            )
             .await?;
         // Shapes are compared again after any schema change.
         self.checked_maps.clear();
