@@ -782,7 +782,9 @@ impl Applier {
         self.conn
             .query_drop(format!("SET SESSION server_id = {origin}"))
             .await
-            .map_err(|e| from_mysql("cannot set the session's server_id to a change's origin", e))?;
+            .map_err(|e| {
+                from_mysql("cannot set the session's server_id to a change's origin", e)
+            })?;
         self.session_origin = Some(origin);
         Ok(())
     }
@@ -792,7 +794,9 @@ impl Applier {
         if let Some(origin) = self.session_origin {
             conn.query_drop(format!("SET SESSION server_id = {origin}"))
                 .await
-                .map_err(|e| from_mysql("cannot set the session's server_id to a change's origin", e))?;
+                .map_err(|e| {
+                    from_mysql("cannot set the session's server_id to a change's origin", e)
+                })?;
         }
         Ok(())
     }
@@ -985,10 +989,7 @@ mod tests {
         };
         let plan = plan(changes.clone(), how).unwrap();
         let origins: Vec<Option<u32>> = plan.iter().map(|s| s.origin).collect();
-        assert_eq!(
-            origins,
-            vec![Some(1), None, Some(2), None, Some(1), None]
-        );
+        assert_eq!(origins, vec![Some(1), None, Some(2), None, Some(1), None]);
         assert_eq!(
             texts(plan),
             vec![

@@ -386,15 +386,7 @@ impl Intake {
             .filter(|_| self.whole)
             .map(|t| std::mem::take(&mut t.id));
         match id {
-            Some(id) => assembly.hold(
-                key,
-                offset,
-                order,
-                id,
-                (lane, change),
-                allowed,
-                footprint,
-            ),
+            Some(id) => assembly.hold(key, offset, order, id, (lane, change), allowed, footprint),
             None => {
                 assembly.pass(key, offset, order);
                 if allowed {

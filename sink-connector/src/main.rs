@@ -490,8 +490,7 @@ async fn run_loop(
             let pending = ddl_queue.pop(&released).expect("a head");
             // After every row before it.
             lanes.drain().await?;
-            let mut with_position =
-                schema_apply::apply(
+            let mut with_position = schema_apply::apply(
                 config,
                 &mapping,
                 applier,

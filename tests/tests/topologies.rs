@@ -15,7 +15,10 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn binlog_end(db: &mut Db) -> Result<(String, u64)> {
     let row: Option<mysql_async::Row> = db.conn.query_first("SHOW MASTER STATUS").await?;
     let row = row.ok_or_else(|| anyhow::anyhow!("port {}: binlog off", db.port))?;
-    Ok((row.get(0).unwrap_or_default(), row.get(1).unwrap_or_default()))
+    Ok((
+        row.get(0).unwrap_or_default(),
+        row.get(1).unwrap_or_default(),
+    ))
 }
 
 /// The server ids of the binlog's table maps of `database` since `from`
@@ -135,8 +138,10 @@ async fn a_cascade_carries_rows_and_schema_changes_two_hops() -> Result<()> {
             ))
             .await?;
         }
-        a.exec(&format!("UPDATE `{db}`.t SET n = n * 2 WHERE id % 11 = {round}"))
-            .await?;
+        a.exec(&format!(
+            "UPDATE `{db}`.t SET n = n * 2 WHERE id % 11 = {round}"
+        ))
+        .await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let t2 = format!("`{db}`.t2");
@@ -299,7 +304,10 @@ async fn a_two_way_pair_converges_and_does_not_loop() -> Result<()> {
             "SELECT COUNT(*) FROM tributary.ddl_failures WHERE topic_prefix = '{pb}'"
         ))
         .await?;
-    anyhow::ensure!(failures == Some(0), "schema changes failed at A: {failures:?}");
+    anyhow::ensure!(
+        failures == Some(0),
+        "schema changes failed at A: {failures:?}"
+    );
     anyhow::ensure!(
         !sink_b.log_text().contains("schema change applied"),
         "B's sink applied a schema change at A"
@@ -336,7 +344,8 @@ async fn two_sources_into_one_destination_side_by_side_and_merged() -> Result<()
         ))
         .await?;
         side.exec(&format!("CREATE DATABASE `{m}`")).await?;
-        side.exec(&format!("CREATE TABLE `{m}`.orders {orders}")).await?;
+        side.exec(&format!("CREATE TABLE `{m}`.orders {orders}"))
+            .await?;
         side.exec(&format!(
             "INSERT INTO `{m}`.orders SELECT {first} + seq, seq, '{own}' FROM `{m}`.seq_0_to_199"
         ))
@@ -386,8 +395,11 @@ async fn two_sources_into_one_destination_side_by_side_and_merged() -> Result<()
             ))
             .await?;
             if round % 10 == 9 {
-                c.exec(&format!("DELETE FROM `{m}`.orders WHERE id = {}", first + round))
-                    .await?;
+                c.exec(&format!(
+                    "DELETE FROM `{m}`.orders WHERE id = {}",
+                    first + round
+                ))
+                .await?;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -465,7 +477,10 @@ async fn two_sources_into_one_destination_side_by_side_and_merged() -> Result<()
                 "SELECT COUNT(*) FROM tributary.applied WHERE topic LIKE '{p}.%'"
             ))
             .await?;
-        anyhow::ensure!(n.unwrap_or(0) > 0, "no positions of {p} in the shared state database");
+        anyhow::ensure!(
+            n.unwrap_or(0) > 0,
+            "no positions of {p} in the shared state database"
+        );
     }
     Ok(())
 }
