@@ -75,6 +75,10 @@ struct Folded {
     /// (key column literals, final row or None when deleted, whether a row
     /// already at the destination wins).
     finals: Vec<(Vec<Sql>, Option<Vec<Cell>>, bool)>,
+    /// With conflicts checked: what the first change of each key expects
+    /// at the destination (the row, `c` insert / `u` update / `d` delete,
+    /// the change's GTID).
+    expected: Vec<(Vec<Cell>, u8, String)>,
 }
 
 /// SQL text, as bytes (binary literals hold raw bytes).
@@ -137,9 +141,27 @@ pub struct Statement {
     pub rows: Vec<Vec<Sql>>,
     /// For `LOAD DATA LOCAL INFILE`: the rows it loads, in its text form.
     pub data: Option<bytes::Bytes>,
-    /// For a statement that sets the session's `server_id` to the origin
-    /// of the changes after it: that id (skipped when the session has it).
-    pub origin: Option<u32>,
+    /// What it is for (most write rows).
+    pub role: Role,
+}
+
+/// What a statement of a batch is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Writes rows (its SQL).
+    Write,
+    /// Sets the session's `server_id` to the origin of the changes after
+    /// it (skipped when the session has it).
+    Origin(u32),
+    /// Conflict detection of its table (`conflicts.rs`): prepares it.
+    CheckStart,
+    /// Loads expectations of its table (its SQL).
+    CheckLoad,
+    /// Compares them with the destination and acts on what differs.
+    CheckCompare,
+    /// After the table's writes, under `ignore`: puts its conflicting
+    /// rows back as they were.
+    Restore,
 }
 
 impl Statement {
@@ -221,7 +243,7 @@ fn pack(
         table: table.clone(),
         rows: Vec::new(),
         data: None,
-        origin: None,
+        role: Role::Write,
     };
     let mut cur = statement(left);
     for (item, row) in items {
@@ -258,6 +280,9 @@ pub struct Planning {
     /// then the session's `server_id` is set (a batch from one origin, the
     /// usual case, folds whole).
     pub origins: bool,
+    /// Changes are checked for conflicts with the destination's rows, and
+    /// conflicting rows put back (`ignore`): see `conflicts.rs`.
+    pub conflicts: Option<crate::config::ConflictPolicy>,
 }
 
 /// The statements that apply `changes`, in order. With `keep_existing`,
@@ -270,6 +295,7 @@ pub fn plan(changes: Vec<Change>, how: Planning) -> Result<Vec<Statement>, SinkE
         keep_existing,
         load_data,
         origins,
+        conflicts,
     } = how;
     let mut keyed: Vec<(TableId, Arc<TableSchema>, Folded)> = Vec::new();
     let mut keyed_index: HashMap<TableId, usize> = HashMap::new();
@@ -295,6 +321,7 @@ pub fn plan(changes: Vec<Change>, how: Planning) -> Result<Vec<Statement>, SinkE
                 &mut keyed_index,
                 max_bytes,
                 load_data,
+                conflicts,
                 &mut statements,
             );
             statements.push(Statement {
@@ -302,7 +329,7 @@ pub fn plan(changes: Vec<Change>, how: Planning) -> Result<Vec<Statement>, SinkE
                 table: table.clone(),
                 rows: Vec::new(),
                 data: None,
-                origin: Some(from),
+                role: Role::Origin(from),
             });
             origin = Some(from);
         }
@@ -324,6 +351,7 @@ pub fn plan(changes: Vec<Change>, how: Planning) -> Result<Vec<Statement>, SinkE
                 &mut keyed_index,
                 max_bytes,
                 load_data,
+                conflicts,
                 &mut statements,
             );
             unkeyed_statement(table, &r, &mut statements)?;
@@ -336,6 +364,7 @@ pub fn plan(changes: Vec<Change>, how: Planning) -> Result<Vec<Statement>, SinkE
                 let folded = Folded {
                     index: HashMap::with_capacity(n),
                     finals: Vec::with_capacity(n),
+                    expected: Vec::new(),
                 };
                 keyed.push((table.id.clone(), table.clone(), folded));
                 keyed_index.insert(table.id.clone(), keyed.len() - 1);
@@ -344,6 +373,9 @@ pub fn plan(changes: Vec<Change>, how: Planning) -> Result<Vec<Statement>, SinkE
         };
         let folded = &mut keyed[slot].2;
         let keep = keep_existing && r.op == Op::Read;
+        if conflicts.is_some() && r.op != Op::Read {
+            expect(table, folded, &r);
+        }
         let mut set = |key: Vec<Sql>, row: Option<Vec<Cell>>| {
             let joined = key.join(&0u8);
             match folded.index.get(&joined) {
@@ -379,9 +411,77 @@ pub fn plan(changes: Vec<Change>, how: Planning) -> Result<Vec<Statement>, SinkE
         &mut keyed_index,
         max_bytes,
         load_data,
+        conflicts,
         &mut statements,
     );
     Ok(statements)
+}
+
+/// Records what the first change of each key it touches expects at the
+/// destination (a later change of a key follows from the first).
+fn expect(table: &TableSchema, folded: &mut Folded, r: &ChangeRecord) {
+    let gtid = r.source.gtid.clone().unwrap_or_default();
+    let mut first = |row: &Vec<Cell>, op: u8| {
+        let joined = key_literal(table, row).join(&0u8);
+        if !folded.index.contains_key(&joined) {
+            folded.expected.push((row.clone(), op, gtid.clone()));
+        }
+    };
+    match (r.op, &r.before, &r.after) {
+        (Op::Create, _, Some(after)) => first(after, b'c'),
+        (Op::Update, Some(before), Some(after)) => {
+            first(before, b'u');
+            if key_literal(table, before) != key_literal(table, after) {
+                first(after, b'c');
+            }
+        }
+        (Op::Delete, Some(before), _) => first(before, b'd'),
+        _ => {}
+    }
+}
+
+/// The statements that load a table's expectations and compare them,
+/// before its writes (see `conflicts.rs`).
+fn check_statements(
+    table: &Arc<TableSchema>,
+    expected: Vec<(Vec<Cell>, u8, String)>,
+    max_bytes: usize,
+    out: &mut Vec<Statement>,
+) {
+    let bare = |role: Role| Statement {
+        sql: Vec::new(),
+        table: table.clone(),
+        rows: Vec::new(),
+        data: None,
+        role,
+    };
+    out.push(bare(Role::CheckStart));
+    let cols = written_columns(table);
+    let lenient = expected.iter().any(|(row, _, _)| needs_lenient(table, row));
+    let mut head = crate::conflicts::load_head(table);
+    if lenient {
+        head.insert_str(0, LENIENT);
+    }
+    let items: Vec<(Sql, Vec<Sql>)> = expected
+        .into_iter()
+        .map(|(row, op, gtid)| {
+            let mut s = Vec::new();
+            row_literal(table, &cols, &row, &mut s);
+            s.pop();
+            s.extend_from_slice(b", '");
+            s.push(op);
+            s.extend_from_slice(b"', ");
+            s.extend_from_slice(crate::sql::quote_str(&gtid).as_bytes());
+            s.push(b')');
+            (s, key_literal(table, &row))
+        })
+        .collect();
+    let from = out.len();
+    pack(table, &head, ", ", "", items, max_bytes, out);
+    for s in &mut out[from..] {
+        s.role = Role::CheckLoad;
+    }
+    out.push(bare(Role::CheckCompare));
 }
 
 fn keyed_statements(
@@ -389,10 +489,15 @@ fn keyed_statements(
     keyed_index: &mut HashMap<TableId, usize>,
     max_bytes: usize,
     load_data: bool,
+    conflicts: Option<crate::config::ConflictPolicy>,
     out: &mut Vec<Statement>,
 ) {
-    for (id, table, folded) in keyed.drain(..) {
+    for (id, table, mut folded) in keyed.drain(..) {
         let name = id.quoted();
+        let checked = !folded.expected.is_empty();
+        if checked {
+            check_statements(&table, std::mem::take(&mut folded.expected), max_bytes, out);
+        }
         let key_cols: Vec<String> = table.key_columns().map(|c| quote_ident(&c.name)).collect();
         let cols = written_columns(&table);
         let mut gone = Vec::new();
@@ -474,6 +579,15 @@ fn keyed_statements(
             let head = format!("{lenient}{verb} INTO {name} ({}) VALUES ", names.join(", "));
             pack(&table, &head, ", ", "", items, max_bytes, out);
         }
+        if checked && conflicts == Some(crate::config::ConflictPolicy::Ignore) {
+            out.push(Statement {
+                sql: Vec::new(),
+                table: table.clone(),
+                rows: Vec::new(),
+                data: None,
+                role: Role::Restore,
+            });
+        }
     }
     keyed_index.clear();
 }
@@ -543,7 +657,7 @@ fn load_statements(
             table: table.clone(),
             rows: std::mem::take(keys),
             data: Some(bytes::Bytes::from(std::mem::take(data))),
-            origin: None,
+            role: Role::Write,
         });
     };
     let total = rows.len();
@@ -667,7 +781,7 @@ fn unkeyed_statement(
         sql,
         table: table.clone(),
         rows: vec![image(row)],
-        origin: None,
+        role: Role::Write,
     });
     Ok(())
 }
@@ -690,6 +804,9 @@ pub struct Applier {
     pub origins: bool,
     /// The session's `server_id` as last set for an origin.
     session_origin: Option<u32>,
+    /// Where conflicts are recorded and what is done about them (checked
+    /// when set; see `conflicts.rs`).
+    pub conflicts: Option<crate::conflicts::Settings>,
 }
 
 impl Applier {
@@ -743,6 +860,7 @@ impl Applier {
             server_id,
             origins: false,
             session_origin: None,
+            conflicts: None,
         })
     }
 
@@ -787,6 +905,24 @@ impl Applier {
             })?;
         self.session_origin = Some(origin);
         Ok(())
+    }
+
+    /// Runs a statement that does not write rows by its SQL.
+    async fn run_role(&mut self, s: &Statement) -> Result<(), SinkError> {
+        match (s.role, &self.conflicts) {
+            (Role::Origin(origin), _) => self.set_origin(origin).await,
+            (Role::CheckStart, Some(_)) => crate::conflicts::start(&mut self.conn, &s.table).await,
+            (Role::CheckCompare, Some(settings)) => {
+                let settings = settings.clone();
+                let n = crate::conflicts::compare(&mut self.conn, &s.table, &settings).await?;
+                if n > 0 {
+                    tracing::warn!(table = %s.table.id, conflicts = n, resolution = settings.policy.name(), "changes found the destination's rows other than they expected: recorded in the conflicts table");
+                }
+                Ok(())
+            }
+            (Role::Restore, Some(_)) => crate::conflicts::restore(&mut self.conn, &s.table).await,
+            _ => Ok(()),
+        }
     }
 
     /// Gives another session this one's origin server id.
@@ -854,8 +990,8 @@ impl Applier {
                 .map_err(|e| from_mysql("cannot start a transaction", e))?;
         }
         for s in statements {
-            if let Some(origin) = s.origin {
-                if let Err(e) = self.set_origin(origin).await {
+            if s.role != Role::Write && s.role != Role::CheckLoad {
+                if let Err(e) = self.run_role(s).await {
                     let _ = self.conn.query_drop("ROLLBACK").await;
                     return Err(e);
                 }
@@ -912,6 +1048,7 @@ mod tests {
             keep_existing,
             load_data,
             origins: false,
+            conflicts: None,
         }
     }
 
@@ -988,7 +1125,13 @@ mod tests {
             ..planning(1 << 20, false, false)
         };
         let plan = plan(changes.clone(), how).unwrap();
-        let origins: Vec<Option<u32>> = plan.iter().map(|s| s.origin).collect();
+        let origins: Vec<Option<u32>> = plan
+            .iter()
+            .map(|s| match s.role {
+                Role::Origin(o) => Some(o),
+                _ => None,
+            })
+            .collect();
         assert_eq!(origins, vec![Some(1), None, Some(2), None, Some(1), None]);
         assert_eq!(
             texts(plan),
@@ -1004,6 +1147,43 @@ mod tests {
         // Without origins, the batch folds whole.
         let folded = texts(super::plan(changes, planning(1 << 20, false, false)).unwrap());
         assert_eq!(folded.len(), 2, "{folded:?}");
+    }
+
+    #[test]
+    fn the_first_change_of_each_key_is_checked_before_the_writes() {
+        let t = table(true);
+        let mut changes = vec![
+            change(&t, Op::Update, Some((1, "a")), Some((1, "b"))),
+            change(&t, Op::Update, Some((1, "b")), Some((1, "c"))),
+            change(&t, Op::Create, None, Some((2, "x"))),
+            change(&t, Op::Delete, Some((3, "y")), None),
+        ];
+        changes[0].record.source.gtid = Some("0-1-7".into());
+        let how = Planning {
+            conflicts: Some(crate::config::ConflictPolicy::Ignore),
+            ..planning(1 << 20, false, false)
+        };
+        let plan = plan(changes, how).unwrap();
+        let roles: Vec<Role> = plan.iter().map(|s| s.role).collect();
+        assert_eq!(
+            roles,
+            vec![
+                Role::CheckStart,
+                Role::CheckLoad,
+                Role::CheckCompare,
+                Role::Write,
+                Role::Write,
+                Role::Restore
+            ]
+        );
+        let (expect, _) = crate::conflicts::temp_names(&t);
+        assert_eq!(
+            String::from_utf8(plan[1].sql.clone()).unwrap(),
+            format!(
+                "INSERT INTO {expect} (`id`, `v`, `tributary_op`, `tributary_position`) VALUES \
+                 (1, 'a', 'u', '0-1-7'), (2, 'x', 'c', ''), (3, 'y', 'd', '')"
+            )
+        );
     }
 
     #[test]

@@ -296,6 +296,37 @@ pub struct ApplySection {
     /// there again.
     #[serde(default = "defaults::origin_server_id")]
     pub origin_server_id: bool,
+    /// A change that finds the destination's row other than it expects
+    /// (see `conflicts.rs`): `overwrite`, `ignore` or `fail`; `off` does
+    /// not look.
+    #[serde(default)]
+    pub on_row_conflict: ConflictPolicy,
+}
+
+/// See [`ApplySection::on_row_conflict`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    /// The change wins; the conflict is recorded.
+    #[default]
+    Overwrite,
+    /// The destination's row is kept; the conflict is recorded.
+    Ignore,
+    /// The sink stops with an error naming the conflict.
+    Fail,
+    /// Not looked for: changes are written as they come.
+    Off,
+}
+
+impl ConflictPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictPolicy::Overwrite => "overwrite",
+            ConflictPolicy::Ignore => "ignore",
+            ConflictPolicy::Fail => "fail",
+            ConflictPolicy::Off => "off",
+        }
+    }
 }
 
 /// See [`ApplySection::consistency`].
@@ -328,6 +359,7 @@ impl Default for ApplySection {
             load_data: defaults::load_data(),
             consistency: Consistency::default(),
             origin_server_id: defaults::origin_server_id(),
+            on_row_conflict: ConflictPolicy::default(),
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum SinkError {
     /// A failed precheck item.
     #[error("{0}")]
     Precheck(String),
+    /// A change that met another row than it expected, with
+    /// `apply.on_row_conflict = "fail"`.
+    #[error("{0}")]
+    Conflict(String),
     /// A failure retried for its whole window.
     #[error("{0}")]
     RetriesExhausted(String),

@@ -18,6 +18,7 @@
 mod apply;
 mod check;
 mod config;
+mod conflicts;
 mod consume;
 mod ddl;
 mod decode;
@@ -42,7 +43,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use crate::apply::{Applier, Change};
-use crate::config::{Config, ConflictMode, Consistency};
+use crate::config::{Config, ConflictMode, ConflictPolicy, Consistency};
 use crate::consume::{Input, SchemaFeed};
 use crate::ddl::DdlQueue;
 use crate::decode::Registry;
@@ -97,6 +98,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// List the changes that found the destination's row other than they
+    /// expected (`apply.on_row_conflict`), oldest first.
+    Conflicts {
+        /// Path of the TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -120,6 +128,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::FailedDdl { config } => failed_ddl(Config::load(&config)?).await,
+            Command::Conflicts { config } => list_conflicts(Config::load(&config)?).await,
         }
     })
 }
@@ -238,6 +247,12 @@ async fn sync(
     )
     .await?;
     applier.take_origins(config.apply.origin_server_id).await;
+    applier.conflicts =
+        (config.apply.on_row_conflict != ConflictPolicy::Off).then(|| conflicts::Settings {
+            policy: config.apply.on_row_conflict,
+            state_database: state_db.clone(),
+            prefix: config.kafka.topic_prefix.clone(),
+        });
     let mut applied = state::load(applier.conn(), state_db, &config.kafka.topic_prefix).await?;
     // The transaction topic's position holds only while transactions are
     // kept whole: once records are applied without it, it is forgotten,
@@ -267,6 +282,7 @@ async fn sync(
         )
         .await?;
         lane.origins = applier.origins;
+        lane.conflicts = applier.conflicts.clone();
         appliers.push(lane);
     }
     let mut lanes = Lanes::start(appliers, 2 * config.apply.batch_max_bytes);
@@ -613,6 +629,7 @@ async fn apply_batch(
                 keep_existing: config.schema.on_conflict == ConflictMode::Ignore,
                 load_data: config.apply.load_data && applier.local_infile,
                 origins: applier.origins,
+                conflicts: applier.conflicts.as_ref().map(|c| c.policy),
             },
         )?;
         let refs: Vec<(&Partition, &PartitionState)> =
@@ -642,6 +659,36 @@ async fn apply_batch(
             .await?;
     }
     Ok(spread)
+}
+
+/// Prints the recorded conflicts, one block each.
+async fn list_conflicts(config: Config) -> Result<(), SinkError> {
+    let mut applier = Applier::connect(
+        &config.destination.url,
+        config.destination.connect_timeout_secs,
+        config.apply.statement_max_bytes,
+    )
+    .await?;
+    state::ensure_table(applier.conn(), &config.destination.state_database).await?;
+    let listed = conflicts::list(
+        applier.conn(),
+        &config.destination.state_database,
+        &config.kafka.topic_prefix,
+    )
+    .await?;
+    for (at, position, table, key, op, expected, found, resolution) in &listed {
+        let what = match op.as_str() {
+            "c" => "insert",
+            "u" => "update",
+            _ => "delete",
+        };
+        println!(
+            "{at}  {position}  {table} {key}  {what}, {resolution}\n  expected:    {expected}\n  destination: {}\n",
+            found.as_deref().unwrap_or("no row")
+        );
+    }
+    println!("{} conflict(s)", listed.len());
+    Ok(())
 }
 
 /// Prints the failed schema changes, one block each.

@@ -159,6 +159,23 @@ pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkErr
     .await
     .map_err(|e| from_mysql("cannot create the ddl_failures table", e))?;
     conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {db}.`conflicts` (\
+           `id` BIGINT AUTO_INCREMENT PRIMARY KEY, \
+           `detected_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+           `topic_prefix` VARCHAR(255) NOT NULL, \
+           `source_position` VARCHAR(255) NOT NULL COMMENT 'GTID of the change', \
+           `table_name` VARCHAR(130) NOT NULL COMMENT 'at the destination', \
+           `row_key` LONGTEXT NOT NULL COMMENT 'JSON', \
+           `operation` CHAR(1) NOT NULL COMMENT 'c insert, u update, d delete', \
+           `expected` LONGTEXT NOT NULL COMMENT 'JSON: the row an insert writes, the row an update or delete finds at the source', \
+           `destination_row` LONGTEXT NULL COMMENT 'JSON: the destination row before the change; NULL when there was none', \
+           `resolution` VARCHAR(16) NOT NULL COMMENT 'overwrite, ignore or fail', \
+           KEY (`topic_prefix`, `id`)\
+         ) ENGINE=InnoDB COMMENT='changes that found the destination row other than they expected'"
+    ))
+    .await
+    .map_err(|e| from_mysql("cannot create the conflicts table", e))?;
+    conn.query_drop(format!(
         "CREATE TABLE IF NOT EXISTS {db}.`ddl_journal` (\
            `topic_prefix` VARCHAR(255) NOT NULL PRIMARY KEY, \
            `change_id` VARCHAR(255) NOT NULL, \

@@ -312,6 +312,169 @@ async fn a_two_way_pair_converges_and_does_not_loop() -> Result<()> {
         !sink_b.log_text().contains("schema change applied"),
         "B's sink applied a schema change at A"
     );
+
+    // The same row updated on both sides at nearly the same time (the
+    // sinks stopped, so that neither side sees the other's first): each
+    // side's change wins on the other (`overwrite`, the default), and
+    // both sinks record the conflict.
+    sink_a.stop()?;
+    sink_b.stop()?;
+    a.exec(&format!("UPDATE `{db}`.t SET n = 1000 WHERE id = 1"))
+        .await?;
+    b.exec(&format!("UPDATE `{db}`.t SET n = 2000 WHERE id = 1"))
+        .await?;
+    let mut sink_a = Connector::start("sink-connector", &format!("{pa}-sink"), &sink_a_conf)?;
+    let mut sink_b = Connector::start("sink-connector", &format!("{pb}-sink"), &sink_b_conf)?;
+    let q = format!("SELECT n FROM {t} WHERE id = 1");
+    let since = std::time::Instant::now();
+    loop {
+        let at_a: Option<i64> = a.conn.query_first(&q).await?;
+        let at_b: Option<i64> = b.conn.query_first(&q).await?;
+        if at_a == Some(2000) && at_b == Some(1000) {
+            break;
+        }
+        anyhow::ensure!(
+            since.elapsed() < Duration::from_secs(60),
+            "after the same-row updates A has {at_a:?} (2000 wanted), B {at_b:?} (1000 wanted)"
+        );
+        sink_a.assert_running()?;
+        sink_b.assert_running()?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (side, prefix) in [(&mut a, &pb), (&mut b, &pa)] {
+        let rows: Vec<(String, String, String)> = side
+            .conn
+            .query(format!(
+                "SELECT `operation`, `resolution`, `destination_row` FROM tributary.conflicts WHERE topic_prefix = '{prefix}'"
+            ))
+            .await?;
+        anyhow::ensure!(
+            rows.len() == 1 && rows[0].0 == "u" && rows[0].1 == "overwrite",
+            "conflicts recorded at port {} for {prefix}: {rows:?}",
+            side.port
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_are_recorded_and_resolved_by_the_policy() -> Result<()> {
+    let _serial = SERIAL.lock().await;
+    let db = unique("e2e_conflicts");
+    let prefix = unique("conflicts");
+    drop_database(&[source_port(), dest_port()], &db).await?;
+    let mut a = Db::connect(source_port()).await?;
+    let mut b = Db::connect(dest_port()).await?;
+    a.exec(&format!("CREATE DATABASE `{db}`")).await?;
+    a.exec(&format!(
+        "CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL, f FLOAT NOT NULL)"
+    ))
+    .await?;
+    a.exec(&format!(
+        "INSERT INTO `{db}`.t VALUES (1, 'one', 0.1), (2, 'two', 0.2), (3, 'three', 0.3)"
+    ))
+    .await?;
+    let mut source = Connector::start(
+        "source-connector",
+        &format!("{prefix}-source"),
+        &source_config(&prefix, &[&db], 9917, ""),
+    )?;
+    let conf = |policy: &str| {
+        sink_config(
+            &prefix,
+            &prefix,
+            dest_port(),
+            &format!(
+                "[apply]
+on_row_conflict = \"{policy}\""
+            ),
+        )
+    };
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &conf("ignore"))?;
+    let t = format!("`{db}`.t");
+    wait_equal_watching(
+        source_port(),
+        dest_port(),
+        &[(t.as_str(), "id")],
+        Duration::from_secs(120),
+        &mut [&mut source, &mut sink],
+    )
+    .await?;
+
+    // Written at the destination behind the sink's back, then at the
+    // source: an update whose row differs, an insert whose key is taken;
+    // the update of row 3 (a float, compared as the destination stores
+    // it) and the delete of row 2 meet what they expect.
+    b.exec(&format!("UPDATE {t} SET v = 'dest' WHERE id = 1"))
+        .await?;
+    b.exec(&format!("INSERT INTO {t} VALUES (10, 'dest ten', 1)"))
+        .await?;
+    a.exec(&format!("UPDATE {t} SET v = 'source' WHERE id = 1"))
+        .await?;
+    a.exec(&format!("INSERT INTO {t} VALUES (10, 'source ten', 1)"))
+        .await?;
+    a.exec(&format!("UPDATE {t} SET v = 'three!' WHERE id = 3"))
+        .await?;
+    a.exec(&format!("DELETE FROM {t} WHERE id = 2")).await?;
+    let want = vec![
+        (1, "dest".to_string()),
+        (3, "three!".to_string()),
+        (10, "dest ten".to_string()),
+    ];
+    let since = std::time::Instant::now();
+    loop {
+        let got: Vec<(i32, String)> = b
+            .conn
+            .query(format!("SELECT id, v FROM {t} ORDER BY id"))
+            .await?;
+        if got == want {
+            break;
+        }
+        anyhow::ensure!(
+            since.elapsed() < Duration::from_secs(60),
+            "with ignore, the destination has {got:?}, not {want:?}"
+        );
+        sink.assert_running()?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let recorded: Vec<(String, String, String, String)> = b
+        .conn
+        .query(format!(
+            "SELECT `operation`, `row_key`, `resolution`, `destination_row` FROM tributary.conflicts WHERE topic_prefix = '{prefix}' ORDER BY `operation`"
+        ))
+        .await?;
+    anyhow::ensure!(
+        recorded.len() == 2
+            && recorded[0].0 == "c"
+            && recorded[0].3.contains("dest ten")
+            && recorded[1].0 == "u"
+            && recorded[1].3.contains("dest")
+            && recorded.iter().all(|r| r.2 == "ignore"),
+        "recorded: {recorded:?}"
+    );
+    let listed = std::process::Command::new(binary("sink-connector"))
+        .args(["conflicts", "--config"])
+        .arg(&sink.log.with_extension("toml"))
+        .output()?;
+    let text = String::from_utf8_lossy(&listed.stdout);
+    anyhow::ensure!(
+        listed.status.success() && text.contains("2 conflict(s)") && text.contains("dest ten"),
+        "sink-connector conflicts printed: {text}"
+    );
+
+    // With fail, the next conflict stops the sink, naming it.
+    sink.stop()?;
+    let mut sink = Connector::start("sink-connector", &format!("{prefix}-sink"), &conf("fail"))?;
+    a.exec(&format!("UPDATE {t} SET v = 'again' WHERE id = 1"))
+        .await?;
+    let status = sink.wait_exit(Duration::from_secs(60)).await?;
+    anyhow::ensure!(!status.success(), "the sink went on past a conflict");
+    let log = sink.log_tail();
+    anyhow::ensure!(
+        log.contains(&format!("a conflict at {db}.t key"))
+            && log.contains("on_row_conflict = fail"),
+        "the sink's last words: {log}"
+    );
     Ok(())
 }
 
