@@ -139,14 +139,7 @@ async fn run(config: Config) -> Result<(), SinkError> {
         &config.kafka.properties,
     );
     // Fail fast, with the cause, on what a restart would not fix.
-    let mut applier = Applier::connect(
-        &config.destination.url,
-        config.destination.connect_timeout_secs,
-        config.apply.statement_max_bytes,
-    )
-    .await?;
-    state::ensure_table(applier.conn(), &config.destination.state_database).await?;
-    drop(applier);
+    drop(state_session(&config).await?);
     {
         let cc = client_config.clone();
         let servers = config.kafka.bootstrap_servers.clone();
@@ -661,8 +654,8 @@ async fn apply_batch(
     Ok(spread)
 }
 
-/// Prints the recorded conflicts, one block each.
-async fn list_conflicts(config: Config) -> Result<(), SinkError> {
+/// A session at the destination, its state tables there.
+async fn state_session(config: &Config) -> Result<Applier, SinkError> {
     let mut applier = Applier::connect(
         &config.destination.url,
         config.destination.connect_timeout_secs,
@@ -670,6 +663,12 @@ async fn list_conflicts(config: Config) -> Result<(), SinkError> {
     )
     .await?;
     state::ensure_table(applier.conn(), &config.destination.state_database).await?;
+    Ok(applier)
+}
+
+/// Prints the recorded conflicts, one block each.
+async fn list_conflicts(config: Config) -> Result<(), SinkError> {
+    let mut applier = state_session(&config).await?;
     let listed = conflicts::list(
         applier.conn(),
         &config.destination.state_database,
@@ -693,13 +692,7 @@ async fn list_conflicts(config: Config) -> Result<(), SinkError> {
 
 /// Prints the failed schema changes, one block each.
 async fn failed_ddl(config: Config) -> Result<(), SinkError> {
-    let mut applier = Applier::connect(
-        &config.destination.url,
-        config.destination.connect_timeout_secs,
-        config.apply.statement_max_bytes,
-    )
-    .await?;
-    state::ensure_table(applier.conn(), &config.destination.state_database).await?;
+    let mut applier = state_session(&config).await?;
     let failures = state::failures(
         applier.conn(),
         &config.destination.state_database,

@@ -454,7 +454,7 @@ on_row_conflict = \"{policy}\""
     );
     let listed = std::process::Command::new(binary("sink-connector"))
         .args(["conflicts", "--config"])
-        .arg(&sink.log.with_extension("toml"))
+        .arg(sink.log.with_extension("toml"))
         .output()?;
     let text = String::from_utf8_lossy(&listed.stdout);
     anyhow::ensure!(
