@@ -807,6 +807,10 @@ pub struct Applier {
     /// Where conflicts are recorded and what is done about them (checked
     /// when set; see `conflicts.rs`).
     pub conflicts: Option<crate::conflicts::Settings>,
+    /// Tables whose conflict check the destination refused to prepare (a
+    /// row at its size limit has no room for the check's columns): their
+    /// changes are written unchecked.
+    unchecked: std::collections::HashSet<TableId>,
 }
 
 impl Applier {
@@ -861,6 +865,7 @@ impl Applier {
             origins: false,
             session_origin: None,
             conflicts: None,
+            unchecked: Default::default(),
         })
     }
 
@@ -911,7 +916,16 @@ impl Applier {
     async fn run_role(&mut self, s: &Statement) -> Result<(), SinkError> {
         match (s.role, &self.conflicts) {
             (Role::Origin(origin), _) => self.set_origin(origin).await,
-            (Role::CheckStart, Some(_)) => crate::conflicts::start(&mut self.conn, &s.table).await,
+            (Role::CheckStart, Some(_)) => {
+                match crate::conflicts::start(&mut self.conn, &s.table).await {
+                    Err(SinkError::Destination(e)) => {
+                        tracing::warn!(table = %s.table.id, error = %e, "the destination cannot hold this table's conflict check: its changes are written without one");
+                        self.unchecked.insert(s.table.id.clone());
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
             (Role::CheckCompare, Some(settings)) => {
                 let settings = settings.clone();
                 let n = crate::conflicts::compare(&mut self.conn, &s.table, &settings).await?;
@@ -990,6 +1004,13 @@ impl Applier {
                 .map_err(|e| from_mysql("cannot start a transaction", e))?;
         }
         for s in statements {
+            let checking = matches!(
+                s.role,
+                Role::CheckStart | Role::CheckLoad | Role::CheckCompare | Role::Restore
+            );
+            if checking && self.unchecked.contains(&s.table.id) {
+                continue;
+            }
             if s.role != Role::Write && s.role != Role::CheckLoad {
                 if let Err(e) = self.run_role(s).await {
                     let _ = self.conn.query_drop("ROLLBACK").await;

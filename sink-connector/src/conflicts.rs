@@ -30,7 +30,9 @@
 //! leaves neither the batch nor its conflicts.
 //!
 //! The temporary tables are named after the table and its shape, so a
-//! schema change gets fresh ones. Tables without a key are not checked
+//! schema change gets fresh ones. A table the destination cannot copy so
+//! (a row at the size limit leaves no room for the check's columns) is
+//! written unchecked, with a warning. Tables without a key are not checked
 //! (their changes match rows by whole image already), nor are the rows of
 //! the full synchronization.
 
@@ -137,7 +139,7 @@ pub async fn start(conn: &mut Conn, table: &TableSchema) -> Result<(), SinkError
         "CREATE TEMPORARY TABLE IF NOT EXISTS {expect} \
          (`tributary_conflict` TINYINT NOT NULL DEFAULT 0) ENGINE=InnoDB \
          SELECT {cols}, CAST('' AS CHAR(1)) AS `tributary_op`, \
-         CAST('' AS CHAR(120)) AS `tributary_position` FROM {name} LIMIT 0"
+         CAST('' AS CHAR(64)) AS `tributary_position` FROM {name} LIMIT 0"
     ))
     .await
     .map_err(err)?;
