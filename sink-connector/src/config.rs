@@ -297,8 +297,8 @@ pub struct ApplySection {
     #[serde(default = "defaults::origin_server_id")]
     pub origin_server_id: bool,
     /// A change that finds the destination's row other than it expects
-    /// (see `conflicts.rs`): `overwrite`, `ignore` or `fail`; `off` does
-    /// not look.
+    /// (see `conflicts.rs`): `overwrite`, `ignore` or `fail`; `off` (the
+    /// default) does not look.
     #[serde(default)]
     pub on_row_conflict: ConflictPolicy,
 }
@@ -308,13 +308,14 @@ pub struct ApplySection {
 #[serde(rename_all = "snake_case")]
 pub enum ConflictPolicy {
     /// The change wins; the conflict is recorded.
-    #[default]
     Overwrite,
     /// The destination's row is kept; the conflict is recorded.
     Ignore,
     /// The sink stops with an error naming the conflict.
     Fail,
-    /// Not looked for: changes are written as they come.
+    /// Not looked for: changes are written as they come (the default:
+    /// looking costs the destination about as much as the writes).
+    #[default]
     Off,
 }
 

@@ -195,7 +195,7 @@ async fn a_two_way_pair_converges_and_does_not_loop() -> Result<()> {
         "ignore_server_ids = [1]",
     );
     // The tables are there on both sides already.
-    let existing = "[schema]\non_conflict = \"ignore\"";
+    let existing = "[schema]\non_conflict = \"ignore\"\n\n[apply]\non_row_conflict = \"overwrite\"";
     let sink_a_conf = sink_config(&pa, &pa, dest_port(), existing);
     let sink_b_conf = sink_config(&pb, &pb, source_port(), existing);
     let mut source_a = Connector::start("source-connector", &format!("{pa}-source"), &source_a)?;
@@ -315,7 +315,7 @@ async fn a_two_way_pair_converges_and_does_not_loop() -> Result<()> {
 
     // The same row updated on both sides at nearly the same time (the
     // sinks stopped, so that neither side sees the other's first): each
-    // side's change wins on the other (`overwrite`, the default), and
+    // side's change wins on the other (`overwrite`), and
     // both sinks record the conflict.
     sink_a.stop()?;
     sink_b.stop()?;
