@@ -538,7 +538,7 @@ async fn two_sources_into_one_destination_side_by_side_and_merged() -> Result<()
     let mut sink_b = Connector::start("sink-connector", &format!("{pb}-sink"), &sink_b_conf)?;
 
     // Both change their own rows at once; A changes the merged table's
-    // shape; B's sink is killed on the way.
+    // shape, B its own database's; B's sink is killed on the way.
     let writer = |port: u16, own: String, m: String, first: i64| async move {
         let mut c = Db::connect(port).await?;
         for round in 0..30i64 {
@@ -573,6 +573,11 @@ async fn two_sources_into_one_destination_side_by_side_and_merged() -> Result<()
     tokio::time::sleep(Duration::from_secs(1)).await;
     a.exec(&format!(
         "ALTER TABLE `{m_a}`.orders ADD COLUMN note VARCHAR(10) NOT NULL DEFAULT 'n'"
+    ))
+    .await?;
+    // B changes the shape of its own database, which lands side by side.
+    b.exec(&format!(
+        "ALTER TABLE `{s2}`.items ADD COLUMN colour VARCHAR(10) NOT NULL DEFAULT 'blue'"
     ))
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
