@@ -10,17 +10,20 @@ pub fn toml_error(e: &toml::de::Error, text: &str) -> String {
     };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let section = before
+    // A span that starts at a section's header (a missing key) names that
+    // section; otherwise the nearest header above names it.
+    let at_line_start = before.is_empty() || before.ends_with('\n');
+    let section = text[span.start.min(text.len())..]
         .lines()
-        .rev()
+        .next()
         .map(str::trim)
-        .find(|l| l.starts_with('['))
+        .filter(|l| at_line_start && l.starts_with('['))
         .or_else(|| {
-            text[span.start.min(text.len())..]
+            before
                 .lines()
-                .next()
+                .rev()
                 .map(str::trim)
-                .filter(|l| l.starts_with('['))
+                .find(|l| l.starts_with('['))
         });
     match section {
         Some(s) => format!("invalid config at line {line}, in {s}: {msg}"),
@@ -72,6 +75,28 @@ mod tests {
             m.contains("[source]") && m.contains("bogus") && !m.contains('\n'),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_missing_key_names_its_own_section_not_the_one_above() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct S {
+            log: Option<toml::Table>,
+            kafka: Kafka,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Kafka {
+            tables: Vec<String>,
+            group_id: String,
+        }
+        let text = "[log]\nformat = \"json\"\n[kafka]\ntables = [\"a\"]\n";
+        let m = toml_error(&toml::from_str::<S>(text).unwrap_err(), text);
+        assert!(m.contains("in [kafka]") && m.contains("group_id"), "{m}");
+        let text = "[kafka]\ngroup_id = \"g\"\ntables = [1]\n";
+        let m = toml_error(&toml::from_str::<S>(text).unwrap_err(), text);
+        assert!(m.contains("in [kafka]"), "{m}");
     }
 
     #[test]

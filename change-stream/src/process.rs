@@ -1,13 +1,65 @@
 //! What both connector processes do the same way: logging and signals.
 
+/// How log lines are written: `text` for a person, `json` (one object per
+/// line, as `tracing-subscriber` writes it) for a log collector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`, as `--log-format` takes them.
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+
+    /// The format a run logs in: `--log-format` when given, else the config
+    /// file's `[log] format`, else text. The file is only peeked at here
+    /// (logging starts before the config is loaded); an unreadable file or
+    /// an invalid value falls back to text, and loading the config then
+    /// reports it.
+    pub fn choose(flag: Option<&str>, config: Option<&std::path::Path>) -> LogFormat {
+        if let Some(f) = flag.and_then(LogFormat::parse) {
+            return f;
+        }
+        config
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+            .and_then(|t| {
+                t.get("log")?
+                    .get("format")?
+                    .as_str()
+                    .and_then(LogFormat::parse)
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The `[log]` section of both connectors' config files.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (the default) or `json`; `--log-format` overrides it.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
 /// Runs a connector's main future on a multi-threaded runtime with logging
-/// set up; an error is printed as one line, `<name>: error: <error>`, and
-/// gives exit code 1.
+/// set up; an error is printed as one line, `<name>: error: <error>` (in
+/// the json format, one object whose level is ERROR), and gives exit code 1.
 pub fn run_main<E: std::fmt::Display>(
     name: &str,
+    format: LogFormat,
     main: impl std::future::Future<Output = Result<(), E>>,
 ) -> std::process::ExitCode {
-    init_logging();
+    init_logging(format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -19,23 +71,48 @@ pub fn run_main<E: std::fmt::Display>(
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: error: {e}");
+            match format {
+                LogFormat::Text => eprintln!("{name}: error: {e}"),
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "timestamp": now_rfc3339(),
+                        "level": "ERROR",
+                        "target": name,
+                        "fields": { "message": format!("error: {e}") },
+                    })
+                ),
+            }
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-/// Logs to standard error, filtered by `RUST_LOG` (default `info`), with
-/// colours only on a terminal.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`): as
+/// text, with colours only on a terminal, or as one JSON object per line.
+pub fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
+/// The time now as `tracing-subscriber`'s json lines write it (UTC,
+/// RFC 3339 with microseconds), for the one line written after logging.
+fn now_rfc3339() -> String {
+    use tracing_subscriber::fmt::time::FormatTime;
+    let mut s = String::new();
+    let _ = tracing_subscriber::fmt::time::SystemTime
+        .format_time(&mut tracing_subscriber::fmt::format::Writer::new(&mut s));
+    s
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -45,5 +122,35 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_wins_over_the_config_file_which_wins_over_text() {
+        let dir = std::env::temp_dir().join(format!("log-format-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("json.toml");
+        std::fs::write(&json, "[kafka]\nx = 1\n\n[log]\nformat = \"json\"\n").unwrap();
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[log]\nformat = \"xml\"\n").unwrap();
+        assert_eq!(LogFormat::choose(None, Some(&json)), LogFormat::Json);
+        assert_eq!(
+            LogFormat::choose(Some("text"), Some(&json)),
+            LogFormat::Text
+        );
+        assert_eq!(LogFormat::choose(None, Some(&bad)), LogFormat::Text);
+        assert_eq!(
+            LogFormat::choose(None, Some(&dir.join("absent"))),
+            LogFormat::Text
+        );
+        assert_eq!(LogFormat::choose(Some("json"), None), LogFormat::Json);
+        let section: LogSection = toml::from_str("format = \"json\"").unwrap();
+        assert_eq!(section.format, LogFormat::Json);
+        assert!(toml::from_str::<LogSection>("format = \"xml\"").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -29,6 +29,11 @@ pub struct Config {
     /// `[[filter]]`: per-table operations to apply.
     #[serde(default, rename = "filter")]
     pub filters: Vec<FilterSection>,
+    /// `[log]`: how log lines are written. Checked here; logging reads it
+    /// before the config is loaded (`LogFormat::choose`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub log: change_stream::process::LogSection,
 }
 
 /// `[mapping]`: names at the destination (see `mapping.rs`).

@@ -72,6 +72,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// `text` or `json` (one object per line); overrides `[log] format`.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -107,9 +110,25 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The config file the subcommand reads.
+    fn config(&self) -> &std::path::Path {
+        match self {
+            Command::Run { config, .. }
+            | Command::Check { config, .. }
+            | Command::FailedDdl { config, .. }
+            | Command::Conflicts { config, .. } => config,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    change_stream::process::run_main("sink-connector", async {
+    let log_format = change_stream::process::LogFormat::choose(
+        cli.log_format.as_deref(),
+        Some(cli.command.config()),
+    );
+    change_stream::process::run_main("sink-connector", log_format, async {
         match cli.command {
             Command::Run { config: path } => {
                 let config = Config::load(&path)?;

@@ -21,6 +21,11 @@ pub struct Config {
     pub retry: RetrySection,
     #[serde(default)]
     pub throttle: ThrottleSection,
+    /// `[log]`: how log lines are written. Checked here; logging reads it
+    /// before the config is loaded (`LogFormat::choose`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub log: change_stream::process::LogSection,
 }
 
 /// `[throttle]`: limits on the full synchronization's reading of the
