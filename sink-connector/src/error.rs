@@ -67,6 +67,11 @@ pub fn from_mysql(context: &str, e: mysql_async::Error) -> SinkError {
             1053 | 1205 | 1213 | 2006 | 2013 => {
                 SinkError::DestinationLost(format!("{context}: {} (error {})", s.message, s.code))
             }
+            // Unknown column: the table there has another shape.
+            1054 => SinkError::Destination(format!(
+                "{context}: {} (error {}); the destination's table lacks a column the source's has: add it there (an existing table is kept as it is under [schema] on_conflict = \"ignore\")",
+                s.message, s.code
+            )),
             _ => SinkError::Destination(format!("{context}: {} (error {})", s.message, s.code)),
         },
         _ => SinkError::Destination(format!("{context}: {e}")),

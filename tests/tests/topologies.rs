@@ -570,7 +570,12 @@ async fn two_sources_into_one_destination_side_by_side_and_merged() -> Result<()
     };
     let wa = tokio::spawn(writer(source_port(), s1.clone(), m_a.clone(), 1));
     let wb = tokio::spawn(writer(dest_port(), s2.clone(), m_b.clone(), 100_001));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A's change of shape comes after its snapshot, as a schema change
+    // its sink applies; before it, it would be the table's first shape,
+    // and which sink creates the merged table first would decide it.
+    source_a
+        .wait_log("snapshot finished", Duration::from_secs(60))
+        .await?;
     a.exec(&format!(
         "ALTER TABLE `{m_a}`.orders ADD COLUMN note VARCHAR(10) NOT NULL DEFAULT 'n'"
     ))
