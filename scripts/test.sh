@@ -18,6 +18,16 @@ fi
 docker-compose -f docker-compose.yml config -q
 echo "test: docker-compose.yml is valid" >&2
 
+# The console is tested in a real browser: Debian's Chromium, headless.
+if ! command -v chromium >/dev/null; then
+    echo "test: installing chromium (to test the console in a browser)" >&2
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo=sudo; fi
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+fi
+TEST_CHROMIUM=$(command -v chromium)
+export TEST_CHROMIUM
+
 # A consumer that is not ours reads the topics in one test.
 TEST_PYTHON=$(scripts/python.sh)
 export TEST_PYTHON

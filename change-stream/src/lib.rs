@@ -10,7 +10,9 @@
 //!   schema-changes topic;
 //! - [`transaction`]: transaction metadata, on the transaction topic;
 //! - [`topics`]: topic names, and [`kafka`]: reading and creating them;
-//! - [`position`]: binlog coordinates, GTID positions and event order.
+//! - [`position`]: binlog coordinates, GTID positions and event order;
+//! - [`telemetry`]: metrics, health and status, and the HTTP server and
+//!   console that show them.
 
 pub mod avro;
 pub mod check;
@@ -23,6 +25,7 @@ pub mod process;
 pub mod retry;
 pub mod schema_change;
 pub mod table;
+pub mod telemetry;
 pub mod throttle;
 pub mod topics;
 pub mod transaction;

@@ -107,7 +107,7 @@ pub fn init_logging(format: LogFormat) {
 
 /// The time now as `tracing-subscriber`'s json lines write it (UTC,
 /// RFC 3339 with microseconds), for the one line written after logging.
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     use tracing_subscriber::fmt::time::FormatTime;
     let mut s = String::new();
     let _ = tracing_subscriber::fmt::time::SystemTime

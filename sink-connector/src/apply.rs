@@ -930,6 +930,11 @@ impl Applier {
                 let settings = settings.clone();
                 let n = crate::conflicts::compare(&mut self.conn, &s.table, &settings).await?;
                 if n > 0 {
+                    change_stream::telemetry::sink_conflicts(
+                        &s.table.id.to_string(),
+                        n,
+                        settings.policy.name(),
+                    );
                     tracing::warn!(table = %s.table.id, conflicts = n, resolution = settings.policy.name(), "changes found the destination's rows other than they expected: recorded in the conflicts table");
                 }
                 Ok(())

@@ -34,6 +34,9 @@ pub struct Config {
     #[serde(default)]
     #[allow(dead_code)]
     pub log: change_stream::process::LogSection,
+    /// `[http]`: metrics, health, status and the console.
+    #[serde(default)]
+    pub http: change_stream::telemetry::HttpSection,
 }
 
 /// `[mapping]`: names at the destination (see `mapping.rs`).
@@ -445,6 +448,13 @@ impl Config {
             expected: expected.into(),
             actual,
         };
+        if let Some(bad) = self.http.invalid_listen() {
+            return Err(invalid(
+                "http.listen",
+                "host:port, such as \"127.0.0.1:9464\"",
+                bad,
+            ));
+        }
         for (key, v) in [
             ("throttle.rows_per_second", self.throttle.rows_per_second),
             ("throttle.mb_per_second", self.throttle.mb_per_second),

@@ -64,6 +64,8 @@ pub struct Job {
     /// Whether it commits; a job that does not leaves its transaction open
     /// for the next one (a source transaction streamed in parts).
     pub commits: bool,
+    /// What it applies, for telemetry once committed.
+    pub applied: change_stream::telemetry::Applied,
 }
 
 enum Msg {
@@ -99,6 +101,8 @@ impl Lanes {
             let failure = failure.clone();
             let failed = failed.clone();
             handles.push(tokio::spawn(async move {
+                // What the lane's open transaction has applied so far.
+                let mut uncommitted = change_stream::telemetry::Applied::default();
                 while let Some(msg) = rx.recv().await {
                     match msg {
                         Msg::Apply(job, permit) => {
@@ -116,7 +120,10 @@ impl Lanes {
                                 return Err(e);
                             }
                             drop(permit);
+                            uncommitted.add(&job.applied);
                             if job.commits {
+                                change_stream::telemetry::sink_applied(&uncommitted);
+                                uncommitted = Default::default();
                                 let _ = done_tx.send(job.positions);
                             }
                         }

@@ -152,7 +152,26 @@ fn main() -> ExitCode {
     })
 }
 
+/// Runs the sink, its telemetry told how it ends.
 async fn run(config: Config) -> Result<(), SinkError> {
+    change_stream::telemetry::start(
+        "sink",
+        &config.kafka.topic_prefix,
+        config.http.listen.as_deref(),
+    )
+    .await
+    .map_err(|message| SinkError::Config { message })?;
+    let result = consume_and_apply(config).await;
+    match &result {
+        Ok(()) => change_stream::telemetry::stopped(),
+        Err(e) => change_stream::telemetry::failed(&e.to_string()),
+    }
+    result
+}
+
+/// Consumes and applies until stopped or a definite error, retrying
+/// what may pass.
+async fn consume_and_apply(config: Config) -> Result<(), SinkError> {
     let client_config = change_stream::kafka::client_config(
         &config.kafka.bootstrap_servers,
         &config.kafka.properties,
@@ -230,6 +249,7 @@ async fn run(config: Config) -> Result<(), SinkError> {
             }
         };
             tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "{what}; retrying from the destination's applied position");
+            change_stream::telemetry::retrying(&e.to_string());
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = shutdown.changed() => return Ok(()),
@@ -387,6 +407,7 @@ async fn run_loop(
     let mut byte_limit =
         change_stream::throttle::Limiter::new(config.throttle.mb_per_second * 1_000_000.0);
     tracing::info!(partitions = applied.len(), "sink connector started");
+    change_stream::telemetry::running();
 
     loop {
         if *shutdown.borrow() {
@@ -634,6 +655,14 @@ async fn apply_batch(
         spread |= lane != 0;
         positions.sort_by(|a, b| a.0.cmp(&b.0));
         let records = changes.len();
+        let mut applied = change_stream::telemetry::Applied::default();
+        for c in &changes {
+            applied.count(
+                c.record.op,
+                c.record.source.ts_ms,
+                c.record.source.gtid.as_deref(),
+            );
+        }
         let statements = apply::plan(
             changes,
             apply::Planning {
@@ -666,6 +695,7 @@ async fn apply_batch(
                     positions,
                     continues: shape.continues && lane == 0,
                     commits: shape.commits || lane != 0,
+                    applied,
                 },
             )
             .await?;

@@ -241,6 +241,7 @@ pub async fn apply(
                 )));
             }
             tracing::error!(id = %id, %error, statement = %shown, "schema change failed at the destination; recorded in ddl_failures, going on (apply.on_ddl_error = continue)");
+            change_stream::telemetry::sink_failed_ddl(&shown, &error);
             with_position.push(crate::state::record_failure_sql(
                 state_db, prefix, change, &error,
             ));

@@ -42,6 +42,22 @@ pub struct StoredPosition {
     pub snapshot: Option<SnapshotProgress>,
 }
 
+impl StoredPosition {
+    /// Tells telemetry this position is stored: the GTID position, the
+    /// binlog coordinates, and whether the full synchronization goes on.
+    pub fn report(&self) {
+        let during = if self.snapshot.is_some() {
+            " (full synchronization)"
+        } else {
+            ""
+        };
+        change_stream::telemetry::position(format!(
+            "{} at {}:{}{during}",
+            self.gtid, self.file, self.pos
+        ));
+    }
+}
+
 /// How far the snapshot taken at `StoredPosition`'s point has got.
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct SnapshotProgress {

@@ -26,6 +26,9 @@ pub struct Config {
     #[serde(default)]
     #[allow(dead_code)]
     pub log: change_stream::process::LogSection,
+    /// `[http]`: metrics, health, status and the console.
+    #[serde(default)]
+    pub http: change_stream::telemetry::HttpSection,
 }
 
 /// `[throttle]`: limits on the full synchronization's reading of the
@@ -302,6 +305,13 @@ impl Config {
             expected: expected.into(),
             actual,
         };
+        if let Some(bad) = self.http.invalid_listen() {
+            return Err(invalid(
+                "http.listen",
+                "host:port, such as \"127.0.0.1:9464\"",
+                bad,
+            ));
+        }
         if let Some((expected, bad)) = self.check.unknown(&CHECK_ITEMS) {
             return Err(invalid("check.acknowledge", &expected, bad));
         }

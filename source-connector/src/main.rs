@@ -189,7 +189,25 @@ async fn check_source(conn: &mut Conn) -> Result<u32, SourceError> {
     Ok(server_id)
 }
 
+/// Runs the connector, its telemetry told how it ends.
 async fn run(config: Config) -> Result<(), SourceError> {
+    change_stream::telemetry::start(
+        "source",
+        &config.kafka.topic_prefix,
+        config.http.listen.as_deref(),
+    )
+    .await
+    .map_err(|message| SourceError::Config { message })?;
+    let result = stream(config).await;
+    match &result {
+        Ok(()) => change_stream::telemetry::stopped(),
+        Err(e) => change_stream::telemetry::failed(&e.to_string()),
+    }
+    result
+}
+
+/// Snapshot, then stream, until stopped or a definite error.
+async fn stream(config: Config) -> Result<(), SourceError> {
     let opts = source_opts(&config)?;
     let mut conn = connect(&opts, config.source.connect_timeout_secs).await?;
     let source_server_id = check_source(&mut conn).await?;
@@ -331,6 +349,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
     let first_start = stored.is_none();
     if stored.as_ref().is_some_and(|p| p.snapshot.is_none()) {
         triggers.clear(); // published after the snapshot, which is done
+        change_stream::telemetry::snapshot_finished();
     }
     publish_definitions(&mut out, &tables, &objects, source_server_id, first_start).await?;
     out.flush().await?;
@@ -402,6 +421,7 @@ async fn run(config: Config) -> Result<(), SourceError> {
                         _ => "lost a connection; retrying from the last acknowledged position",
                     };
                     tracing::warn!(error = %e, retry_in_secs = delay.as_secs(), "{what}");
+                    change_stream::telemetry::retrying(&e.to_string());
                     position = out.recover().await?.or(position);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
@@ -571,6 +591,7 @@ async fn sync(
         // source's binlog history?
         let mut conn = connect(opts, config.source.connect_timeout_secs).await?;
         binlog::check_history(&mut conn, p).await?;
+        change_stream::telemetry::running();
     }
     let gtid = match position {
         Some(p) if p.snapshot.is_none() => p.gtid,
@@ -607,6 +628,7 @@ async fn sync(
         triggers.clear();
     }
     let mut reader = BinlogReader::following(config, opts, &gtid, tables, out.prefix()).await?;
+    change_stream::telemetry::running();
     let result = reader
         .read(
             out,

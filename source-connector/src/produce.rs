@@ -974,6 +974,9 @@ impl Committer {
         let outcome = match result {
             Ok(()) => {
                 self.committed_next = next;
+                if let Some(p) = &self.latest {
+                    p.report();
+                }
                 self.stored = self.latest.clone();
                 Ok(())
             }
@@ -1168,6 +1171,7 @@ async fn store(
         }
         notified.await;
     }
+    p.report();
     *stored = Some(p.clone());
     Ok(())
 }

@@ -229,6 +229,7 @@ impl Snapshot<'_> {
             config.source.connect_timeout_secs,
         )
         .await?;
+        change_stream::telemetry::running();
         let progress = match position {
             None => {
                 // Schema changes made between reading the definitions
@@ -346,6 +347,7 @@ impl Snapshot<'_> {
             pos: point.coords.pos,
             snapshot: None,
         })?;
+        change_stream::telemetry::snapshot_finished();
         tracing::info!(gtid = %point.gtid, "snapshot finished; streaming the binlog");
         Ok(Some(point.gtid))
     }
@@ -611,6 +613,7 @@ pub async fn read_tables(
 ) -> Result<bool, SourceError> {
     let readers = conns.len();
     let parts = plan(&mut conns[0], tables, &mut progress, readers, chunk_rows).await?;
+    report_plan(&mut conns[0], tables, &parts).await?;
     // The plan is stored before any of its rows go out.
     out.checkpoint(position(point, &progress, source_server_id))?;
     let shared = std::sync::Mutex::new(Shared {
@@ -654,6 +657,56 @@ pub async fn read_tables(
     }))
     .await?;
     Ok(finished.into_iter().all(|f| f))
+}
+
+/// Tells telemetry the tables of the plan, with the server's estimate of
+/// their rows (one query for them all); tables done before a restart are
+/// left out.
+async fn report_plan(
+    conn: &mut Conn,
+    tables: &[Arc<TableCtx>],
+    parts: &[(Arc<TableCtx>, TableProgress)],
+) -> Result<(), SourceError> {
+    let mut databases: Vec<&str> = tables
+        .iter()
+        .map(|t| t.schema.id.database.as_str())
+        .collect();
+    databases.sort_unstable();
+    databases.dedup();
+    let estimates: std::collections::HashMap<(String, String), u64> = if databases.is_empty() {
+        Default::default()
+    } else {
+        let marks = vec!["?"; databases.len()].join(", ");
+        let params: Vec<Value> = databases.iter().map(|d| Value::from(*d)).collect();
+        conn.exec::<(String, String, Option<u64>), _, _>(
+            format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({marks})"
+            ),
+            params,
+        )
+        .await
+        .map_err(sql_err)?
+        .into_iter()
+        .filter_map(|(d, t, n)| Some(((d, t), n?)))
+        .collect()
+    };
+    let mut planned: Vec<(String, Option<u64>, usize)> = Vec::new();
+    for (table, _) in parts {
+        let id = &table.schema.id;
+        let name = id.to_string();
+        match planned.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, _, count)) => *count += 1,
+            None => planned.push((
+                name,
+                estimates
+                    .get(&(id.database.clone(), id.table.clone()))
+                    .copied(),
+                1,
+            )),
+        }
+    }
+    change_stream::telemetry::snapshot_plan(planned);
+    Ok(())
 }
 
 /// Reads one part of a table from where its progress says, in chunks;
@@ -725,6 +778,7 @@ async fn read_part(
         )
         .await?;
         rows_read += n;
+        change_stream::telemetry::snapshot_rows(&part.table.to_string(), n);
         if n == 0 {
             if let Some(unit) = unit {
                 unit.finish(); // nothing sent
@@ -754,6 +808,7 @@ async fn read_part(
         s.progress.finish(id, &part.range);
         out.checkpoint(position(point, &s.progress, source_server_id))?;
     }
+    change_stream::telemetry::snapshot_part_done(&id.to_string());
     tracing::info!(table = %id, rows = rows_read, "snapshot of table done");
     Ok(true)
 }

@@ -736,3 +736,86 @@ pub(crate) async fn scenario_tables(db_conn: &mut Db, db: &str) -> Result<Vec<(S
     }
     Ok(out)
 }
+
+impl Connector {
+    /// The address its `[http]` server listens on, as it logs it.
+    pub async fn http_addr(&self) -> Result<String> {
+        self.wait_log("serving /metrics", Duration::from_secs(60))
+            .await?;
+        let text = self.log_text();
+        let line = text
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .expect("waited for it");
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .ok_or_else(|| anyhow::anyhow!("no addr= in: {line}"))?;
+        Ok(addr.trim_matches('"').to_string())
+    }
+}
+
+/// `GET path` from an HTTP server at `addr`: status code and body.
+pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut response)).await??;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP response: {text}"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no status in: {head}"))?;
+    Ok((code, body.to_string()))
+}
+
+/// The value of the Prometheus sample `name` whose labels include every
+/// one of `labels` (`key="value"`), in the text of `/metrics`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Headless Chromium (Debian's, installed by `scripts/test.sh`; or
+/// `TEST_CHROMIUM`), with what a closed network needs.
+pub fn chromium(args: &[&str]) -> Result<std::process::Output> {
+    let program = std::env::var("TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let profile = std::env::temp_dir().join(format!("e2e-chromium-{}-{n}", std::process::id()));
+    let output = Command::new(&program)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run {program} ({e}): scripts/test.sh installs Debian's chromium"
+            )
+        })?;
+    let _ = std::fs::remove_dir_all(&profile);
+    Ok(output)
+}

@@ -52,6 +52,8 @@ pub async fn rows(
             tme.columns_count(),
         )));
     }
+    // Counted once per event, by the operation each row became.
+    let mut counts = [0u64; 3];
     for (i, row) in rows.rows(tme).enumerate() {
         let (before, after) = row.map_err(|e| {
             SourceError::Binlog(format!(
@@ -85,6 +87,11 @@ pub async fn rows(
         let before = before.map(|r| ctx.project(r));
         let after = after.map(|r| ctx.project(r));
         source.row = i as u32;
+        counts[match op {
+            Op::Create => 0,
+            Op::Update => 1,
+            _ => 2,
+        }] += 1;
         enc.emit(
             out,
             ctx,
@@ -95,6 +102,9 @@ pub async fn rows(
             Some(txn),
         )
         .await?;
+    }
+    for (op, n) in ["c", "u", "d"].into_iter().zip(counts) {
+        change_stream::telemetry::source_events(op, n);
     }
     Ok(())
 }

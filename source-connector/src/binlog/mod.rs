@@ -48,6 +48,9 @@ use crate::produce::Output;
 /// Seconds between heartbeats the server sends while the binlog is idle.
 const HEARTBEAT_SECS: u64 = 2;
 
+/// The type code of a heartbeat event.
+const HEARTBEAT_EVENT: u8 = 27;
+
 /// Which rows a read turns into records.
 #[derive(Clone, Copy)]
 pub enum Rows<'a> {
@@ -247,6 +250,11 @@ impl BinlogReader {
                 out.begin_unit().await;
             }
             let header = event.header();
+            // The server sends heartbeats only when it has nothing more:
+            // read to the end, no transaction behind.
+            if header.event_type_raw() == HEARTBEAT_EVENT && self.txn.is_none() {
+                change_stream::telemetry::source_behind(None);
+            }
             let end = header.log_pos() as u64;
             let start = end.saturating_sub(header.event_size() as u64);
             let mut committed = false;
@@ -292,6 +300,7 @@ impl BinlogReader {
             if committed {
                 enc.end(out, &mut self.events).await?;
                 if let Some(t) = self.txn.take() {
+                    change_stream::telemetry::source_behind(Some(t.ts_ms));
                     self.gtid.advance(t.gtid);
                 }
                 self.committed = BinlogCoordinates::new(self.file.clone(), end);
