@@ -506,7 +506,7 @@ fn sample(s: &mut Status) {
     snapshot.rows = rows;
     snapshot.estimated_rows = estimated;
     snapshot.eta_seconds = (snapshot.running && rate >= 1.0)
-        .then(|| (estimated.saturating_sub(rows) as f64 / rate).ceil() as u64);
+        .then(|| (estimated.saturating_sub(rows) as f64 / rate).round() as u64);
     s.history.push_back(Sample {
         at_ms: now_ms(),
         lag_ms: s.lag_ms,
