@@ -75,5 +75,6 @@ dst -t -e "SELECT id, name, email, country FROM shop.customers WHERE email = 'li
            SELECT id, status FROM shop.orders WHERE id = 2;"
 echo "  destination equal to source: CHECKSUM TABLE $(checksums dst)"
 
+say "consoles: http://127.0.0.1:9464/ (source) and http://127.0.0.1:9465/ (sink); metrics at /metrics"
 say "the connectors keep following the source; write to it on port $SOURCE_PORT and watch port $DEST_PORT. Ctrl-C to stop."
 wait "$source_pid" "$sink_pid"

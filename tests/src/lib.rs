@@ -747,11 +747,15 @@ impl Connector {
             .lines()
             .find(|l| l.contains("serving /metrics"))
             .expect("waited for it");
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .ok_or_else(|| anyhow::anyhow!("no addr= in: {line}"))?;
-        Ok(addr.trim_matches('"').to_string())
+        // A text line has `addr=...`; a json one an `addr` field.
+        let addr = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) => v["fields"]["addr"].as_str().map(str::to_string),
+            Err(_) => line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .map(|a| a.trim_matches('"').to_string()),
+        };
+        addr.ok_or_else(|| anyhow::anyhow!("no address in: {line}"))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Log lines: the json format (`[log] format`, `--log-format`) writes one
-//! JSON object per line, and no password appears in any output.
+//! JSON object per line, and no password appears in any output (logs,
+//! errors, the precheck's report, what the HTTP server serves).
 
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ async fn json_logs_and_no_password_in_any_output() -> Result<()> {
     ))
     .await?;
 
-    let json = "\n[log]\nformat = \"json\"\n";
+    let json = "\n[log]\nformat = \"json\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n";
     let source_conf = source_config(&prefix, &[&db], 9921, "") + json;
     let sink_conf = sink_config(&prefix, &prefix, dest_port(), "")
         .replace("mysql://root@", &format!("mysql://e2e_logpw:{PASSWORD}@"))
@@ -75,6 +76,16 @@ async fn json_logs_and_no_password_in_any_output() -> Result<()> {
         &mut [&mut source, &mut sink],
     )
     .await?;
+    // What the HTTP servers show.
+    let mut served = Vec::new();
+    for c in [&source, &sink] {
+        let at = c.http_addr().await?;
+        for path in ["/status", "/metrics", "/healthz", "/"] {
+            let (code, body) = http_get(&at, path).await?;
+            anyhow::ensure!(code == 200, "{path}: {code} {body}");
+            served.push(body);
+        }
+    }
     anyhow::ensure!(source.stop()?.success(), "source: {}", source.log_tail());
     anyhow::ensure!(sink.stop()?.success(), "sink: {}", sink.log_tail());
     let (source_log, sink_log) = (source.log_text(), sink.log_text());
@@ -111,6 +122,7 @@ async fn json_logs_and_no_password_in_any_output() -> Result<()> {
     let conf_path = dir.join(format!("{prefix}-check.toml"));
     std::fs::write(&conf_path, &sink_conf)?;
     let mut outputs = vec![source_log, sink_log, err];
+    outputs.extend(served);
     for format in ["text", "json"] {
         let out = std::process::Command::new(binary("sink-connector"))
             .args(["check", "--format", format, "--config"])
