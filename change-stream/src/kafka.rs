@@ -311,7 +311,7 @@ pub fn watermarks<C: rdkafka::consumer::ConsumerContext>(
 
 /// A reader's context that does not log the end of a partition, which it
 /// reads to, as an error.
-struct EndsQuietly;
+pub struct EndsQuietly;
 
 impl rdkafka::client::ClientContext for EndsQuietly {
     fn error(&self, error: KafkaError, reason: &str) {

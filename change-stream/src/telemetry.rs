@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Samples the console's chart keeps: ten minutes, one a second.
 pub const HISTORY: usize = 600;
@@ -53,7 +53,7 @@ impl HttpSection {
 }
 
 /// Whether the connector is doing its work.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     #[default]
@@ -67,7 +67,8 @@ pub enum Health {
 }
 
 /// The full synchronization of one table.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TableProgress {
     pub table: String,
     pub rows: u64,
@@ -83,7 +84,8 @@ pub struct TableProgress {
 }
 
 /// The full synchronization, as far as this process has seen it.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SnapshotStatus {
     pub running: bool,
     pub tables: Vec<TableProgress>,
@@ -95,7 +97,7 @@ pub struct SnapshotStatus {
 }
 
 /// A schema change the destination refused.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FailedDdl {
     pub at: String,
     pub statement: String,
@@ -103,7 +105,7 @@ pub struct FailedDdl {
 }
 
 /// Changes that found the destination's row other than they expected.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Conflicts {
     pub at: String,
     pub table: String,
@@ -112,14 +114,14 @@ pub struct Conflicts {
 }
 
 /// The last error, with when it happened.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LastError {
     pub at: String,
     pub message: String,
 }
 
 /// One second of the chart.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Sample {
     /// Unix time, milliseconds.
     pub at_ms: i64,
@@ -128,7 +130,8 @@ pub struct Sample {
 }
 
 /// What `/status` returns.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     pub connector: String,
     pub prefix: String,
@@ -561,6 +564,86 @@ fn name(h: Health) -> &'static str {
 
 async fn status_json() -> axum::Json<Status> {
     axum::Json(status())
+}
+
+/// The status a connector running with `[http] listen` serves, when one
+/// answers there (within two seconds).
+pub async fn fetch(listen: &str) -> Option<Status> {
+    // A server listening on every address answers on loopback.
+    let host = listen
+        .replace("0.0.0.0:", "127.0.0.1:")
+        .replace("[::]:", "127.0.0.1:");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let response = client
+        .get(format!("http://{host}/status"))
+        .send()
+        .await
+        .ok()?;
+    response.json::<Status>().await.ok()
+}
+
+/// The lines of `status` for a running connector's status.
+pub fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<22}{v}\n"));
+    line(
+        "health",
+        match &s.health_detail {
+            Some(why) => format!("{}: {why}", name(s.health)),
+            None => name(s.health).to_string(),
+        },
+    );
+    line("running since", s.started_at.clone());
+    line("position", s.position.clone().unwrap_or_else(|| "-".into()));
+    line("lag", s.lag_ms.map_or("-".into(), |ms| format!("{ms} ms")));
+    line(
+        "events",
+        format!("{} ({:.1}/s)", s.events_total, s.events_per_second),
+    );
+    let snap = &s.snapshot;
+    if !snap.tables.is_empty() {
+        let state = if snap.running { "running" } else { "done" };
+        let eta = snap
+            .eta_seconds
+            .map_or(String::new(), |e| format!(", about {e} s left"));
+        line(
+            "full synchronization",
+            format!(
+                "{state}: {} of {} tables done, {} of ~{} rows{eta}",
+                snap.tables.len() - snap.tables_remaining,
+                snap.tables.len(),
+                snap.rows,
+                snap.estimated_rows
+            ),
+        );
+        for t in &snap.tables {
+            let est = t.estimated_rows.map_or("?".into(), |e| e.to_string());
+            let state = if t.done {
+                "done".to_string()
+            } else {
+                format!("{:.0} rows/s", t.rows_per_second)
+            };
+            line(
+                "",
+                format!("{}  {} / ~{est} rows  {state}", t.table, t.rows),
+            );
+        }
+    }
+    if s.connector == "sink" {
+        line("failed schema changes", s.failed_ddl_total.to_string());
+        line("conflicts", s.conflicts_total.to_string());
+    }
+    line("retries", s.retries_total.to_string());
+    line(
+        "last error",
+        s.last_error
+            .as_ref()
+            .map_or("none".into(), |e| format!("{}  {}", e.at, e.message)),
+    );
+    out
 }
 
 /// Unix time now, milliseconds.

@@ -96,6 +96,10 @@ pub fn validate_prefix(prefix: &str) -> Result<(), Error> {
 /// destination against.
 pub const SOURCE_SERVER_KEY: &str = "server";
 
+/// Key, on the positions topic, of the error that last stopped the source
+/// connector (`{"at": "...", "message": "..."}`), for `status`.
+pub const LAST_ERROR_KEY: &str = "last_error";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,7 @@ mod order;
 mod schema_apply;
 mod sql;
 mod state;
+mod status;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -108,6 +109,17 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print where the sink is (positions and records behind, failed
+    /// schema changes, conflicts, last error), without running it; with
+    /// the running sink's own status when `[http] listen` answers.
+    Status {
+        /// Path of the TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 impl Command {
@@ -117,7 +129,8 @@ impl Command {
             Command::Run { config, .. }
             | Command::Check { config, .. }
             | Command::FailedDdl { config, .. }
-            | Command::Conflicts { config, .. } => config,
+            | Command::Conflicts { config, .. }
+            | Command::Status { config, .. } => config,
         }
     }
 }
@@ -130,14 +143,7 @@ fn main() -> ExitCode {
     );
     change_stream::process::run_main("sink-connector", log_format, async {
         match cli.command {
-            Command::Run { config: path } => {
-                let config = Config::load(&path)?;
-                check::report(&config)
-                    .await
-                    .gate(&format!("sink-connector check --config {}", path.display()))
-                    .map_err(SinkError::Precheck)?;
-                run(config).await
-            }
+            Command::Run { config: path } => run(Config::load(&path)?, &path).await,
             Command::Check { config, format } => {
                 let report = check::report(&Config::load(&config)?).await;
                 print!("{}", report.render(&format));
@@ -148,12 +154,16 @@ fn main() -> ExitCode {
             }
             Command::FailedDdl { config } => failed_ddl(Config::load(&config)?).await,
             Command::Conflicts { config } => list_conflicts(Config::load(&config)?).await,
+            Command::Status { config, format } => {
+                status::print(&Config::load(&config)?, &format).await
+            }
         }
     })
 }
 
-/// Runs the sink, its telemetry told how it ends.
-async fn run(config: Config) -> Result<(), SinkError> {
+/// Runs the connector after its precheck; its telemetry told how it
+/// ends, and the error that stops it recorded for `status`.
+async fn run(config: Config, path: &std::path::Path) -> Result<(), SinkError> {
     change_stream::telemetry::start(
         "sink",
         &config.kafka.topic_prefix,
@@ -161,23 +171,46 @@ async fn run(config: Config) -> Result<(), SinkError> {
     )
     .await
     .map_err(|message| SinkError::Config { message })?;
-    let result = consume_and_apply(config).await;
+    let result = async {
+        check::report(&config)
+            .await
+            .gate(&format!("sink-connector check --config {}", path.display()))
+            .map_err(SinkError::Precheck)?;
+        consume_and_apply(&config).await
+    }
+    .await;
     match &result {
         Ok(()) => change_stream::telemetry::stopped(),
-        Err(e) => change_stream::telemetry::failed(&e.to_string()),
+        Err(e) => {
+            change_stream::telemetry::failed(&e.to_string());
+            // For `status`; best effort (the destination may be what
+            // failed).
+            let record = async {
+                let mut applier = state_session(&config).await?;
+                state::record_last_error(
+                    applier.conn(),
+                    &config.destination.state_database,
+                    &config.kafka.topic_prefix,
+                    &config.kafka.group_id,
+                    &e.to_string(),
+                )
+                .await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), record).await;
+        }
     }
     result
 }
 
 /// Consumes and applies until stopped or a definite error, retrying
 /// what may pass.
-async fn consume_and_apply(config: Config) -> Result<(), SinkError> {
+async fn consume_and_apply(config: &Config) -> Result<(), SinkError> {
     let client_config = change_stream::kafka::client_config(
         &config.kafka.bootstrap_servers,
         &config.kafka.properties,
     );
     // Fail fast, with the cause, on what a restart would not fix.
-    drop(state_session(&config).await?);
+    drop(state_session(config).await?);
     {
         let cc = client_config.clone();
         let servers = config.kafka.bootstrap_servers.clone();
@@ -217,7 +250,7 @@ async fn consume_and_apply(config: Config) -> Result<(), SinkError> {
         loop {
             let mut shutdown = shutdown.clone();
             let attempt = Instant::now();
-            let e = match sync(&config, &client_config, &mut registry, &mut shutdown).await {
+            let e = match sync(config, &client_config, &mut registry, &mut shutdown).await {
                 Ok(()) => return Ok(()),
                 Err(e) if *shutdown.borrow() => return Err(e),
                 Err(e) => e,

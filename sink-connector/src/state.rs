@@ -197,7 +197,56 @@ pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkErr
     ))
     .await
     .map_err(|e| from_mysql("cannot create the deferred_indexes table", e))?;
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {db}.`last_error` (\
+           `topic_prefix` VARCHAR(255) NOT NULL, \
+           `group_id` VARCHAR(255) NOT NULL, \
+           `failed_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+           `message` TEXT NOT NULL, \
+           PRIMARY KEY (`topic_prefix`, `group_id`)\
+         ) ENGINE=InnoDB COMMENT='the error that last stopped the sink connector'"
+    ))
+    .await
+    .map_err(|e| from_mysql("cannot create the last_error table", e))?;
     Ok(())
+}
+
+/// Records the error that stops the sink.
+pub async fn record_last_error(
+    conn: &mut Conn,
+    database: &str,
+    prefix: &str,
+    group_id: &str,
+    message: &str,
+) -> Result<(), SinkError> {
+    conn.exec_drop(
+        format!(
+            "REPLACE INTO {}.`last_error` (`topic_prefix`, `group_id`, `message`) VALUES (?, ?, ?)",
+            quote_ident(database)
+        ),
+        (prefix, group_id, message),
+    )
+    .await
+    .map_err(|e| from_mysql("cannot record the last error", e))
+}
+
+/// The error that last stopped the sink: (when, message).
+pub async fn last_error(
+    conn: &mut Conn,
+    database: &str,
+    prefix: &str,
+    group_id: &str,
+) -> Result<Option<(String, String)>, SinkError> {
+    conn.exec_first(
+        format!(
+            "SELECT DATE_FORMAT(`failed_at`, '%Y-%m-%dT%H:%i:%S.%fZ'), `message` FROM {}.`last_error` \
+             WHERE `topic_prefix` = ? AND `group_id` = ?",
+            quote_ident(database)
+        ),
+        (prefix, group_id),
+    )
+    .await
+    .map_err(|e| from_mysql("cannot read the last error", e))
 }
 
 /// The statement recording a schema change that failed at the

@@ -21,6 +21,7 @@ mod produce;
 mod schema;
 mod selection;
 mod snapshot;
+mod status;
 mod tablemap;
 
 use std::collections::{BTreeMap, HashMap};
@@ -84,13 +85,26 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
     },
+    /// Print where the connector is (position, full synchronization, last
+    /// error), without running it; with the running connector's own
+    /// status when `[http] listen` answers.
+    Status {
+        /// Path of the TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// `text` or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 impl Command {
     /// The config file the subcommand reads.
     fn config(&self) -> &std::path::Path {
         match self {
-            Command::Run { config, .. } | Command::Check { config, .. } => config,
+            Command::Run { config, .. }
+            | Command::Check { config, .. }
+            | Command::Status { config, .. } => config,
         }
     }
 }
@@ -103,17 +117,7 @@ fn main() -> ExitCode {
     );
     change_stream::process::run_main("source-connector", log_format, async {
         match cli.command {
-            Command::Run { config: path } => {
-                let config = Config::load(&path)?;
-                check::report(&config)
-                    .await
-                    .gate(&format!(
-                        "source-connector check --config {}",
-                        path.display()
-                    ))
-                    .map_err(SourceError::Precheck)?;
-                run(config).await
-            }
+            Command::Run { config: path } => run(Config::load(&path)?, &path).await,
             Command::Check { config, format } => {
                 let report = check::report(&Config::load(&config)?).await;
                 print!("{}", report.render(&format));
@@ -121,6 +125,9 @@ fn main() -> ExitCode {
                     return Err(SourceError::Precheck(report.summary()));
                 }
                 Ok(())
+            }
+            Command::Status { config, format } => {
+                status::print(&Config::load(&config)?, &format).await
             }
         }
     })
@@ -189,8 +196,9 @@ async fn check_source(conn: &mut Conn) -> Result<u32, SourceError> {
     Ok(server_id)
 }
 
-/// Runs the connector, its telemetry told how it ends.
-async fn run(config: Config) -> Result<(), SourceError> {
+/// Runs the connector after its precheck; its telemetry told how it
+/// ends, and the error that stops it recorded for `status`.
+async fn run(config: Config, path: &std::path::Path) -> Result<(), SourceError> {
     change_stream::telemetry::start(
         "source",
         &config.kafka.topic_prefix,
@@ -198,17 +206,30 @@ async fn run(config: Config) -> Result<(), SourceError> {
     )
     .await
     .map_err(|message| SourceError::Config { message })?;
-    let result = stream(config).await;
+    let result = async {
+        check::report(&config)
+            .await
+            .gate(&format!(
+                "source-connector check --config {}",
+                path.display()
+            ))
+            .map_err(SourceError::Precheck)?;
+        stream(&config).await
+    }
+    .await;
     match &result {
         Ok(()) => change_stream::telemetry::stopped(),
-        Err(e) => change_stream::telemetry::failed(&e.to_string()),
+        Err(e) => {
+            change_stream::telemetry::failed(&e.to_string());
+            status::record_last_error(&config, &e.to_string()).await;
+        }
     }
     result
 }
 
 /// Snapshot, then stream, until stopped or a definite error.
-async fn stream(config: Config) -> Result<(), SourceError> {
-    let opts = source_opts(&config)?;
+async fn stream(config: &Config) -> Result<(), SourceError> {
+    let opts = source_opts(config)?;
     let mut conn = connect(&opts, config.source.connect_timeout_secs).await?;
     let source_server_id = check_source(&mut conn).await?;
     let source_version: String = conn
@@ -383,7 +404,7 @@ async fn stream(config: Config) -> Result<(), SourceError> {
             let mut shutdown = shutdown.clone();
             let attempt = std::time::Instant::now();
             let result = sync(
-                &config,
+                config,
                 &opts,
                 &mut out,
                 &mut tables,

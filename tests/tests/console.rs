@@ -246,7 +246,115 @@ async fn metrics_health_status_and_the_console_in_a_browser() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    source.stop()?;
-    sink.stop()?;
+
+    // `status`, beside the running sink: its own status comes with it.
+    let live_conf = sink_config(
+        &prefix,
+        &prefix,
+        dest_port(),
+        &HTTP.replace("127.0.0.1:0", &sink_at),
+    );
+    let report = status_of("sink-connector", &format!("{prefix}-sink-live"), &live_conf)?;
+    anyhow::ensure!(
+        report["live"]["connector"] == "sink"
+            && report["live"]["health"] == "running"
+            && report["failed_ddl"] == 0
+            && report["partitions_applied"].as_u64().unwrap_or(0) >= 2,
+        "sink status beside the running sink: {report}"
+    );
+    anyhow::ensure!(source.stop()?.success(), "source: {}", source.log_tail());
+    anyhow::ensure!(sink.stop()?.success(), "sink: {}", sink.log_tail());
+    let source_conf = source_config(&prefix, &[&db], 9931, "");
+    let report = status_of(
+        "source-connector",
+        &format!("{prefix}-source-status"),
+        &source_conf,
+    )?;
+    anyhow::ensure!(
+        report["live"].is_null()
+            && report["stored_position"]["gtid"].is_string()
+            && report["transactions_behind"].is_u64()
+            && report["full_synchronization"]["state"] == "done"
+            && report["last_error"].is_null(),
+        "source status after it stopped: {report}"
+    );
+    let report = status_of(
+        "sink-connector",
+        &format!("{prefix}-sink-status"),
+        &sink_config(&prefix, &prefix, dest_port(), ""),
+    )?;
+    anyhow::ensure!(
+        report["live"].is_null() && report["records_behind"] == 0,
+        "sink status after it stopped, everything applied: {report}"
+    );
+
+    // The error that stops a connector is there after it stopped: the
+    // source pointed at another server than its stored position's, a
+    // sink whose destination has the table already.
+    let wrong = source_config_at(&mysql_url(dest_port()), &prefix, &[&db], 9931, "");
+    let (code, err) = run_to_exit(
+        "source-connector",
+        &format!("{prefix}-wrong-source"),
+        &wrong,
+        Duration::from_secs(60),
+    )?;
+    anyhow::ensure!(code != 0, "the source ran against another server: {err}");
+    let report = status_of(
+        "source-connector",
+        &format!("{prefix}-wrong-status"),
+        &wrong,
+    )?;
+    anyhow::ensure!(
+        report["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("belongs to the server with server_id")),
+        "source status after it failed: {report}"
+    );
+    drop_database(&[dest2_port()], &db).await?;
+    let mut dest2 = Db::connect(dest2_port()).await?;
+    dest2.exec(&format!("CREATE DATABASE `{db}`")).await?;
+    dest2
+        .exec(&format!(
+            "CREATE TABLE `{db}`.small (id INT PRIMARY KEY, v INT)"
+        ))
+        .await?;
+    dest2
+        .exec(&format!("INSERT INTO `{db}`.small VALUES (1, 1)"))
+        .await?;
+    let other = sink_config(&prefix, &format!("{prefix}-other"), dest2_port(), "");
+    let (code, err) = run_to_exit(
+        "sink-connector",
+        &format!("{prefix}-other-sink"),
+        &other,
+        Duration::from_secs(60),
+    )?;
+    anyhow::ensure!(
+        code != 0,
+        "the sink wrote into a table of the destination's own: {err}"
+    );
+    let report = status_of("sink-connector", &format!("{prefix}-other-status"), &other)?;
+    anyhow::ensure!(
+        report["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already exist at the destination")),
+        "sink status after it failed: {report}"
+    );
+    drop_database(&[dest2_port()], &db).await?;
     Ok(())
+}
+
+/// `<binary> status --format json` with the config `text`.
+fn status_of(binary_name: &str, label: &str, text: &str) -> Result<serde_json::Value> {
+    let path = workspace().join(format!("target/e2e/{label}.toml"));
+    std::fs::write(&path, text)?;
+    let out = std::process::Command::new(binary(binary_name))
+        .args(["status", "--format", "json", "--config"])
+        .arg(&path)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{binary_name} status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
