@@ -156,6 +156,9 @@ pub struct Status {
     pub history: VecDeque<Sample>,
     #[serde(skip)]
     events_at_last_sample: u64,
+    /// Sink: the last heartbeat's time and interval.
+    #[serde(skip)]
+    last_heartbeat: Option<(i64, u64)>,
 }
 
 struct Telemetry {
@@ -426,18 +429,41 @@ pub fn sink_applied(applied: &Applied) {
         }
     }
     let lag = (applied.newest_ms > 0).then(|| (now_ms() - applied.newest_ms).max(0));
-    if let Some(lag) = lag {
-        metrics::gauge!("tributary_sink_lag_milliseconds").set(lag as f64);
-    }
     with(|s| {
         s.events_total += applied.total();
-        if lag.is_some() {
-            s.lag_ms = lag;
+        if let Some(lag) = lag {
+            set_sink_lag(s, lag);
         }
         if let Some(g) = &applied.gtid {
             s.position = Some(g.clone());
         }
     });
+}
+
+/// Whether the sink has applied everything it has read.
+static CAUGHT_UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sink: whether everything read is applied (heartbeats then tell the
+/// lag); returns what it was.
+pub fn sink_caught_up(yes: bool) -> bool {
+    CAUGHT_UP.swap(yes, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sink: a heartbeat the source sent at `ts_ms`, one every `interval_ms`.
+/// While the sink is caught up, its age is the lag.
+pub fn sink_heartbeat(ts_ms: i64, interval_ms: u64) {
+    let caught_up = CAUGHT_UP.load(std::sync::atomic::Ordering::Relaxed);
+    with(|s| {
+        s.last_heartbeat = Some((ts_ms, interval_ms));
+        if caught_up {
+            set_sink_lag(s, (now_ms() - ts_ms).max(0));
+        }
+    });
+}
+
+fn set_sink_lag(s: &mut Status, lag: i64) {
+    metrics::gauge!("tributary_sink_lag_milliseconds").set(lag as f64);
+    s.lag_ms = Some(lag);
 }
 
 /// Sink: a schema change failed at the destination and was recorded.
@@ -487,6 +513,15 @@ async fn sample_every_second() {
 }
 
 fn sample(s: &mut Status) {
+    // Heartbeats that stopped coming to a caught-up sink: the source is
+    // at least that far ahead, or gone.
+    if let Some((ts, interval)) = s.last_heartbeat {
+        let age = now_ms() - ts;
+        if CAUGHT_UP.load(std::sync::atomic::Ordering::Relaxed) && age > 2 * interval as i64 + 1000
+        {
+            set_sink_lag(s, age);
+        }
+    }
     // Rates smoothed over a few seconds: a batch lands in one second.
     let smooth = |old: f64, new: f64| 0.6 * old + 0.4 * new;
     let new = (s.events_total - s.events_at_last_sample) as f64;

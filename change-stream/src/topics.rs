@@ -40,6 +40,13 @@ pub fn positions_topic(prefix: &str) -> String {
     format!("{prefix}.positions")
 }
 
+/// The heartbeat topic (Debezium's convention, `__debezium-heartbeat.<prefix>`,
+/// under this project's name): outside the prefix, so that consumers of
+/// `<prefix>.*` never see it.
+pub fn heartbeat_topic(prefix: &str) -> String {
+    format!("__tributary-heartbeat.{prefix}")
+}
+
 /// The topic of transaction boundaries (Debezium's name for it).
 pub fn transaction_topic(prefix: &str) -> String {
     format!("{prefix}.transaction")

@@ -148,6 +148,11 @@ impl Lanes {
         }
     }
 
+    /// Whether no job is in flight.
+    pub fn idle(&self) -> bool {
+        self.budget.available_permits() == self.budget_bytes
+    }
+
     pub fn count(&self) -> usize {
         self.senders.len()
     }

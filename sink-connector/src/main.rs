@@ -12,6 +12,9 @@
 //!   positions, `state.rs`), `schema_apply.rs` (running a schema change
 //!   once), `indexes.rs` (secondary indexes after the full sync).
 //!
+//! Beside them: `heartbeat.rs` (the lag of a sink with nothing to apply)
+//! and `status.rs` (the `status` subcommand).
+//!
 //! This file wires them: a batch from intake, what ordering releases,
 //! planned and handed to the lanes, then the schema changes now due.
 
@@ -23,6 +26,7 @@ mod consume;
 mod ddl;
 mod decode;
 mod error;
+mod heartbeat;
 mod indexes;
 mod intake;
 mod lanes;
@@ -226,6 +230,11 @@ async fn consume_and_apply(config: &Config) -> Result<(), SinkError> {
         })?;
     }
 
+    heartbeat::spawn(
+        &client_config,
+        &config.kafka.topic_prefix,
+        &config.kafka.group_id,
+    );
     let (shutdown_tx, shutdown) = watch::channel(false);
     tokio::spawn(async move {
         change_stream::process::wait_for_signal().await;
@@ -482,6 +491,18 @@ async fn run_loop(
         changes.extend(released.changes);
         moved.extend(released.partitions);
         let commits = !released.open;
+        let caught_up =
+            changes.is_empty() && !released.open && ddl_queue.head().is_none() && lanes.idle();
+        if change_stream::telemetry::sink_caught_up(caught_up) != caught_up {
+            tracing::debug!(
+                caught_up,
+                changes = changes.len(),
+                open = released.open,
+                ddl = ddl_queue.head().is_some(),
+                lanes_idle = lanes.idle(),
+                "caught up or not"
+            );
+        }
         // Transactions go to the first lane, all in one destination
         // transaction; so does a batch in the first lane's open one, or
         // with no rows for the other lanes.

@@ -164,6 +164,12 @@ pub struct KafkaSection {
     /// commit).
     #[serde(default = "defaults::position_interval_ms")]
     pub position_interval_ms: u64,
+    /// How often a heartbeat record (`{"ts_ms", "gtid", "interval_ms"}`,
+    /// keyed `{"serverName": prefix}`) goes to `__tributary-heartbeat.<prefix>`
+    /// while streaming, with the position stored, busy or idle: sinks tell
+    /// their lag by it when nothing changes. 0 turns it off.
+    #[serde(default = "defaults::heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
     /// Records and the position written together in Kafka transactions,
     /// so that a `read_committed` consumer sees every change exactly once,
     /// whatever crashes.
@@ -234,6 +240,9 @@ mod defaults {
     }
     pub fn position_interval_ms() -> u64 {
         1000
+    }
+    pub fn heartbeat_interval_ms() -> u64 {
+        5000
     }
     pub fn exactly_once() -> bool {
         true

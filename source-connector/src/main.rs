@@ -6,7 +6,8 @@
 //! (the consistent snapshot and its hand-over to the binlog), `binlog.rs`
 //! (the replica connection), `convert.rs` (MariaDB values), `encode.rs`
 //! (records), `produce.rs` (the producer and position tracking),
-//! `checkpoint.rs` (the stored position). This file wires them.
+//! `checkpoint.rs` (the stored position); `status.rs` answers `status`.
+//! This file wires them.
 
 mod binlog;
 mod check;
@@ -287,6 +288,8 @@ async fn stream(config: &Config) -> Result<(), SourceError> {
         // Kept as long as the table topics' binlog records it tells the
         // transactions of.
         own_topic(topics::transaction_topic(&prefix), "delete", -1),
+        // Only the latest matter: an hour.
+        own_topic(topics::heartbeat_topic(&prefix), "delete", 3_600_000),
     ];
     change_stream::kafka::ensure_topics(&client_config, &own_topics)
         .await

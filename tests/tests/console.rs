@@ -60,7 +60,7 @@ async fn metrics_health_status_and_the_console_in_a_browser() -> Result<()> {
     let mut source = Connector::start(
         "source-connector",
         &format!("{prefix}-source"),
-        &source_config(&prefix, &[&db], 9931, HTTP),
+        &(source_config(&prefix, &[&db], 9931, HTTP) + "heartbeat_interval_ms = 500\n"),
     )?;
     let mut sink = Connector::start(
         "sink-connector",
@@ -262,7 +262,40 @@ async fn metrics_health_status_and_the_console_in_a_browser() -> Result<()> {
             && report["partitions_applied"].as_u64().unwrap_or(0) >= 2,
         "sink status beside the running sink: {report}"
     );
+    // Heartbeats: an idle, caught-up sink's lag is their age, small while
+    // they come; once the source stops they stop, and it grows.
+    // (The last change applied may have waited for the destination's
+    // fix above: its lag, true, is seconds until heartbeats follow.)
+    let lag_of = |v: &serde_json::Value| v["lag_ms"].as_i64();
+    let start = Instant::now();
+    loop {
+        let (_, now) = http_get(&sink_at, "/status").await?;
+        let now: serde_json::Value = serde_json::from_str(&now)?;
+        if lag_of(&now).is_some_and(|l| l < 2000) {
+            break;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "an idle sink's lag with heartbeats coming: {:?}",
+            now["lag_ms"]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     anyhow::ensure!(source.stop()?.success(), "source: {}", source.log_tail());
+    let start = Instant::now();
+    loop {
+        let (_, now) = http_get(&sink_at, "/status").await?;
+        let now: serde_json::Value = serde_json::from_str(&now)?;
+        if lag_of(&now).is_some_and(|l| l > 3000) {
+            break;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "the sink's lag did not grow with the source stopped: {:?}",
+            now["lag_ms"]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     anyhow::ensure!(sink.stop()?.success(), "sink: {}", sink.log_tail());
     let source_conf = source_config(&prefix, &[&db], 9931, "");
     let report = status_of(

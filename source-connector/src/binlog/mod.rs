@@ -93,6 +93,9 @@ pub struct BinlogReader {
     /// `source.ignore_server_ids`: events made at these servers are not
     /// captured (their schema changes still move the shapes).
     ignored: Vec<u32>,
+    /// `kafka.heartbeat_interval_ms`, when on, and the last heartbeat.
+    heartbeat_every: Option<Duration>,
+    last_heartbeat: std::time::Instant,
 }
 
 impl BinlogReader {
@@ -147,6 +150,8 @@ impl BinlogReader {
             schemas: Schemas::new(tables, prefix, ddl),
             snapshot: None,
             ignored: Vec::new(),
+            heartbeat_every: None,
+            last_heartbeat: std::time::Instant::now(),
         })
     }
 
@@ -177,6 +182,8 @@ impl BinlogReader {
         )
         .await?;
         reader.ignored = config.source.ignore_server_ids.clone();
+        reader.heartbeat_every = (config.kafka.heartbeat_interval_ms > 0)
+            .then(|| Duration::from_millis(config.kafka.heartbeat_interval_ms));
         Ok(reader)
     }
 
@@ -197,7 +204,13 @@ impl BinlogReader {
     ) -> Result<Ended, SourceError> {
         let idle_limit = Duration::from_secs(HEARTBEAT_SECS * 5);
         let mut last_checkpoint = std::time::Instant::now();
+        let mut last_event = std::time::Instant::now();
+        // Heartbeats only while streaming (not in a replay).
+        let heartbeats = self.heartbeat_every.filter(|_| checkpoints);
         loop {
+            if heartbeats.is_some_and(|every| self.last_heartbeat.elapsed() >= every) {
+                self.heartbeat(out, source_server_id).await?;
+            }
             if *shutdown.borrow() {
                 if checkpoints {
                     self.send_checkpoint(out, source_server_id).await?;
@@ -225,9 +238,14 @@ impl BinlogReader {
                         out.end_unit();
                         last_checkpoint = std::time::Instant::now();
                     }
+                    let waited = idle_limit.saturating_sub(last_event.elapsed());
+                    let next_heartbeat =
+                        heartbeats.map(|every| every.saturating_sub(self.last_heartbeat.elapsed()));
                     tokio::select! {
-                        r = tokio::time::timeout(idle_limit, self.stream.next()) => r,
+                        r = tokio::time::timeout(waited, self.stream.next()) => r,
                         _ = shutdown.changed() => continue,
+                        // Sent at the top of the loop.
+                        _ = tokio::time::sleep(next_heartbeat.unwrap_or_default()), if next_heartbeat.is_some() => continue,
                     }
                 }
             };
@@ -246,6 +264,7 @@ impl BinlogReader {
                 Ok(Some(Err(e))) => return Err(SourceError::Binlog(describe_mysql(&e))),
                 Ok(Some(Ok(ev))) => ev,
             };
+            last_event = std::time::Instant::now();
             if checkpoints {
                 out.begin_unit().await;
             }
@@ -333,6 +352,44 @@ impl BinlogReader {
                 }
             }
         }
+    }
+
+    /// Sends a heartbeat: the time, the GTID position of the last complete
+    /// transaction and the interval, with that position checkpointed (in
+    /// a unit of its own when none is open, so that with exactly-once it
+    /// is committed at once).
+    async fn heartbeat(
+        &mut self,
+        out: &mut Output,
+        source_server_id: u32,
+    ) -> Result<(), SourceError> {
+        self.last_heartbeat = std::time::Instant::now();
+        let every = self.heartbeat_every.unwrap_or_default();
+        let own_unit = !out.in_unit();
+        if own_unit {
+            out.begin_unit().await;
+        }
+        let key = serde_json::json!({ "serverName": self.prefix }).to_string();
+        let value = serde_json::json!({
+            "ts_ms": now_ms(),
+            "gtid": self.gtid.to_string(),
+            "interval_ms": every.as_millis() as u64,
+        })
+        .to_string();
+        let topic = change_stream::topics::heartbeat_topic(&self.prefix);
+        out.send(
+            &topic,
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            None,
+            || "a heartbeat".to_string(),
+        )
+        .await?;
+        if own_unit && self.txn.is_none() {
+            self.send_checkpoint(out, source_server_id).await?;
+            out.end_unit();
+        }
+        Ok(())
     }
 
     /// Marks the end of the last complete transaction as the position to
