@@ -12,8 +12,9 @@
 //! - [`topics`]: topic names, and [`kafka`]: reading and creating them;
 //! - [`position`]: binlog coordinates, GTID positions and event order;
 //! - [`telemetry`]: metrics, health and status, and the HTTP server and
-//!   console that show them.
+//!   console that show them; [`alerts`]: told to a webhook or a command.
 
+pub mod alerts;
 pub mod avro;
 pub mod check;
 pub mod config_text;

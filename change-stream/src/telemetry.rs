@@ -113,11 +113,14 @@ pub struct Conflicts {
     pub resolution: String,
 }
 
-/// The last error, with when it happened.
+/// The last error, with when it happened (and, as recorded for
+/// `status`, when the connector ran again after it stopped on it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LastError {
     pub at: String,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
 }
 
 /// One second of the chart.
@@ -156,9 +159,12 @@ pub struct Status {
     pub history: VecDeque<Sample>,
     #[serde(skip)]
     events_at_last_sample: u64,
-    /// Sink: the last heartbeat's time and interval.
+    /// The last lag measured, and when (Unix milliseconds).
     #[serde(skip)]
-    last_heartbeat: Option<(i64, u64)>,
+    lag_measured: Option<(i64, i64)>,
+    /// Sink: the interval of the source's heartbeats, once one came.
+    #[serde(skip)]
+    heartbeat_interval_ms: Option<u64>,
 }
 
 struct Telemetry {
@@ -222,6 +228,13 @@ pub async fn start(
     Ok(Some(addr))
 }
 
+/// Resolves once the connector is running.
+pub async fn until_running() {
+    while status().health != Health::Running {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Changes the status, when telemetry has started.
 fn with<R: Default>(f: impl FnOnce(&mut Status) -> R) -> R {
     match TELEMETRY.get() {
@@ -247,6 +260,8 @@ pub fn running() {
 
 /// The connector lost a connection or a statement failed, and retries.
 pub fn retrying(why: &str) {
+    // Not caught up while it cannot apply: heartbeats do not tell its lag.
+    sink_caught_up(false);
     metrics::counter!("tributary_retries_total").increment(1);
     with(|s| s.retries_total += 1);
     error(why);
@@ -280,6 +295,7 @@ pub fn error(message: &str) {
         s.last_error = Some(LastError {
             at: now_rfc3339(),
             message: message.to_string(),
+            resolved_at: None,
         })
     });
 }
@@ -303,9 +319,31 @@ pub fn source_events(op: &'static str, n: u64) {
 /// read; `None` when the binlog is idle and read to its end.
 pub fn source_behind(commit_ms: Option<i64>) {
     let lag = commit_ms.map_or(0, |t| (now_ms() - t).max(0));
-    metrics::gauge!("tributary_source_milliseconds_behind_source").set(lag as f64);
-    with(|s| s.lag_ms = Some(lag));
+    with(|s| set_lag(s, lag));
 }
+
+/// The lag now: measured, or, when no measure came for a while, the
+/// last one plus the time since (a connector stuck on something shows as
+/// falling behind; see [`sample`]).
+fn set_lag(s: &mut Status, lag: i64) {
+    s.lag_measured = Some((lag, now_ms()));
+    show_lag(s, lag);
+}
+
+fn show_lag(s: &mut Status, lag: i64) {
+    let name = if s.connector == "sink" {
+        "tributary_sink_lag_milliseconds"
+    } else {
+        "tributary_source_milliseconds_behind_source"
+    };
+    metrics::gauge!(name).set(lag as f64);
+    s.lag_ms = Some(lag);
+}
+
+/// How long a lag stands without a new measure before it grows: the
+/// source measures at every transaction and at the server's heartbeat of
+/// an idle binlog (2 s); a busy sink at every commit.
+const LAG_STANDS_MS: i64 = 5000;
 
 /// Source: the full synchronization starts with these tables, each with
 /// the server's row estimate and the number of parts it is read in.
@@ -432,7 +470,7 @@ pub fn sink_applied(applied: &Applied) {
     with(|s| {
         s.events_total += applied.total();
         if let Some(lag) = lag {
-            set_sink_lag(s, lag);
+            set_lag(s, lag);
         }
         if let Some(g) = &applied.gtid {
             s.position = Some(g.clone());
@@ -454,16 +492,11 @@ pub fn sink_caught_up(yes: bool) -> bool {
 pub fn sink_heartbeat(ts_ms: i64, interval_ms: u64) {
     let caught_up = CAUGHT_UP.load(std::sync::atomic::Ordering::Relaxed);
     with(|s| {
-        s.last_heartbeat = Some((ts_ms, interval_ms));
+        s.heartbeat_interval_ms = Some(interval_ms);
         if caught_up {
-            set_sink_lag(s, (now_ms() - ts_ms).max(0));
+            set_lag(s, (now_ms() - ts_ms).max(0));
         }
     });
-}
-
-fn set_sink_lag(s: &mut Status, lag: i64) {
-    metrics::gauge!("tributary_sink_lag_milliseconds").set(lag as f64);
-    s.lag_ms = Some(lag);
 }
 
 /// Sink: a schema change failed at the destination and was recorded.
@@ -513,13 +546,19 @@ async fn sample_every_second() {
 }
 
 fn sample(s: &mut Status) {
-    // Heartbeats that stopped coming to a caught-up sink: the source is
-    // at least that far ahead, or gone.
-    if let Some((ts, interval)) = s.last_heartbeat {
-        let age = now_ms() - ts;
-        if CAUGHT_UP.load(std::sync::atomic::Ordering::Relaxed) && age > 2 * interval as i64 + 1000
-        {
-            set_sink_lag(s, age);
+    // A lag not measured for a while grows. A caught-up sink measures
+    // by heartbeats, if the source sends them: one missed is allowed for;
+    // without any, an idle sink has nothing to be behind.
+    if let Some((lag, at)) = s.lag_measured {
+        let since = now_ms() - at;
+        let stands = match (s.connector.as_str(), s.heartbeat_interval_ms) {
+            ("sink", hb) if CAUGHT_UP.load(std::sync::atomic::Ordering::Relaxed) => {
+                hb.map(|i| LAG_STANDS_MS.max(2 * i as i64 + 1000))
+            }
+            _ => Some(LAG_STANDS_MS),
+        };
+        if stands.is_some_and(|stands| since > stands) {
+            show_lag(s, lag + since);
         }
     }
     // Rates smoothed over a few seconds: a batch lands in one second.

@@ -175,6 +175,11 @@ async fn run(config: Config, path: &std::path::Path) -> Result<(), SinkError> {
     )
     .await
     .map_err(|message| SinkError::Config { message })?;
+    change_stream::alerts::watch_lag(config.alerts.clone());
+    if config.alerts.on_failure && config.alerts.delivered() {
+        let config = config.clone();
+        tokio::spawn(async move { status::resolve_failure(&config).await });
+    }
     let result = async {
         check::report(&config)
             .await
@@ -201,6 +206,13 @@ async fn run(config: Config, path: &std::path::Path) -> Result<(), SinkError> {
                 .await
             };
             let _ = tokio::time::timeout(Duration::from_secs(10), record).await;
+            change_stream::alerts::failure(
+                &config.alerts,
+                "sink",
+                &config.kafka.topic_prefix,
+                &e.to_string(),
+            )
+            .await;
         }
     }
     result

@@ -203,6 +203,7 @@ pub async fn ensure_table(conn: &mut Conn, database: &str) -> Result<(), SinkErr
            `group_id` VARCHAR(255) NOT NULL, \
            `failed_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
            `message` TEXT NOT NULL, \
+           `resolved_at` TIMESTAMP(6) NULL COMMENT 'when the sink ran again', \
            PRIMARY KEY (`topic_prefix`, `group_id`)\
          ) ENGINE=InnoDB COMMENT='the error that last stopped the sink connector'"
     ))
@@ -230,16 +231,18 @@ pub async fn record_last_error(
     .map_err(|e| from_mysql("cannot record the last error", e))
 }
 
-/// The error that last stopped the sink: (when, message).
+/// The error that last stopped the sink: (when, message, when it ran
+/// again).
 pub async fn last_error(
     conn: &mut Conn,
     database: &str,
     prefix: &str,
     group_id: &str,
-) -> Result<Option<(String, String)>, SinkError> {
+) -> Result<Option<(String, String, Option<String>)>, SinkError> {
     conn.exec_first(
         format!(
-            "SELECT DATE_FORMAT(`failed_at`, '%Y-%m-%dT%H:%i:%S.%fZ'), `message` FROM {}.`last_error` \
+            "SELECT DATE_FORMAT(`failed_at`, '%Y-%m-%dT%H:%i:%S.%fZ'), `message`, \
+             DATE_FORMAT(`resolved_at`, '%Y-%m-%dT%H:%i:%S.%fZ') FROM {}.`last_error` \
              WHERE `topic_prefix` = ? AND `group_id` = ?",
             quote_ident(database)
         ),
@@ -247,6 +250,25 @@ pub async fn last_error(
     )
     .await
     .map_err(|e| from_mysql("cannot read the last error", e))
+}
+
+/// Marks the last error as over: the sink runs again.
+pub async fn resolve_last_error(
+    conn: &mut Conn,
+    database: &str,
+    prefix: &str,
+    group_id: &str,
+) -> Result<(), SinkError> {
+    conn.exec_drop(
+        format!(
+            "UPDATE {}.`last_error` SET `resolved_at` = CURRENT_TIMESTAMP(6) \
+             WHERE `topic_prefix` = ? AND `group_id` = ? AND `resolved_at` IS NULL",
+            quote_ident(database)
+        ),
+        (prefix, group_id),
+    )
+    .await
+    .map_err(|e| from_mysql("cannot record the last error", e))
 }
 
 /// The statement recording a schema change that failed at the

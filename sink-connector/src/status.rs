@@ -67,7 +67,11 @@ pub async fn print(config: &Config, format: &str) -> Result<(), SinkError> {
         .map_err(|e| from_mysql("cannot count the conflicts", e))?;
     let last_error = crate::state::last_error(conn, db, &prefix, &config.kafka.group_id)
         .await?
-        .map(|(at, message)| LastError { at, message });
+        .map(|(at, message, resolved_at)| LastError {
+            at,
+            message,
+            resolved_at,
+        });
     let topics = behind(config, applied.clone()).await?;
     let report = Report {
         connector: "sink",
@@ -90,6 +94,28 @@ pub async fn print(config: &Config, format: &str) -> Result<(), SinkError> {
         _ => print!("{}", render(&report)),
     }
     Ok(())
+}
+
+/// Once the sink runs after a failure recorded (and not resolved yet),
+/// the failure alert is resolved and the record says so.
+pub async fn resolve_failure(config: &Config) {
+    let (db, prefix, group) = (
+        &config.destination.state_database,
+        &config.kafka.topic_prefix,
+        &config.kafka.group_id,
+    );
+    let Ok(mut applier) = crate::state_session(config).await else {
+        return;
+    };
+    let last = match crate::state::last_error(applier.conn(), db, prefix, group).await {
+        Ok(Some((at, message, None))) => (at, message),
+        _ => return,
+    };
+    change_stream::telemetry::until_running().await;
+    change_stream::alerts::failure_resolved(&config.alerts, "sink", prefix, &last.0, &last.1).await;
+    if let Err(e) = crate::state::resolve_last_error(applier.conn(), db, prefix, group).await {
+        tracing::warn!(error = %e, "the last error is not marked resolved");
+    }
 }
 
 /// Records past the applied positions, per topic of the prefix.
@@ -245,7 +271,11 @@ fn render(r: &Report) -> String {
     line(
         "last error",
         r.last_error.as_ref().map_or("none recorded".into(), |e| {
-            format!("{}  {}", e.at, e.message)
+            let resolved = e
+                .resolved_at
+                .as_ref()
+                .map_or(String::new(), |at| format!(" (running again since {at})"));
+            format!("{}  {}{resolved}", e.at, e.message)
         }),
     );
     if let Some(live) = &r.live {

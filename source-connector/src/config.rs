@@ -29,6 +29,9 @@ pub struct Config {
     /// `[http]`: metrics, health, status and the console.
     #[serde(default)]
     pub http: change_stream::telemetry::HttpSection,
+    /// `[alerts]`: lag and failure alerts.
+    #[serde(default)]
+    pub alerts: change_stream::alerts::AlertsSection,
 }
 
 /// `[throttle]`: limits on the full synchronization's reading of the
@@ -314,6 +317,9 @@ impl Config {
             expected: expected.into(),
             actual,
         };
+        if let Some((key, expected, bad)) = self.alerts.invalid() {
+            return Err(invalid(key, expected, bad));
+        }
         if let Some(bad) = self.http.invalid_listen() {
             return Err(invalid(
                 "http.listen",

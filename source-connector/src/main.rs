@@ -207,6 +207,11 @@ async fn run(config: Config, path: &std::path::Path) -> Result<(), SourceError> 
     )
     .await
     .map_err(|message| SourceError::Config { message })?;
+    change_stream::alerts::watch_lag(config.alerts.clone());
+    if config.alerts.on_failure && config.alerts.delivered() {
+        let config = config.clone();
+        tokio::spawn(async move { status::resolve_failure(&config).await });
+    }
     let result = async {
         check::report(&config)
             .await
@@ -223,6 +228,13 @@ async fn run(config: Config, path: &std::path::Path) -> Result<(), SourceError> 
         Err(e) => {
             change_stream::telemetry::failed(&e.to_string());
             status::record_last_error(&config, &e.to_string()).await;
+            change_stream::alerts::failure(
+                &config.alerts,
+                "source",
+                &config.kafka.topic_prefix,
+                &e.to_string(),
+            )
+            .await;
         }
     }
     result

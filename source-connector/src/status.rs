@@ -253,7 +253,11 @@ fn render(r: &Report) -> String {
     line(
         "last error",
         r.last_error.as_ref().map_or("none recorded".into(), |e| {
-            format!("{}  {}", e.at, e.message)
+            let resolved = e
+                .resolved_at
+                .as_ref()
+                .map_or(String::new(), |at| format!(" (running again since {at})"));
+            format!("{}  {}{resolved}", e.at, e.message)
         }),
     );
     if let Some(live) = &r.live {
@@ -263,17 +267,48 @@ fn render(r: &Report) -> String {
     out
 }
 
+/// Once the connector runs after a failure recorded (and not resolved
+/// yet), the failure alert is resolved and the record says so.
+pub async fn resolve_failure(config: &Config) {
+    let last = match read_positions_topic(config).await {
+        Ok((_, Some(last))) if last.resolved_at.is_none() => last,
+        _ => return,
+    };
+    change_stream::telemetry::until_running().await;
+    change_stream::alerts::failure_resolved(
+        &config.alerts,
+        "source",
+        &config.kafka.topic_prefix,
+        &last.at,
+        &last.message,
+    )
+    .await;
+    write_last_error(
+        config,
+        &LastError {
+            resolved_at: Some(change_stream::process::now_rfc3339()),
+            ..last
+        },
+    )
+    .await;
+}
+
 /// Records on the positions topic the error that stops the connector, for
 /// `status`; best effort (the broker may be what failed).
 pub async fn record_last_error(config: &Config, message: &str) {
+    let last = LastError {
+        at: change_stream::process::now_rfc3339(),
+        message: message.to_string(),
+        resolved_at: None,
+    };
+    write_last_error(config, &last).await;
+}
+
+async fn write_last_error(config: &Config, last: &LastError) {
     let kafka = &config.kafka;
     let cc = change_stream::kafka::client_config(&kafka.bootstrap_servers, &kafka.properties);
     let topic = topics::positions_topic(&kafka.topic_prefix);
-    let value = serde_json::json!({
-        "at": change_stream::process::now_rfc3339(),
-        "message": message,
-    })
-    .to_string();
+    let value = serde_json::to_string(last).expect("serializes");
     let _ = tokio::task::spawn_blocking(move || {
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
         let producer: BaseProducer = cc.create().ok()?;
