@@ -13,7 +13,7 @@
 //!   once), `indexes.rs` (secondary indexes after the full sync).
 //!
 //! Beside them: `heartbeat.rs` (the lag of a sink with nothing to apply)
-//! and `status.rs` (the `status` subcommand).
+//! and `status.rs`, `reset.rs` (the `status` and `reset` subcommands).
 //!
 //! This file wires them: a batch from intake, what ordering releases,
 //! planned and handed to the lanes, then the schema changes now due.
@@ -32,6 +32,7 @@ mod intake;
 mod lanes;
 mod mapping;
 mod order;
+mod reset;
 mod schema_apply;
 mod sql;
 mod state;
@@ -113,6 +114,31 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Set where the next run starts reading: the beginning of the topics
+    /// or a time; optionally drop the destination's replicated databases
+    /// first (rebuild). The sink must be stopped.
+    Reset {
+        /// Path of the TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Replay every topic from its beginning.
+        #[arg(
+            long,
+            conflicts_with = "to_timestamp",
+            required_unless_present = "to_timestamp"
+        )]
+        to_beginning: bool,
+        /// Replay from the first record stamped at or after this time
+        /// (Unix milliseconds or an RFC 3339 UTC time).
+        #[arg(long, value_name = "T")]
+        to_timestamp: Option<String>,
+        /// Drop the databases the prefix's tables land in first.
+        #[arg(long)]
+        drop_databases: bool,
+        /// Confirms --drop-databases.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print where the sink is (positions and records behind, failed
     /// schema changes, conflicts, last error), without running it; with
     /// the running sink's own status when `[http] listen` answers.
@@ -134,7 +160,8 @@ impl Command {
             | Command::Check { config, .. }
             | Command::FailedDdl { config, .. }
             | Command::Conflicts { config, .. }
-            | Command::Status { config, .. } => config,
+            | Command::Status { config, .. }
+            | Command::Reset { config, .. } => config,
         }
     }
 }
@@ -160,6 +187,22 @@ fn main() -> ExitCode {
             Command::Conflicts { config } => list_conflicts(Config::load(&config)?).await,
             Command::Status { config, format } => {
                 status::print(&Config::load(&config)?, &format).await
+            }
+            Command::Reset {
+                config,
+                to_timestamp,
+                drop_databases,
+                yes,
+                ..
+            } => {
+                let from = match to_timestamp {
+                    Some(t) => reset::From::Timestamp(
+                        reset::parse_timestamp(&t)
+                            .map_err(|message| SinkError::Config { message })?,
+                    ),
+                    None => reset::From::Beginning,
+                };
+                reset::reset(&Config::load(&config)?, from, drop_databases, yes).await
             }
         }
     })
