@@ -23,6 +23,7 @@ pub mod event;
 pub mod kafka;
 pub mod position;
 pub mod process;
+pub mod progress;
 pub mod retry;
 pub mod schema_change;
 pub mod table;

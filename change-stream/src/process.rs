@@ -91,18 +91,27 @@ pub fn run_main<E: std::fmt::Display>(
 /// Logs to standard error, filtered by `RUST_LOG` (default `info`): as
 /// text, with colours only on a terminal, or as one JSON object per line.
 pub fn init_logging(format: LogFormat) {
+    let _ = LOG_FORMAT.set(format);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(|| crate::progress::LogWriter);
     match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
         LogFormat::Json => builder.json().with_ansi(false).init(),
     }
+}
+
+/// The format logging was set up with.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// The format logs are written in.
+pub fn log_format() -> LogFormat {
+    LOG_FORMAT.get().copied().unwrap_or_default()
 }
 
 /// The time now as `tracing-subscriber`'s json lines write it (UTC,

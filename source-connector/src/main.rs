@@ -208,6 +208,9 @@ async fn run(config: Config, path: &std::path::Path) -> Result<(), SourceError> 
     .await
     .map_err(|message| SourceError::Config { message })?;
     change_stream::alerts::watch_lag(config.alerts.clone());
+    if change_stream::progress::wanted() {
+        change_stream::progress::show_snapshot();
+    }
     if config.alerts.on_failure && config.alerts.delivered() {
         let config = config.clone();
         tokio::spawn(async move { status::resolve_failure(&config).await });
