@@ -8,8 +8,10 @@
 #   scripts/stack.sh down     stop what `up` started, keep the data
 #   scripts/stack.sh reset    stop and delete all data
 #   scripts/stack.sh status   what runs where
-#   scripts/stack.sh mariadb NAME PORT SERVER_ID
+#   scripts/stack.sh mariadb NAME PORT SERVER_ID [secure]
 #                             one more MariaDB, configured like the source
+#                             (`secure`: TLS connections only,
+#                             require_secure_transport=ON)
 #   scripts/stack.sh stop NAME  stop one server
 #
 # Environment (defaults in brackets):
@@ -21,7 +23,15 @@
 #   STACK_KAFKA_PORT  [9092]           Kafka broker
 #   STACK_KAFKA_CONTROLLER_PORT [broker port + 1]
 #                                      its KRaft controller
+#   STACK_KAFKA_SSL_PORT [broker port + 2]
+#                                      its TLS listener
 #   STACK_KAFKA_HEAP  [1g]             the broker's Java heap
+#
+# TLS: every server takes TLS connections with a certificate for 127.0.0.1
+# and localhost, signed by a CA the script makes once: $STACK_DIR/tls/
+# ca.pem (trust this), server.pem/.key, client.pem/.key (a client
+# certificate signed by the same CA) and other-ca.pem (a CA that signed
+# nothing here, to see a wrong CA refused).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +41,8 @@ DEST_PORT=${STACK_DEST_PORT:-3308}
 DEST2_PORT=${STACK_DEST2_PORT:-3309}
 KAFKA_PORT=${STACK_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${STACK_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
+SSL_PORT=${STACK_KAFKA_SSL_PORT:-$((KAFKA_PORT + 2))}
+TLS_DIR=$STACK_DIR/tls
 # Apache Kafka, as scripts/kafka/pom.xml names it, fetched once into a
 # directory outside the checkout so that clones share it.
 KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$repo/scripts/kafka/pom.xml")
@@ -60,6 +72,11 @@ install_missing() {
         command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
         command -v mvn >/dev/null || pkgs+=(maven)
     fi
+    # The certificates; and OpenSSL's headers, which building the
+    # connectors needs (Kafka over TLS).
+    command -v openssl >/dev/null || pkgs+=(openssl)
+    command -v pkg-config >/dev/null || pkgs+=(pkg-config)
+    pkg-config --exists openssl 2>/dev/null || pkgs+=(libssl-dev)
     [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
     if ! kafka_installed; then
         log "fetching Apache Kafka $KAFKA_VERSION with Maven into $KAFKA_HOME"
@@ -71,6 +88,39 @@ install_missing() {
             || die "fetching Apache Kafka with Maven failed; see $STACK_DIR/kafka-install.log"
         touch "$KAFKA_HOME/libs/.complete"
     fi
+}
+
+# certs_up: the stack's CA and certificates, made once.
+certs_up() {
+    [ -f "$TLS_DIR/.complete" ] && return
+    log "making TLS certificates in $TLS_DIR"
+    rm -rf "$TLS_DIR"
+    mkdir -p "$TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        set -e
+        ca() { # NAME SUBJECT
+            openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "$2" \
+                -keyout "$1.key" -out "$1.pem" -addext basicConstraints=critical,CA:TRUE
+        }
+        signed() { # NAME SUBJECT EXTENSIONS
+            openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1.key"
+            openssl req -new -key "$1.key" -subj "$2" -out "$1.csr"
+            printf '%s\n' "$3" >"$1.ext"
+            openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+                -days 3650 -sha256 -extfile "$1.ext" -out "$1.pem"
+            rm -f "$1.csr" "$1.ext"
+        }
+        ca ca "/CN=tributary stack CA"
+        ca other-ca "/CN=another CA"
+        signed server "/CN=localhost" "subjectAltName=DNS:localhost,IP:127.0.0.1
+extendedKeyUsage=serverAuth"
+        signed client "/CN=tributary-client" "extendedKeyUsage=clientAuth"
+        # Kafka's PEM key store: the key, then the certificate.
+        cat server.key server.pem >kafka-keystore.pem
+        chmod 644 ./*.key
+    ) >"$STACK_DIR/tls.log" 2>&1 || die "making the TLS certificates failed; see $STACK_DIR/tls.log"
+    touch "$TLS_DIR/.complete"
 }
 
 kafka_java() { java -cp "$KAFKA_HOME/libs/*" "$@"; }
@@ -85,9 +135,9 @@ pid_alive() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# mariadb_up NAME PORT SERVER_ID [binlog|nobinlog]
+# mariadb_up NAME PORT SERVER_ID [binlog|nobinlog] [secure]
 mariadb_up() {
-    local name=$1 port=$2 server_id=$3 binlog=${4:-binlog}
+    local name=$1 port=$2 server_id=$3 binlog=${4:-binlog} secure=${5:-}
     local dir=$STACK_DIR/$name
     local pidf=$STACK_DIR/$name.pid
     if pid_alive "$pidf"; then log "$name already running (pid $(cat "$pidf"), port $port)"; return; fi
@@ -115,11 +165,13 @@ mariadb_up() {
     # own binlog too, so that it can be the source of a cascade.
     local binlog_opts=(--log-bin=mariadb-bin --log-slave-updates)
     [ "$binlog" = binlog ] || binlog_opts=(--skip-log-bin)
+    local tls_opts=(--ssl-ca="$TLS_DIR/ca.pem" --ssl-cert="$TLS_DIR/server.pem" --ssl-key="$TLS_DIR/server.key")
+    [ "$secure" = secure ] && tls_opts+=(--require-secure-transport=ON)
     setsid "$(mariadbd_bin)" --no-defaults "${user_opt[@]}" \
         --datadir="$dir" --socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" \
         --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
         --log-error="$STACK_DIR/$name.log" \
-        --server-id="$server_id" "${binlog_opts[@]}" \
+        --server-id="$server_id" "${binlog_opts[@]}" "${tls_opts[@]}" \
         --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
         --binlog-expire-logs-seconds=604800 \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
@@ -143,16 +195,18 @@ mariadb_up() {
             FLUSH PRIVILEGES;" || die "could not create the root@127.0.0.1 account on $name"
         rm -f "$dir/.needs-grants"
     fi
-    log "$name running on 127.0.0.1:$port (server_id $server_id, pid $(cat "$pidf"))"
+    log "$name running on 127.0.0.1:$port (server_id $server_id, pid $(cat "$pidf")${secure:+, TLS only})"
 }
 
 kafka_up() {
     local pidf=$STACK_DIR/kafka.pid dir=$STACK_DIR/kafka
     if pid_alive "$pidf"; then log "kafka already running (pid $(cat "$pidf"), port $KAFKA_PORT)"; return; fi
     port_busy "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set STACK_KAFKA_PORT to a free port"
+    port_busy "$SSL_PORT" && die "port $SSL_PORT is taken by another process; set STACK_KAFKA_SSL_PORT to a free port"
     port_busy "$CONTROLLER_PORT" && die "port $CONTROLLER_PORT is taken by another process; set STACK_KAFKA_CONTROLLER_PORT to a free port"
     mkdir -p "$dir"
     sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" -e "s|@LOG_DIR@|$dir/data|g" \
+        -e "s|@SSL_PORT@|$SSL_PORT|g" -e "s|@TLS_DIR@|$TLS_DIR|g" \
         "$repo/scripts/kafka/server.properties" >"$dir/server.properties"
     if [ ! -f "$dir/data/meta.properties" ]; then
         # KRaft storage, formatted once: topics survive a restart.
@@ -175,7 +229,7 @@ kafka_up() {
         sleep 0.1
     done
     [ "$i" -lt 1200 ] || die "kafka did not start within 120s; see $STACK_DIR/kafka.log"
-    log "kafka $KAFKA_VERSION running on 127.0.0.1:$KAFKA_PORT (pid $(cat "$pidf"))"
+    log "kafka $KAFKA_VERSION running on 127.0.0.1:$KAFKA_PORT, TLS on $SSL_PORT (pid $(cat "$pidf"))"
 }
 
 stop_one() { # NAME
@@ -203,6 +257,7 @@ case "$cmd" in
 up)
     mkdir -p "$STACK_DIR"
     install_missing
+    certs_up
     mariadb_up source "$SOURCE_PORT" 1
     mariadb_up dest "$DEST_PORT" 2
     mariadb_up dest2 "$DEST2_PORT" 3 nobinlog
@@ -222,10 +277,11 @@ reset)
 mariadb)
     # One more MariaDB server on its own: stack.sh mariadb NAME PORT SERVER_ID
     # (tests that change a server's global settings use one of their own).
-    [ $# -eq 4 ] || die "usage: $0 mariadb NAME PORT SERVER_ID"
+    [ $# -eq 4 ] || { [ $# -eq 5 ] && [ "$5" = secure ]; } || die "usage: $0 mariadb NAME PORT SERVER_ID [secure]"
     mkdir -p "$STACK_DIR"
     install_missing
-    mariadb_up "$2" "$3" "$4"
+    certs_up
+    mariadb_up "$2" "$3" "$4" binlog "${5:-}"
     ;;
 stop)
     [ $# -eq 2 ] || die "usage: $0 stop NAME"
@@ -238,7 +294,7 @@ status)
     status_one kafka "$KAFKA_PORT"
     ;;
 *)
-    echo "usage: $0 up|down|reset|status|mariadb NAME PORT SERVER_ID|stop NAME" >&2
+    echo "usage: $0 up|down|reset|status|mariadb NAME PORT SERVER_ID [secure]|stop NAME" >&2
     exit 2
     ;;
 esac

@@ -31,13 +31,65 @@ pub fn client_config(
     c
 }
 
-/// Fetches cluster metadata to prove the broker answers.
+/// Fetches cluster metadata to prove the broker answers. A failure says
+/// what the client last reported: a refused certificate shows there, not
+/// in the timeout that follows it.
 pub fn check_broker(config: &ClientConfig, timeout: Duration) -> Result<(), Error> {
-    let consumer: BaseConsumer = config.create().map_err(|e| Error::Kafka(e.to_string()))?;
+    let consumer: BaseConsumer<LastError> = config
+        .create_with_context(LastError::default())
+        .map_err(|e| Error::Kafka(e.to_string()))?;
     consumer
         .fetch_metadata(None, timeout)
         .map(|_| ())
-        .map_err(|e| Error::Kafka(describe(&e)))
+        .map_err(|e| {
+            // Errors reach the context from the client's queue.
+            let _ = consumer.poll(Duration::from_millis(100));
+            let reported = consumer.context().0.lock().unwrap().take();
+            Error::Kafka(match reported {
+                Some(r) => match tls_hint(&r) {
+                    Some(hint) => format!("{r}; {hint}"),
+                    None => format!("{}: {r}", describe(&e)),
+                },
+                None => describe(&e),
+            })
+        })
+}
+
+/// The last error a client reported.
+#[derive(Default)]
+struct LastError(std::sync::Mutex<Option<String>>);
+
+impl rdkafka::ClientContext for LastError {
+    /// Kept rather than logged: the check's own error tells it, once.
+    fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, message: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| message.to_string());
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        *self.0.lock().unwrap() = Some(if reason.is_empty() {
+            error.to_string()
+        } else {
+            reason.to_string()
+        });
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LastError {}
+
+/// How to fix a TLS failure with the broker, when `reported` is one;
+/// such a failure is a setting to change, not one to wait out.
+pub fn tls_hint(reported: &str) -> Option<&'static str> {
+    let r = reported.to_ascii_lowercase();
+    if r.contains("certificate verify failed") {
+        Some("the broker's certificate is not signed by a CA the client trusts: set kafka.properties \"ssl.ca.location\" to the CA's PEM file")
+    } else if r.contains("ssl handshake failed") || r.contains("wrong version number") {
+        Some("the TLS handshake with the broker failed: check that bootstrap_servers names the broker's TLS listener and kafka.properties \"security.protocol\"")
+    } else {
+        None
+    }
 }
 
 /// How often [`watch_broker`] asks the broker for its metadata (and how

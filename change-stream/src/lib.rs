@@ -26,6 +26,7 @@ pub mod process;
 pub mod progress;
 pub mod retry;
 pub mod schema_change;
+pub mod secure;
 pub mod table;
 pub mod telemetry;
 pub mod throttle;

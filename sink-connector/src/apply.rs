@@ -818,10 +818,11 @@ impl Applier {
     /// checks (rows arrive table by table, not in the source's order), an SQL
     /// mode that accepts every value the source could hold.
     pub async fn connect(
-        url: &str,
+        destination: &crate::config::DestinationSection,
         timeout_secs: u64,
         max_statement_bytes: usize,
     ) -> Result<Self, SinkError> {
+        let url = &destination.url;
         let opts = Opts::from_url(&url.replacen("mariadb://", "mysql://", 1)).map_err(|e| {
             SinkError::InvalidSetting {
                 key: "destination.url".into(),
@@ -830,7 +831,9 @@ impl Applier {
             }
         })?;
         let target = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-        let opts = mysql_async::OptsBuilder::from_opts(opts)
+        let opts = destination
+            .security
+            .apply(mysql_async::OptsBuilder::from_opts(opts))
             .prefer_socket(false)
             .init(vec![
                 "SET time_zone = '+00:00'",
@@ -846,7 +849,19 @@ impl Applier {
                     "cannot connect to {target} within {timeout_secs}s; check [destination] url and that the server runs"
                 )))
             }
-            Ok(Err(e)) => return Err(from_mysql(&format!("cannot connect to {target}"), e)),
+            // Not retried: a certificate or a TLS setting is wrong.
+            Ok(Err(e)) => {
+                return Err(match change_stream::secure::hint(
+                    "destination",
+                    destination.tls.mode != change_stream::secure::TlsMode::Disabled,
+                    &e.to_string(),
+                ) {
+                    Some(hint) => SinkError::Config {
+                        message: format!("destination MariaDB: cannot connect to {target}: {e}; {hint}"),
+                    },
+                    None => from_mysql(&format!("cannot connect to {target}"), e),
+                })
+            }
             Ok(Ok(c)) => c,
         };
         let settings: Option<(u64, u64, u32)> = conn

@@ -81,7 +81,7 @@ pub async fn report(config: &Config) -> Report {
     };
 
     let mut applier = match Applier::connect(
-        &config.destination.url,
+        &config.destination,
         config.destination.connect_timeout_secs,
         config.apply.statement_max_bytes,
     )

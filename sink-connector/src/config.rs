@@ -261,6 +261,15 @@ pub struct DestinationSection {
     /// Seconds to wait for a connection.
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// A file holding the password (its last line break dropped), instead
+    /// of one in `url`.
+    pub password_file: Option<std::path::PathBuf>,
+    /// `[destination.tls]` (see `change_stream::secure`).
+    #[serde(default)]
+    pub tls: change_stream::secure::TlsSection,
+    /// The two above, read and checked when the file is loaded.
+    #[serde(skip)]
+    pub security: change_stream::secure::Security,
 }
 
 /// `[apply]`: batching.
@@ -442,6 +451,18 @@ impl Config {
                 }
             })?;
         config.validate()?;
+        let d = &config.destination;
+        config.destination.security = change_stream::secure::Security::load(
+            "destination",
+            &d.tls,
+            d.password_file.as_deref(),
+            change_stream::secure::url_has_password(&d.url),
+        )
+        .map_err(|i| SinkError::InvalidSetting {
+            key: i.key,
+            expected: i.expected,
+            actual: i.actual,
+        })?;
         Ok(config)
     }
 

@@ -370,7 +370,7 @@ async fn sync(
     let state_db = &config.destination.state_database;
     let mapping = config.mapping()?;
     let mut applier = Applier::connect(
-        &config.destination.url,
+        &config.destination,
         config.destination.connect_timeout_secs,
         config.apply.statement_max_bytes,
     )
@@ -405,7 +405,7 @@ async fn sync(
     let mut appliers = Vec::with_capacity(config.apply.connections);
     for _ in 0..config.apply.connections {
         let mut lane = Applier::connect(
-            &config.destination.url,
+            &config.destination,
             config.destination.connect_timeout_secs,
             config.apply.statement_max_bytes,
         )
@@ -815,7 +815,7 @@ async fn apply_batch(
 /// A session at the destination, its state tables there.
 async fn state_session(config: &Config) -> Result<Applier, SinkError> {
     let mut applier = Applier::connect(
-        &config.destination.url,
+        &config.destination,
         config.destination.connect_timeout_secs,
         config.apply.statement_max_bytes,
     )

@@ -131,6 +131,15 @@ pub struct SourceSection {
     /// source server's own events always are.
     #[serde(default)]
     pub ignore_server_ids: Vec<u32>,
+    /// A file holding the password (its last line break dropped), instead
+    /// of one in `url`.
+    pub password_file: Option<std::path::PathBuf>,
+    /// `[source.tls]` (see `change_stream::secure`).
+    #[serde(default)]
+    pub tls: change_stream::secure::TlsSection,
+    /// The two above, read and checked when the file is loaded.
+    #[serde(skip)]
+    pub security: change_stream::secure::Security,
 }
 
 /// One `[[source.row_filter]]`.
@@ -288,6 +297,18 @@ impl Config {
             }
         })?;
         config.validate()?;
+        let s = &config.source;
+        config.source.security = change_stream::secure::Security::load(
+            "source",
+            &s.tls,
+            s.password_file.as_deref(),
+            change_stream::secure::url_has_password(&s.url),
+        )
+        .map_err(|i| SourceError::InvalidSetting {
+            key: i.key,
+            expected: i.expected,
+            actual: i.actual,
+        })?;
         Ok(config)
     }
 

@@ -142,7 +142,10 @@ pub(crate) fn source_opts(config: &Config) -> Result<Opts, SourceError> {
         expected: "a mysql://user:password@host:port URL".into(),
         actual: e.to_string(),
     })?;
-    Ok(OptsBuilder::from_opts(opts)
+    Ok(config
+        .source
+        .security
+        .apply(OptsBuilder::from_opts(opts))
         .prefer_socket(false)
         .init(vec![
             "SET time_zone = '+00:00'",
@@ -158,10 +161,16 @@ pub(crate) async fn connect(opts: &Opts, timeout_secs: u64) -> Result<Conn, Sour
         Err(_) => Err(SourceError::Source(format!(
             "cannot connect to {target} within {timeout_secs}s: connection timed out; check [source] url"
         ))),
-        Ok(Err(e)) => Err(SourceError::Source(format!(
-            "cannot connect to {target}: {}",
-            describe_mysql(&e)
-        ))),
+        // Not retried: a certificate or a TLS setting is wrong.
+        Ok(Err(e)) => match change_stream::secure::hint("source", opts.ssl_opts().is_some(), &e.to_string()) {
+            Some(hint) => Err(SourceError::Config {
+                message: format!("source MariaDB: cannot connect to {target}: {e}; {hint}"),
+            }),
+            None => Err(SourceError::Source(format!(
+                "cannot connect to {target}: {}",
+                describe_mysql(&e)
+            ))),
+        },
         Ok(Ok(c)) => Ok(c),
     }
 }
@@ -276,9 +285,16 @@ async fn stream(config: &Config) -> Result<(), SourceError> {
         .await
         .expect("blocking task")
         .map_err(|e| {
-            SourceError::Kafka(format!(
-                "cannot reach the broker at {servers}: {e}; check [kafka] bootstrap_servers"
-            ))
+            let e = e.to_string();
+            match change_stream::kafka::tls_hint(&e) {
+                // Not retried: a TLS setting is wrong.
+                Some(_) => SourceError::Config {
+                    message: format!("cannot reach the broker at {servers}: {e}"),
+                },
+                None => SourceError::Kafka(format!(
+                    "cannot reach the broker at {servers}: {e}; check [kafka] bootstrap_servers"
+                )),
+            }
         })?;
     }
     let prefix = kafka.topic_prefix.clone();

@@ -98,6 +98,19 @@ impl Db {
         Ok(Self { conn, port })
     }
 
+    /// Over TLS, the server's certificate checked against `ca_file`.
+    pub async fn connect_tls(port: u16, ca_file: &Path) -> Result<Self> {
+        let ssl = mysql_async::SslOpts::default()
+            .with_root_certs(vec![std::fs::read(ca_file)?.into()])
+            .with_disable_built_in_roots(true);
+        let opts = OptsBuilder::from_opts(Opts::from_url(&mysql_url(port))?)
+            .prefer_socket(false)
+            .ssl_opts(Some(ssl))
+            .init(vec!["SET time_zone = '+00:00'", "SET NAMES utf8mb4"]);
+        let conn = Conn::new(opts).await?;
+        Ok(Self { conn, port })
+    }
+
     pub async fn exec(&mut self, sql: &str) -> Result<()> {
         self.conn
             .query_drop(sql)
@@ -453,18 +466,32 @@ impl PrivateServer {
     /// Starts server `name` (its data under `target/e2e/<name>-stack`) on a
     /// port above `base_port` chosen by the process id, with `server_id`.
     pub fn start(name: &str, base_port: u16, server_id: u32) -> Result<Self> {
+        Self::start_with(name, base_port, server_id, &[])
+    }
+
+    /// A server that takes TLS connections only
+    /// (`require_secure_transport=ON`); its certificates in [`Self::tls_dir`].
+    pub fn start_secure(name: &str, base_port: u16, server_id: u32) -> Result<Self> {
+        Self::start_with(name, base_port, server_id, &["secure"])
+    }
+
+    fn start_with(name: &str, base_port: u16, server_id: u32, flags: &[&str]) -> Result<Self> {
         let server = Self {
             dir: workspace().join(format!("target/e2e/{name}-stack")),
             name: name.to_string(),
             port: base_port + (std::process::id() % 1000) as u16,
         };
-        server.stack(&[
-            "mariadb",
-            name,
-            &server.port.to_string(),
-            &server_id.to_string(),
-        ])?;
+        let port = server.port.to_string();
+        let id = server_id.to_string();
+        let mut args = vec!["mariadb", name, &port, &id];
+        args.extend_from_slice(flags);
+        server.stack(&args)?;
         Ok(server)
+    }
+
+    /// The CA, server and client certificates its stack script made.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join("tls")
     }
 
     fn stack(&self, args: &[&str]) -> Result<()> {
