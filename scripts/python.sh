@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The Python environment the benchmark and the foreign-consumer test use: a
 # virtual environment under ~/.local/share/tributary/ with PyMySQL,
-# confluent-kafka and fastavro from PyPI (python3 and its venv module from
+# confluent-kafka (with its Avro and schema-registry extras) and fastavro from PyPI (python3 and its venv module from
 # Debian's packages when missing). Prints the path of its interpreter.
 set -euo pipefail
 
 log() { printf 'python: %s\n' "$*" >&2; }
 
 venv=$HOME/.local/share/tributary/python-venv
-packages=(PyMySQL confluent-kafka fastavro)
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import pymysql, confluent_kafka, fastavro' 2>/dev/null; then
+packages=(PyMySQL 'confluent-kafka[avro,schemaregistry]' fastavro)
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import pymysql, confluent_kafka, fastavro, confluent_kafka.schema_registry.avro' 2>/dev/null; then
     echo "$venv/bin/python"
     exit 0
 fi

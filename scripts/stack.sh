@@ -26,6 +26,8 @@
 #   STACK_KAFKA_SSL_PORT [broker port + 2]
 #                                      its TLS listener
 #   STACK_KAFKA_HEAP  [1g]             the broker's Java heap
+#   STACK_REGISTRY_PORT [18081]        Apicurio Registry (its management
+#                                      port the next one); 0: not started
 #
 # TLS: every server takes TLS connections with a certificate for 127.0.0.1
 # and localhost, signed by a CA the script makes once: $STACK_DIR/tls/
@@ -47,6 +49,13 @@ TLS_DIR=$STACK_DIR/tls
 # directory outside the checkout so that clones share it.
 KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$repo/scripts/kafka/pom.xml")
 KAFKA_HOME=${KAFKA_HOME:-$HOME/.local/share/tributary/kafka-$KAFKA_VERSION}
+
+# Apicurio Registry, the schema registry (its Confluent-compatible API):
+# the project's own distribution from Maven Central, fetched once. It needs
+# Java 21 or newer.
+REGISTRY_PORT=${STACK_REGISTRY_PORT:-18081}
+REGISTRY_VERSION=3.3.3
+REGISTRY_HOME=${REGISTRY_HOME:-$HOME/.local/share/tributary/apicurio-registry-$REGISTRY_VERSION}
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
@@ -74,6 +83,8 @@ install_missing() {
     fi
     # The certificates; and OpenSSL's headers, which building the
     # connectors needs (Kafka over TLS).
+    { [ -f "$REGISTRY_HOME/.complete" ] || [ "$REGISTRY_PORT" = 0 ]; } || command -v mvn >/dev/null || pkgs+=(maven)
+    command -v curl >/dev/null || pkgs+=(curl)
     command -v openssl >/dev/null || pkgs+=(openssl)
     command -v pkg-config >/dev/null || pkgs+=(pkg-config)
     pkg-config --exists openssl 2>/dev/null || pkgs+=(libssl-dev)
@@ -88,6 +99,57 @@ install_missing() {
             || die "fetching Apache Kafka with Maven failed; see $STACK_DIR/kafka-install.log"
         touch "$KAFKA_HOME/libs/.complete"
     fi
+}
+
+# registry_java: a Java of version 21 or newer, if the machine has one.
+registry_java() {
+    local j v
+    for j in "${REGISTRY_JAVA:-}" "$(command -v java || true)" /usr/lib/jvm/*/bin/java; do
+        [ -n "$j" ] && [ -x "$j" ] || continue
+        v=$("$j" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+        [ "${v%%.*}" -ge 21 ] 2>/dev/null && { echo "$j"; return; }
+    done
+}
+
+registry_up() {
+    local pidf=$STACK_DIR/registry.pid java
+    [ "$REGISTRY_PORT" = 0 ] && return
+    if pid_alive "$pidf"; then log "registry already running (pid $(cat "$pidf"), port $REGISTRY_PORT)"; return; fi
+    java=$(registry_java)
+    if [ -z "$java" ]; then
+        log "warning: no Java 21 or newer here (set REGISTRY_JAVA); the schema registry is not started"
+        return
+    fi
+    if [ ! -f "$REGISTRY_HOME/.complete" ]; then
+        log "fetching Apicurio Registry $REGISTRY_VERSION with Maven into $REGISTRY_HOME"
+        rm -rf "$REGISTRY_HOME"
+        mkdir -p "$REGISTRY_HOME"
+        mvn -q -B dependency:copy -Dartifact="io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:tar.gz:all" \
+            -DoutputDirectory="$REGISTRY_HOME" >"$STACK_DIR/registry-install.log" 2>&1 \
+            && tar -xzf "$REGISTRY_HOME/apicurio-registry-app-$REGISTRY_VERSION-all.tar.gz" -C "$REGISTRY_HOME" \
+            && rm -f "$REGISTRY_HOME/apicurio-registry-app-$REGISTRY_VERSION-all.tar.gz" \
+            || die "fetching Apicurio Registry with Maven failed; see $STACK_DIR/registry-install.log"
+        touch "$REGISTRY_HOME/.complete"
+    fi
+    local jar
+    jar=$(find "$REGISTRY_HOME" -name quarkus-run.jar | head -n 1)
+    [ -n "$jar" ] || die "no quarkus-run.jar under $REGISTRY_HOME; remove it and run again"
+    port_busy "$REGISTRY_PORT" && die "port $REGISTRY_PORT is taken by another process; set STACK_REGISTRY_PORT to a free port"
+    # Schemas in memory (a test registry: they go with it); both ports on
+    # loopback only.
+    (cd "$(dirname "$jar")" && setsid "$java" -Xmx512m \
+        -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+        -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=$((REGISTRY_PORT + 1)) \
+        -jar "$jar" </dev/null >"$STACK_DIR/registry.log" 2>&1 &
+        echo $! >"$pidf")
+    local i
+    for ((i = 0; i < 1200; i++)); do
+        curl -sf -o /dev/null "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects" && break
+        pid_alive "$pidf" || die "the schema registry exited at start; see $STACK_DIR/registry.log"
+        sleep 0.1
+    done
+    [ "$i" -lt 1200 ] || die "the schema registry did not start within 120s; see $STACK_DIR/registry.log"
+    log "Apicurio Registry $REGISTRY_VERSION running on http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7 (pid $(cat "$pidf"))"
 }
 
 # certs_up: the stack's CA and certificates, made once.
@@ -262,8 +324,10 @@ up)
     mariadb_up dest "$DEST_PORT" 2
     mariadb_up dest2 "$DEST2_PORT" 3 nobinlog
     kafka_up
+    registry_up
     ;;
 down)
+    [ "$REGISTRY_PORT" = 0 ] || stop_one registry
     stop_one kafka
     stop_one dest2
     stop_one dest
@@ -292,6 +356,7 @@ status)
     status_one dest "$DEST_PORT"
     status_one dest2 "$DEST2_PORT"
     status_one kafka "$KAFKA_PORT"
+    [ "$REGISTRY_PORT" = 0 ] || status_one registry "$REGISTRY_PORT"
     ;;
 *)
     echo "usage: $0 up|down|reset|status|mariadb NAME PORT SERVER_ID [secure]|stop NAME" >&2

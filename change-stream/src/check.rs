@@ -207,6 +207,26 @@ impl Report {
         }
     }
 
+    /// The `kafka.schema_registry` item: whether the registry at `url`
+    /// answers its Confluent-compatible API.
+    pub async fn registry(&mut self, url: &str) {
+        let required = "the schema registry answers (kafka.schema_registry_url)";
+        let answer = match crate::registry::Registry::new(url) {
+            Ok(r) => r.check().await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(()) => self.pass("kafka.schema_registry", format!("reached {url}"), required),
+            Err(e) => self.push(
+                "kafka.schema_registry",
+                Status::Fail,
+                e.to_string(),
+                required,
+                "check kafka.schema_registry_url and that the registry runs",
+            ),
+        }
+    }
+
     /// For `run`: `Err` with the one-line refusal when an item failed
     /// (`command` shows the whole report), else the warnings are logged.
     pub fn gate(&self, command: &str) -> Result<(), String> {

@@ -24,6 +24,7 @@ pub mod kafka;
 pub mod position;
 pub mod process;
 pub mod progress;
+pub mod registry;
 pub mod retry;
 pub mod schema_change;
 pub mod secure;
@@ -54,4 +55,10 @@ pub enum Error {
     Decode(String),
     #[error("Kafka: {0}")]
     Kafka(String),
+    /// The schema registry refused or does not know something.
+    #[error("schema registry: {0}")]
+    Registry(String),
+    /// The schema registry does not answer (retried).
+    #[error("schema registry: {0}")]
+    RegistryUnreachable(String),
 }

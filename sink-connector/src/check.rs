@@ -45,6 +45,10 @@ pub async fn report(config: &Config) -> Report {
     let broker_ok = r
         .broker(&client_config, &config.kafka.bootstrap_servers)
         .await;
+    if let Some(url) = &config.kafka.schema_registry_url {
+        r.registry(url).await;
+        let _ = change_stream::registry::install_reader(url);
+    }
     // The source's server, as the source connector described it.
     let (source_server_id, source_version) = if broker_ok {
         crate::consume::source_server(&client_config, &config.kafka.topic_prefix)
@@ -65,8 +69,13 @@ pub async fn report(config: &Config) -> Report {
         })
         .await
         {
-            functions_needing_trust =
-                functions_needing_trust_in(records.into_iter().filter_map(|(_, v)| v), &mapping);
+            let mut values = Vec::new();
+            for v in records.into_iter().filter_map(|(_, v)| v) {
+                if let Ok(v) = change_stream::registry::unframed(v).await {
+                    values.push(v);
+                }
+            }
+            functions_needing_trust = functions_needing_trust_in(values.into_iter(), &mapping);
         }
     }
     // The source's tables, under their names at the destination.

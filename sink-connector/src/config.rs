@@ -159,8 +159,9 @@ impl Default for RetrySection {
 }
 
 /// The items of the sink's check.
-pub const CHECK_ITEMS: [&str; 11] = [
+pub const CHECK_ITEMS: [&str; 12] = [
     "kafka.connect",
+    "kafka.schema_registry",
     "destination.connect",
     "destination.queries",
     "destination.version",
@@ -246,6 +247,10 @@ pub struct KafkaSection {
     /// Extra librdkafka settings (security, timeouts ...), passed as is.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// The schema registry of a source in schema-registry mode, whose
+    /// records' schema ids it resolves (see `change_stream::registry`);
+    /// records in either encoding are read.
+    pub schema_registry_url: Option<String>,
 }
 
 /// `[destination]`: the MariaDB server to write.
@@ -474,6 +479,15 @@ impl Config {
         };
         if let Some((key, expected, bad)) = self.alerts.invalid() {
             return Err(invalid(key, expected, bad));
+        }
+        if let Some(url) = &self.kafka.schema_registry_url {
+            if !change_stream::registry::valid_url(url) {
+                return Err(invalid(
+                    "kafka.schema_registry_url",
+                    "an http:// or https:// URL of the registry's Confluent-compatible API",
+                    url.clone(),
+                ));
+            }
         }
         if let Some(bad) = self.http.invalid_listen() {
             return Err(invalid(

@@ -377,6 +377,9 @@ impl SchemaFeed {
             if let Some((offset, payload)) = record {
                 self.next = self.next.max(offset + 1);
                 if let Some(p) = payload {
+                    let p = change_stream::registry::unframed(p)
+                        .await
+                        .map_err(crate::error::from_registry)?;
                     out.push((offset, p));
                 }
             }

@@ -77,6 +77,9 @@ impl Registry {
             .await?
         {
             let Some(value) = value else { continue };
+            let value = change_stream::registry::unframed(value)
+                .await
+                .map_err(crate::error::from_registry)?;
             let change = SchemaChange::decode(&value)?;
             for t in change.tables {
                 match t.definition {
@@ -97,6 +100,10 @@ impl Registry {
         // the same Kafka transaction (the commit reaches each partition
         // in turn): look again for a while before giving up.
         let mut looks = 0;
+        // A record in the registry's wire format brought its schema.
+        if let Some(json) = change_stream::registry::met(fp) {
+            self.schema_json.entry(fp).or_insert(json);
+        }
         while !self.schema_json.contains_key(&fp) && looks < SCHEMA_LOOKS {
             if looks > 0 {
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -77,3 +77,14 @@ pub fn from_mysql(context: &str, e: mysql_async::Error) -> SinkError {
         _ => SinkError::Destination(format!("{context}: {e}")),
     }
 }
+
+/// A registry that does not answer is waited for, as the broker is; a
+/// schema it does not have stops the sink.
+pub fn from_registry(e: change_stream::Error) -> SinkError {
+    match e {
+        change_stream::Error::RegistryUnreachable(m) => SinkError::Kafka(m),
+        e => SinkError::Config {
+            message: e.to_string(),
+        },
+    }
+}

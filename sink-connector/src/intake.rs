@@ -268,10 +268,17 @@ impl Intake {
                 Ok(Ok(m)) => m,
             };
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
-            let payload = msg.payload().map(|p| {
-                payloads.extend_from_slice(p);
-                payloads.len() - p.len()..payloads.len()
-            });
+            let payload = match msg.payload() {
+                None => None,
+                Some(p) => {
+                    let start = payloads.len();
+                    // Schema-registry mode: single-object encoded here on.
+                    change_stream::registry::unframe(p, payloads)
+                        .await
+                        .map_err(crate::error::from_registry)?;
+                    Some(start..payloads.len())
+                }
+            };
             bytes += payload.as_ref().map_or(0, |r| r.len());
             out.push(Consumed {
                 key: (msg.topic().to_string(), msg.partition()),

@@ -270,6 +270,9 @@ async fn consume_and_apply(config: &Config) -> Result<(), SinkError> {
     );
     // Fail fast, with the cause, on what a restart would not fix.
     drop(state_session(config).await?);
+    if let Some(url) = &config.kafka.schema_registry_url {
+        change_stream::registry::install_reader(url).map_err(crate::error::from_registry)?;
+    }
     {
         let cc = client_config.clone();
         let servers = config.kafka.bootstrap_servers.clone();

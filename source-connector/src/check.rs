@@ -78,6 +78,9 @@ pub async fn report(config: &Config) -> Report {
         if config.kafka.exactly_once {
             transactions(&mut r, &client_config, config).await;
         }
+        if let Some(url) = &config.kafka.schema_registry_url {
+            r.registry(url).await;
+        }
     }
 
     let opts = match crate::source_opts(config) {

@@ -67,8 +67,9 @@ impl Default for RetrySection {
 }
 
 /// The items of the source's check.
-pub const CHECK_ITEMS: [&str; 16] = [
+pub const CHECK_ITEMS: [&str; 17] = [
     "kafka.connect",
+    "kafka.schema_registry",
     "source.connect",
     "source.queries",
     "source.version",
@@ -215,6 +216,11 @@ pub struct KafkaSection {
     /// Extra librdkafka settings (security, timeouts ...), passed as is.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Schema-registry mode: keys and values in the Confluent wire format,
+    /// their schemas registered at this registry (its Confluent-compatible
+    /// REST API) under `<topic>-key` and `<topic>-value`
+    /// (see `change_stream::registry`).
+    pub schema_registry_url: Option<String>,
 }
 
 /// See [`KafkaSection::oversized_records`].
@@ -340,6 +346,15 @@ impl Config {
         };
         if let Some((key, expected, bad)) = self.alerts.invalid() {
             return Err(invalid(key, expected, bad));
+        }
+        if let Some(url) = &self.kafka.schema_registry_url {
+            if !change_stream::registry::valid_url(url) {
+                return Err(invalid(
+                    "kafka.schema_registry_url",
+                    "an http:// or https:// URL of the registry's Confluent-compatible API",
+                    url.clone(),
+                ));
+            }
         }
         if let Some(bad) = self.http.invalid_listen() {
             return Err(invalid(

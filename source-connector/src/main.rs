@@ -328,6 +328,11 @@ async fn stream(config: &Config) -> Result<(), SourceError> {
     // Before the position is read: with exactly-once this ends what an
     // earlier process left open.
     let mut out = Output::new(client_config.clone(), kafka)?;
+    if let Some(url) = &kafka.schema_registry_url {
+        let registry = change_stream::registry::Registry::new(url)?;
+        out.use_registry(std::sync::Arc::new(registry));
+        tracing::info!(registry = %url, "keys and values in the schema registry's wire format");
+    }
     let stored = {
         let cc = client_config.clone();
         let topic = topics::positions_topic(&prefix);

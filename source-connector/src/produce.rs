@@ -52,6 +52,7 @@ use std::time::Duration;
 
 use change_stream::avro::AvroSchema;
 use change_stream::kafka::{describe, TopicSpec};
+use change_stream::registry::Registry;
 use change_stream::topics;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -313,6 +314,8 @@ pub struct Output {
     flow: Option<Unit>,
     /// Reads partitions' ends, committed or not ([`Output::topic_offsets`]).
     ends: std::sync::OnceLock<rdkafka::consumer::BaseConsumer>,
+    /// Schema-registry mode: what turns records into the wire format.
+    registry: Option<Arc<Registry>>,
 }
 
 /// How long a Kafka transaction may stay open: the broker's default
@@ -415,7 +418,14 @@ impl Output {
             transactions,
             flow: None,
             ends: std::sync::OnceLock::new(),
+            registry: None,
         })
+    }
+
+    /// Schema-registry mode: records sent from now on are in the wire
+    /// format of `registry`.
+    pub fn use_registry(&mut self, registry: Arc<Registry>) {
+        self.registry = Some(registry);
     }
 
     /// Starts tracking from the stored position `initial`.
@@ -629,6 +639,26 @@ impl Output {
         headers: Option<OwnedHeaders>,
         what: impl FnOnce() -> String,
     ) -> Result<(), SourceError> {
+        // Schema-registry mode: the same datum behind the registry's header.
+        let framed;
+        let (key, payload) = match &self.registry {
+            None => (key, payload),
+            Some(registry) => {
+                let mut both = [None, None];
+                for (i, bytes) in [key, payload].into_iter().enumerate() {
+                    if let Some(b) = bytes {
+                        both[i] = Some(
+                            registry
+                                .frame(topic, i == 0, b)
+                                .await
+                                .map_err(registry_error)?,
+                        );
+                    }
+                }
+                framed = both;
+                (framed[0].as_deref(), framed[1].as_deref())
+            }
+        };
         let size = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
         if size as u64 > self.message_max_bytes {
             let what = what();
@@ -703,10 +733,15 @@ impl Output {
         }
     }
 
-    /// Publishes a schema on the schemas topic (once per process).
+    /// Publishes a schema on the schemas topic (once per process); in
+    /// schema-registry mode it is registered as the first record that
+    /// uses it is sent.
     pub async fn publish_schema(&mut self, schema: &AvroSchema) -> Result<(), SourceError> {
         if !self.published_schemas.insert(schema.fingerprint) {
             return Ok(());
+        }
+        if let Some(registry) = &self.registry {
+            registry.know(schema);
         }
         let topic = topics::schemas_topic(&self.prefix);
         let key = schema.fingerprint_hex();
@@ -1085,6 +1120,17 @@ impl Committer {
 }
 
 /// A failed commit or abort in words an operator can act on.
+/// A registry that does not answer is waited for, as the broker is; one
+/// that refuses a schema stops the connector.
+fn registry_error(e: change_stream::Error) -> SourceError {
+    match e {
+        change_stream::Error::RegistryUnreachable(m) => SourceError::Kafka(m),
+        e => SourceError::Config {
+            message: e.to_string(),
+        },
+    }
+}
+
 fn committing(e: &KafkaError) -> SourceError {
     match e.rdkafka_error_code() {
         Some(RDKafkaErrorCode::ProducerFenced)

@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(240);
 
 struct PrivateStack {
     dir: std::path::PathBuf,
-    ports: [(&'static str, u16); 4],
+    ports: [(&'static str, u16); 5],
 }
 
 impl PrivateStack {
@@ -27,6 +27,8 @@ impl PrivateStack {
                 ("STACK_DEST_PORT", base + 1),
                 ("STACK_DEST2_PORT", base + 2),
                 ("STACK_KAFKA_PORT", base + 3),
+                // No schema registry of its own.
+                ("STACK_REGISTRY_PORT", 0),
             ],
         }
     }
