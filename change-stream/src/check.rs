@@ -216,7 +216,11 @@ impl Report {
             Err(e) => Err(e),
         };
         match answer {
-            Ok(()) => self.pass("kafka.schema_registry", format!("reached {url}"), required),
+            Ok(()) => self.pass(
+                "kafka.schema_registry",
+                format!("reached {}", crate::registry::shown(url)),
+                required,
+            ),
             Err(e) => self.push(
                 "kafka.schema_registry",
                 Status::Fail,

@@ -34,6 +34,8 @@ const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// A schema registry that speaks the Confluent REST API.
 pub struct Registry {
     url: String,
+    /// `url` without its credentials, for messages.
+    shown: String,
     client: reqwest::Client,
     /// (subject, fingerprint) -> id, as registered.
     ids: Mutex<HashMap<(String, u64), u32>>,
@@ -63,6 +65,7 @@ impl Registry {
             .build()
             .map_err(|e| Error::Registry(format!("cannot make an HTTP client: {e}")))?;
         Ok(Self {
+            shown: shown(&url),
             url,
             client,
             ids: Mutex::default(),
@@ -82,9 +85,9 @@ impl Registry {
             .map_err(|e| self.unreachable(e))?;
         if !answer.status().is_success() {
             return Err(Error::Registry(format!(
-                "GET {url} answered {}: is {} the registry's Confluent-compatible API?",
+                "GET /subjects answered {}: is {} the registry's Confluent-compatible API?",
                 answer.status(),
-                self.url
+                self.shown
             )));
         }
         Ok(())
@@ -93,7 +96,7 @@ impl Registry {
     fn unreachable(&self, e: reqwest::Error) -> Error {
         Error::RegistryUnreachable(format!(
             "cannot reach the schema registry at {}: {}",
-            self.url,
+            self.shown,
             without_url(&e)
         ))
     }
@@ -145,13 +148,13 @@ impl Registry {
             return Err(Error::Registry(format!(
                 "the schema registry refused a new schema for subject {subject} as incompatible ({}); the table's definition changed in a way the subject's compatibility rule forbids: set it to NONE (PUT {}/config/{subject} {{\"compatibility\": \"NONE\"}}) and restart",
                 text.trim(),
-                self.url
+                self.shown
             )));
         }
         if status.is_server_error() {
             return Err(Error::RegistryUnreachable(format!(
                 "the schema registry at {} answered {status} registering {subject}: {}",
-                self.url,
+                self.shown,
                 text.trim()
             )));
         }
@@ -205,14 +208,14 @@ impl Registry {
         if status.is_server_error() {
             return Err(Error::RegistryUnreachable(format!(
                 "the schema registry at {} answered {status} for schema {id}",
-                self.url
+                self.shown
             )));
         }
         let json = serde_json::from_str::<SchemaAnswer>(&text)
             .map_err(|_| {
                 Error::Registry(format!(
                     "the schema registry at {} has no schema {id} ({status}: {}); is kafka.schema_registry_url the registry the source writes to?",
-                    self.url,
+                    self.shown,
                     text.trim()
                 ))
             })?
@@ -275,6 +278,18 @@ pub fn met(fingerprint: u64) -> Option<String> {
     })
 }
 
+/// `url` without a user name or password, for messages and logs.
+pub fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string().trim_end_matches('/').to_string()
+        }
+        Err(_) => "the configured URL".to_string(),
+    }
+}
+
 /// Whether `url` can be a registry's: `http://` or `https://`.
 pub fn valid_url(url: &str) -> bool {
     (url.starts_with("http://") || url.starts_with("https://")) && reqwest::Url::parse(url).is_ok()
@@ -306,5 +321,15 @@ mod tests {
         assert_eq!(wire_id(&[0, 0, 0, 1, 2, 9, 9]), Some(258));
         assert_eq!(wire_id(&[0xC3, 1, 0, 0, 0, 0]), None);
         assert_eq!(wire_id(&[0, 0, 0]), None);
+    }
+
+    #[test]
+    fn credentials_are_not_shown() {
+        assert_eq!(
+            shown("https://user:secret@registry:8081/apis/ccompat/v7"),
+            "https://registry:8081/apis/ccompat/v7"
+        );
+        assert!(valid_url("http://127.0.0.1:18081"));
+        assert!(!valid_url("registry:8081"));
     }
 }

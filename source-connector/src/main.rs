@@ -331,7 +331,7 @@ async fn stream(config: &Config) -> Result<(), SourceError> {
     if let Some(url) = &kafka.schema_registry_url {
         let registry = change_stream::registry::Registry::new(url)?;
         out.use_registry(std::sync::Arc::new(registry));
-        tracing::info!(registry = %url, "keys and values in the schema registry's wire format");
+        tracing::info!(registry = %change_stream::registry::shown(url), "keys and values in the schema registry's wire format");
     }
     let stored = {
         let cc = client_config.clone();
