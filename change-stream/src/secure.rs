@@ -167,7 +167,7 @@ pub fn hint(section: &str, tls: bool, error: &str) -> Option<String> {
     // without TLS as it refuses a wrong password.
     if !tls && e.contains("access denied") {
         return Some(format!(
-            "check the user and password in {section}.url (or {section}.password_file); if the server takes TLS connections only (require_secure_transport), set {section}.tls.mode"
+            "if the user and password are right and the server takes TLS connections only (require_secure_transport), set {section}.tls.mode"
         ));
     }
     if e.contains("unknownissuer") || e.contains("unknown issuer") || e.contains("badsignature") {

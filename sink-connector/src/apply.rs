@@ -849,18 +849,17 @@ impl Applier {
                     "cannot connect to {target} within {timeout_secs}s; check [destination] url and that the server runs"
                 )))
             }
-            // Not retried: a certificate or a TLS setting is wrong.
             Ok(Err(e)) => {
-                return Err(match change_stream::secure::hint(
-                    "destination",
-                    destination.tls.mode != change_stream::secure::TlsMode::Disabled,
-                    &e.to_string(),
-                ) {
+                let tls = destination.tls.mode != change_stream::secure::TlsMode::Disabled;
+                let hint = change_stream::secure::hint("destination", tls, &e.to_string());
+                let failed = from_mysql(&format!("cannot connect to {target}"), e);
+                return Err(match hint {
+                    // Not retried: a certificate or a TLS setting is wrong.
                     Some(hint) => SinkError::Config {
-                        message: format!("destination MariaDB: cannot connect to {target}: {e}; {hint}"),
+                        message: format!("{failed}; {hint}"),
                     },
-                    None => from_mysql(&format!("cannot connect to {target}"), e),
-                })
+                    None => failed,
+                });
             }
             Ok(Ok(c)) => c,
         };

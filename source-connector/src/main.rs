@@ -161,16 +161,18 @@ pub(crate) async fn connect(opts: &Opts, timeout_secs: u64) -> Result<Conn, Sour
         Err(_) => Err(SourceError::Source(format!(
             "cannot connect to {target} within {timeout_secs}s: connection timed out; check [source] url"
         ))),
-        // Not retried: a certificate or a TLS setting is wrong.
-        Ok(Err(e)) => match change_stream::secure::hint("source", opts.ssl_opts().is_some(), &e.to_string()) {
-            Some(hint) => Err(SourceError::Config {
-                message: format!("source MariaDB: cannot connect to {target}: {e}; {hint}"),
-            }),
-            None => Err(SourceError::Source(format!(
-                "cannot connect to {target}: {}",
-                describe_mysql(&e)
-            ))),
-        },
+        Ok(Err(e)) => {
+            let tls = opts.ssl_opts().is_some();
+            let hint = change_stream::secure::hint("source", tls, &e.to_string());
+            let failed = format!("cannot connect to {target}: {}", describe_mysql(&e));
+            match hint {
+                // Not retried: a certificate or a TLS setting is wrong.
+                Some(hint) => Err(SourceError::Config {
+                    message: format!("source MariaDB: {failed}; {hint}"),
+                }),
+                None => Err(SourceError::Source(failed)),
+            }
+        }
         Ok(Ok(c)) => Ok(c),
     }
 }
