@@ -14,13 +14,18 @@
 //! sink turns a wire-format message back ([`Registry::unframe`]) as it
 //! reads it, so that everything between works on one form. Both only swap
 //! the header in front of the datum. Ids and schemas are cached: the
-//! registry is asked once per subject and schema, not per record.
+//! registry is asked once per subject and schema, not per record. The
+//! REST calls are schema_registry_converter's.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Deserialize;
+use schema_registry_converter::async_impl::schema_registry::{
+    get_all_subjects, get_schema_by_id, post_schema, SrSettings,
+};
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
 use crate::avro::{split_single_object, AvroSchema, SINGLE_OBJECT_MAGIC};
 use crate::Error;
@@ -28,15 +33,11 @@ use crate::Error;
 /// The first byte of the Confluent wire format.
 pub const WIRE_MAGIC: u8 = 0;
 
-/// The media type of the registry's requests.
-const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
-
 /// A schema registry that speaks the Confluent REST API.
 pub struct Registry {
-    url: String,
-    /// `url` without its credentials, for messages.
+    settings: SrSettings,
+    /// The URL without its credentials, for messages.
     shown: String,
-    client: reqwest::Client,
     /// (subject, fingerprint) -> id, as registered.
     ids: Mutex<HashMap<(String, u64), u32>>,
     /// Fingerprint -> schema JSON, of the schemas the source may frame.
@@ -45,29 +46,27 @@ pub struct Registry {
     fingerprints: Mutex<HashMap<u32, (u64, String)>>,
 }
 
-#[derive(Deserialize)]
-struct IdAnswer {
-    id: u32,
-}
-
-#[derive(Deserialize)]
-struct SchemaAnswer {
-    schema: String,
-}
-
 impl Registry {
     /// A client of the registry at `url` (its Confluent-compatible API's
-    /// base, e.g. `http://registry:8081`).
+    /// base, e.g. `http://registry:8081`); credentials in the URL are sent
+    /// as basic authentication.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let url = url.trim_end_matches('/').to_string();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+        let shown = shown(url);
+        let mut builder = SrSettings::new_builder(shown.clone());
+        if let Ok(u) = reqwest::Url::parse(url) {
+            if !u.username().is_empty() {
+                builder.set_basic_authorization(u.username(), u.password());
+            }
+        }
+        let settings = builder
+            .set_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| Error::Registry(format!("cannot make an HTTP client: {e}")))?;
+            .map_err(|e| {
+                Error::Registry(format!("cannot make a client for {shown}: {}", e.error))
+            })?;
         Ok(Self {
-            shown: shown(&url),
-            url,
-            client,
+            settings,
+            shown,
             ids: Mutex::default(),
             schemas: Mutex::default(),
             fingerprints: Mutex::default(),
@@ -76,29 +75,25 @@ impl Registry {
 
     /// Proves the registry answers (`GET /subjects`).
     pub async fn check(&self) -> Result<(), Error> {
-        let url = format!("{}/subjects", self.url);
-        let answer = self
-            .client
-            .get(&url)
-            .send()
+        get_all_subjects(&self.settings)
             .await
-            .map_err(|e| self.unreachable(e))?;
-        if !answer.status().is_success() {
-            return Err(Error::Registry(format!(
-                "GET /subjects answered {}: is {} the registry's Confluent-compatible API?",
-                answer.status(),
-                self.shown
-            )));
-        }
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| self.failed("listing the subjects", e))
     }
 
-    fn unreachable(&self, e: reqwest::Error) -> Error {
-        Error::RegistryUnreachable(format!(
-            "cannot reach the schema registry at {}: {}",
-            self.shown,
-            without_url(&e)
-        ))
+    /// What a failed call says: a registry that does not answer (retried),
+    /// or one that refuses.
+    fn failed(&self, doing: &str, e: SRCError) -> Error {
+        let cause = without_url(e.cause.as_deref().unwrap_or(&e.error));
+        let said = format!(
+            "the schema registry at {} failed {doing}: {}: {cause}",
+            self.shown, e.error
+        );
+        if e.retriable {
+            Error::RegistryUnreachable(said)
+        } else {
+            Error::Registry(said)
+        }
     }
 
     /// Makes `schema` one that [`Registry::frame`] may meet.
@@ -133,39 +128,20 @@ impl Registry {
                     "schema {fingerprint:016x} of {subject} was not published before its record"
                 ))
             })?;
-        let url = format!("{}/subjects/{subject}/versions", self.url);
-        let answer = self
-            .client
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .json(&serde_json::json!({ "schema": json }))
-            .send()
+        let supplied = SuppliedSchema::new(None, SchemaType::Avro, json);
+        let registered = post_schema(&self.settings, subject.to_string(), supplied)
             .await
-            .map_err(|e| self.unreachable(e))?;
-        let status = answer.status();
-        let text = answer.text().await.map_err(|e| self.unreachable(e))?;
-        if status.as_u16() == 409 {
-            return Err(Error::Registry(format!(
-                "the schema registry refused a new schema for subject {subject} as incompatible ({}); the table's definition changed in a way the subject's compatibility rule forbids: set it to NONE (PUT {}/config/{subject} {{\"compatibility\": \"NONE\"}}) and restart",
-                text.trim(),
-                self.shown
-            )));
-        }
-        if status.is_server_error() {
-            return Err(Error::RegistryUnreachable(format!(
-                "the schema registry at {} answered {status} registering {subject}: {}",
-                self.shown,
-                text.trim()
-            )));
-        }
-        let id = serde_json::from_str::<IdAnswer>(&text)
-            .map_err(|_| {
-                Error::Registry(format!(
-                    "the schema registry answered {status} registering {subject}: {}",
-                    text.trim()
-                ))
-            })?
-            .id;
+            .map_err(|e| {
+                if e.cause.as_deref().is_some_and(|c| c.contains("409")) || e.error.contains("409") {
+                    Error::Registry(format!(
+                        "the schema registry at {} refused a new schema for subject {subject} as incompatible: the table's definition changed in a way the subject's compatibility rule forbids; set it to NONE (PUT /config/{subject} {{\"compatibility\": \"NONE\"}}) and restart",
+                        self.shown
+                    ))
+                } else {
+                    self.failed(&format!("registering {subject}"), e)
+                }
+            })?;
+        let id = registered.id;
         tracing::info!(subject, id, "schema registered");
         self.ids
             .lock()
@@ -196,31 +172,15 @@ impl Registry {
         if let Some(known) = self.fingerprints.lock().unwrap().get(&id).cloned() {
             return Ok(known);
         }
-        let url = format!("{}/schemas/ids/{id}", self.url);
-        let answer = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let status = answer.status();
-        let text = answer.text().await.map_err(|e| self.unreachable(e))?;
-        if status.is_server_error() {
-            return Err(Error::RegistryUnreachable(format!(
-                "the schema registry at {} answered {status} for schema {id}",
-                self.shown
-            )));
-        }
-        let json = serde_json::from_str::<SchemaAnswer>(&text)
-            .map_err(|_| {
-                Error::Registry(format!(
-                    "the schema registry at {} has no schema {id} ({status}: {}); is kafka.schema_registry_url the registry the source writes to?",
-                    self.shown,
-                    text.trim()
-                ))
-            })?
-            .schema;
-        let schema = AvroSchema::parse(&json)?;
+        let registered = get_schema_by_id(id, &self.settings).await.map_err(|e| {
+            match self.failed(&format!("reading schema {id}"), e) {
+                Error::Registry(m) => Error::Registry(format!(
+                    "{m}; is kafka.schema_registry_url the registry the source writes to?"
+                )),
+                e => e,
+            }
+        })?;
+        let schema = AvroSchema::parse(&registered.schema)?;
         let known = (schema.fingerprint, schema.json);
         self.fingerprints.lock().unwrap().insert(id, known.clone());
         Ok(known)
@@ -303,13 +263,12 @@ pub fn wire_id(message: &[u8]) -> Option<u32> {
     }
 }
 
-/// An HTTP error without its URL (which may hold credentials).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(at) = e.find(" for url (") {
-        e.truncate(at);
+/// An HTTP error without the URL it names.
+fn without_url(e: &str) -> String {
+    match e.find(" for url (") {
+        Some(at) => e[..at].to_string(),
+        None => e.to_string(),
     }
-    e
 }
 
 #[cfg(test)]
