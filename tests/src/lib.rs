@@ -118,6 +118,24 @@ impl Db {
             .map_err(|e| anyhow::anyhow!("on port {}: {sql}: {e}", self.port))
     }
 
+    /// [`Db::exec`] for a workload that writes where a sink applies too: a
+    /// statement that lost a deadlock (1213) or a lock wait (1205) was
+    /// rolled back, and is run again, as any client of the server does.
+    pub async fn exec_retrying(&mut self, sql: &str) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            match self.conn.query_drop(sql).await {
+                Err(mysql_async::Error::Server(e))
+                    if (e.code == 1213 || e.code == 1205) && tries < 20 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                r => return r.map_err(|e| anyhow::anyhow!("on port {}: {sql}: {e}", self.port)),
+            }
+        }
+    }
+
     /// Every row as text (binary columns as their bytes), in the order given.
     pub async fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Value>>> {
         let rows: Vec<Row> = self.conn.query(sql).await?;

@@ -217,17 +217,17 @@ async fn a_two_way_pair_converges_and_does_not_loop() -> Result<()> {
             let mut c = Db::connect(port).await?;
             for round in 0..40i64 {
                 let id = first + 2 * round;
-                c.exec(&format!(
+                c.exec_retrying(&format!(
                     "INSERT INTO `{db}`.t (id, side, n) VALUES ({id}, '{side}', {round})"
                 ))
                 .await?;
-                c.exec(&format!(
+                c.exec_retrying(&format!(
                     "UPDATE `{db}`.t SET n = n + 100 WHERE side = '{side}' AND id % 3 = {}",
                     round % 3
                 ))
                 .await?;
                 if round % 10 == 9 {
-                    c.exec(&format!(
+                    c.exec_retrying(&format!(
                         "DELETE FROM `{db}`.t WHERE side = '{side}' AND id = {}",
                         id - 4
                     ))
