@@ -33,6 +33,21 @@ pub fn toml_error(e: &toml::de::Error, text: &str) -> String {
 
 /// Replaces `${VAR}` with the value of the environment variable VAR; the
 /// error says which reference failed.
+/// [`expand_env`] in every value of `kafka.properties` (a SASL password
+/// need not be in the file) and in the registry's URL; `Err` names the key.
+pub fn expand_kafka_env(
+    properties: &mut std::collections::BTreeMap<String, String>,
+    registry_url: &mut Option<String>,
+) -> Result<(), (String, String)> {
+    for (k, v) in properties.iter_mut() {
+        *v = expand_env(v).map_err(|p| (format!("kafka.properties.{k}"), p))?;
+    }
+    if let Some(url) = registry_url {
+        *url = expand_env(url).map_err(|p| ("kafka.schema_registry_url".to_string(), p))?;
+    }
+    Ok(())
+}
+
 pub fn expand_env(value: &str) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -97,6 +112,23 @@ mod tests {
         let text = "[kafka]\ngroup_id = \"g\"\ntables = [1]\n";
         let m = toml_error(&toml::from_str::<S>(text).unwrap_err(), text);
         assert!(m.contains("in [kafka]"), "{m}");
+    }
+
+    #[test]
+    fn kafka_properties_take_environment_variables() {
+        std::env::set_var("CONFIG_TEXT_TEST_SASL", "pw");
+        let mut props = std::collections::BTreeMap::from([(
+            "sasl.password".to_string(),
+            "${CONFIG_TEXT_TEST_SASL}".to_string(),
+        )]);
+        let mut url = None;
+        expand_kafka_env(&mut props, &mut url).unwrap();
+        assert_eq!(props["sasl.password"], "pw");
+        props.insert("x".into(), "${CONFIG_TEXT_TEST_UNSET_Y}".into());
+        assert_eq!(
+            expand_kafka_env(&mut props, &mut url).unwrap_err().0,
+            "kafka.properties.x"
+        );
     }
 
     #[test]

@@ -455,6 +455,15 @@ impl Config {
                     actual: problem,
                 }
             })?;
+        config_text::expand_kafka_env(
+            &mut config.kafka.properties,
+            &mut config.kafka.schema_registry_url,
+        )
+        .map_err(|(key, problem)| SinkError::InvalidSetting {
+            key,
+            expected: "`${VAR}` naming a set environment variable".into(),
+            actual: problem,
+        })?;
         config.validate()?;
         let d = &config.destination;
         config.destination.security = change_stream::secure::Security::load(
