@@ -151,6 +151,39 @@ async fn a_destination_rebuilt_from_the_topics_and_replayed_from_a_time() -> Res
     )
     .await?;
     anyhow::ensure!(sink.stop()?.success(), "sink: {}", sink.log_tail());
+
+    // A running sink (it answers at [http] listen) is not reset under it.
+    let listen = format!("127.0.0.1:{}", 19400 + std::process::id() % 500);
+    let running_conf = format!("{sink_conf}\n[http]\nlisten = \"{listen}\"\n");
+    let mut sink = Connector::start(
+        "sink-connector",
+        &format!("{prefix}-sink-http"),
+        &running_conf,
+    )?;
+    sink.wait_log("sink connector started", Duration::from_secs(60))
+        .await?;
+    wait_until(
+        "the sink's [http] to answer",
+        Duration::from_secs(60),
+        || {
+            let listen = listen.clone();
+            async move {
+                Ok(match http_get(&listen, "/healthz").await {
+                    Ok(_) => None,
+                    Err(e) => Some(e.to_string()),
+                })
+            }
+        },
+    )
+    .await?;
+    let running = workspace().join(format!("target/e2e/{prefix}-sink-http.toml"));
+    let (ok, out) = reset(&running, &["--to-beginning"])?;
+    anyhow::ensure!(
+        !ok && out.contains("the sink runs") && out.contains(&listen),
+        "reset of a running sink: {out}"
+    );
+    sink.assert_running()?;
+    anyhow::ensure!(sink.stop()?.success(), "sink: {}", sink.log_tail());
     anyhow::ensure!(source.stop()?.success(), "source: {}", source.log_tail());
     Ok(())
 }
