@@ -54,6 +54,13 @@ pub struct LogSection {
 /// Runs a connector's main future on a multi-threaded runtime with logging
 /// set up; an error is printed as one line, `<name>: error: <error>` (in
 /// the json format, one object whose level is ERROR), and gives exit code 1.
+///
+/// SIGTERM and SIGINT are caught from the start. Once the main future
+/// waits for them ([`wait_for_signal`]) it decides how to stop; before
+/// that (a connector still starting: its precheck, its first connections,
+/// a broker it waits for) the future is dropped, as a crash would end it,
+/// which every stage is built to survive: `run` then exits 0 (a stop), any
+/// other subcommand 1 (it did not finish).
 pub fn run_main<E: std::fmt::Display>(
     name: &str,
     format: LogFormat,
@@ -64,7 +71,19 @@ pub fn run_main<E: std::fmt::Display>(
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = runtime.block_on(main);
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = main => r.map_err(|e| e.to_string()),
+            () = signals_until_waited_for() => {
+                if STOP_IS_CLEAN.load(std::sync::atomic::Ordering::SeqCst) {
+                    tracing::info!("stopped while starting");
+                    Ok(())
+                } else {
+                    Err("stopped by a signal before it finished".to_string())
+                }
+            }
+        }
+    });
     // A blocking call still waiting for a server that does not answer (a
     // broker that is down) must not keep the process from exiting.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
@@ -124,14 +143,42 @@ pub fn now_rfc3339() -> String {
     s
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn wait_for_signal() {
+/// Whether a signal came, and whether the main future waits for it.
+static STOP: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> = std::sync::OnceLock::new();
+static WAITED_FOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static STOP_IS_CLEAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn stop() -> &'static tokio::sync::watch::Sender<bool> {
+    STOP.get_or_init(|| tokio::sync::watch::channel(false).0)
+}
+
+/// A signal before [`wait_for_signal`] is a stop, not a failure (`run`).
+pub fn stopping_while_starting_is_clean() {
+    STOP_IS_CLEAN.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Catches SIGTERM and SIGINT from the start; returns at one that comes
+/// before the main future waits for them, never after.
+async fn signals_until_waited_for() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        stop().send_replace(true);
+        if !WAITED_FOR.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
     }
+}
+
+/// Resolves on SIGTERM or SIGINT, at once if one came already.
+pub async fn wait_for_signal() {
+    WAITED_FOR.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut rx = stop().subscribe();
+    let _ = rx.wait_for(|stopped| *stopped).await;
 }
 
 #[cfg(test)]

@@ -174,7 +174,10 @@ fn main() -> ExitCode {
     );
     change_stream::process::run_main("sink-connector", log_format, async {
         match cli.command {
-            Command::Run { config: path } => run(Config::load(&path)?, &path).await,
+            Command::Run { config: path } => {
+                change_stream::process::stopping_while_starting_is_clean();
+                run(Config::load(&path)?, &path).await
+            }
             Command::Check { config, format } => {
                 let report = check::report(&Config::load(&config)?).await;
                 print!("{}", report.render(&format));

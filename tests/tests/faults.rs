@@ -166,3 +166,36 @@ async fn sink_reports_bad_input_clearly() -> Result<()> {
     )?;
     Ok(())
 }
+
+/// A connector stopped (SIGTERM) while it is still starting, in its
+/// precheck or first connections, stops as one stopped later does: exit 0.
+#[tokio::test]
+async fn stopped_while_starting_exits_cleanly() -> Result<()> {
+    let prefix = unique("faults_starting");
+    let db = unique("e2e_faults_starting");
+    let mut src = Db::connect(source_port()).await?;
+    src.exec(&format!("CREATE DATABASE IF NOT EXISTS `{db}`"))
+        .await?;
+    let configs = [
+        ("source-connector", source_config(&prefix, &[&db], 9997, "")),
+        (
+            "sink-connector",
+            sink_config(&prefix, &prefix, dest_port(), ""),
+        ),
+    ];
+    for (binary, config) in configs {
+        for delay_ms in [200, 600] {
+            let mut c =
+                Connector::start(binary, &format!("{prefix}-{binary}-{delay_ms}"), &config)?;
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            let status = c.stop()?;
+            anyhow::ensure!(
+                status.success(),
+                "{binary} stopped after {delay_ms} ms: {status}: {}",
+                c.log_tail()
+            );
+        }
+    }
+    drop_database(&[source_port()], &db).await?;
+    Ok(())
+}
