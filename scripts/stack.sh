@@ -137,11 +137,11 @@ registry_up() {
     port_busy "$REGISTRY_PORT" && die "port $REGISTRY_PORT is taken by another process; set STACK_REGISTRY_PORT to a free port"
     # Schemas in memory (a test registry: they go with it); both ports on
     # loopback only.
-    (cd "$(dirname "$jar")" && setsid "$java" -Xmx512m \
+    setsid "$java" -Xmx512m \
         -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
         -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=$((REGISTRY_PORT + 1)) \
         -jar "$jar" </dev/null >"$STACK_DIR/registry.log" 2>&1 &
-        echo $! >"$pidf")
+    echo $! >"$pidf"
     local i
     for ((i = 0; i < 1200; i++)); do
         curl -sf -o /dev/null "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects" && break
