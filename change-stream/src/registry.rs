@@ -11,7 +11,7 @@
 //!
 //! The connectors build single-object messages either way: the source
 //! turns each into the wire format as it sends it ([`Registry::frame`]), the
-//! sink turns a wire-format message back ([`Registry::unframe`]) as it
+//! sink turns a wire-format message back ([`unframe`]) as it
 //! reads it, so that everything between works on one form. Both only swap
 //! the header in front of the datum. Ids and schemas are cached: the
 //! registry is asked once per subject and schema, not per record. The
