@@ -55,14 +55,15 @@ pub struct Security {
 }
 
 impl Security {
-    /// Reads the files of `section` (`source` or `destination`):
-    /// `url_has_password` says whether its URL carries one already.
+    /// Reads the files of `section` (`source` or `destination`), whose
+    /// URL is `url`.
     pub fn load(
         section: &str,
         tls: &TlsSection,
         password_file: Option<&Path>,
-        url_has_password: bool,
+        url: &str,
     ) -> Result<Self, Invalid> {
+        let url_has_password = url_has_password(url);
         let invalid = |key: &str, expected: &str, actual: String| Invalid {
             key: format!("{section}.{key}"),
             expected: expected.into(),
@@ -200,7 +201,7 @@ pub fn hint(section: &str, tls: bool, error: &str) -> Option<String> {
 }
 
 /// Whether `url` carries a password of its own.
-pub fn url_has_password(url: &str) -> bool {
+fn url_has_password(url: &str) -> bool {
     mysql_async::Opts::from_url(&url.replacen("mariadb://", "mysql://", 1))
         .is_ok_and(|o| o.pass().is_some_and(|p| !p.is_empty()))
 }
@@ -218,12 +219,23 @@ mod tests {
     #[test]
     fn a_password_file_loses_its_line_break_only() {
         let path = file("pw", " pass word \n");
-        let s = Security::load("source", &TlsSection::default(), Some(&path), false).unwrap();
+        let s =
+            Security::load("source", &TlsSection::default(), Some(&path), "mysql://u@h").unwrap();
         assert_eq!(s.password.as_deref(), Some(" pass word "));
-        let both = Security::load("source", &TlsSection::default(), Some(&path), true);
+        let both = Security::load(
+            "source",
+            &TlsSection::default(),
+            Some(&path),
+            "mysql://u:p@h",
+        );
         assert_eq!(both.unwrap_err().key, "source.password_file");
         let missing = Path::new("/nonexistent/pw");
-        let err = Security::load("destination", &TlsSection::default(), Some(missing), false);
+        let err = Security::load(
+            "destination",
+            &TlsSection::default(),
+            Some(missing),
+            "mysql://u@h",
+        );
         assert_eq!(err.unwrap_err().key, "destination.password_file");
     }
 
@@ -235,21 +247,21 @@ mod tests {
             ca_file: Some(not_pem.clone()),
             ..Default::default()
         };
-        let err = Security::load("source", &tls, None, false).unwrap_err();
+        let err = Security::load("source", &tls, None, "mysql://u@h").unwrap_err();
         assert_eq!(err.key, "source.tls.ca_file");
         let disabled = TlsSection {
             mode: TlsMode::Disabled,
             ca_file: Some(not_pem.clone()),
             ..Default::default()
         };
-        let err = Security::load("source", &disabled, None, false).unwrap_err();
+        let err = Security::load("source", &disabled, None, "mysql://u@h").unwrap_err();
         assert_eq!(err.key, "source.tls.mode");
         let half = TlsSection {
             mode: TlsMode::Required,
             cert_file: Some(not_pem),
             ..Default::default()
         };
-        let err = Security::load("source", &half, None, false).unwrap_err();
+        let err = Security::load("source", &half, None, "mysql://u@h").unwrap_err();
         assert_eq!(err.key, "source.tls.cert_file");
     }
 

@@ -470,7 +470,7 @@ impl Config {
             "destination",
             &d.tls,
             d.password_file.as_deref(),
-            change_stream::secure::url_has_password(&d.url),
+            &d.url,
         )
         .map_err(|i| SinkError::InvalidSetting {
             key: i.key,

@@ -317,7 +317,7 @@ impl Config {
             "source",
             &s.tls,
             s.password_file.as_deref(),
-            change_stream::secure::url_has_password(&s.url),
+            &s.url,
         )
         .map_err(|i| SourceError::InvalidSetting {
             key: i.key,
