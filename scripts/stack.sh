@@ -229,26 +229,39 @@ mariadb_up() {
     [ "$binlog" = binlog ] || binlog_opts=(--skip-log-bin)
     local tls_opts=(--ssl-ca="$TLS_DIR/ca.pem" --ssl-cert="$TLS_DIR/server.pem" --ssl-key="$TLS_DIR/server.key")
     [ "$secure" = secure ] && tls_opts+=(--require-secure-transport=ON)
-    setsid "$(mariadbd_bin)" --no-defaults "${user_opt[@]}" \
-        --datadir="$dir" --socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" \
-        --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
-        --log-error="$STACK_DIR/$name.log" \
-        --server-id="$server_id" "${binlog_opts[@]}" "${tls_opts[@]}" \
-        --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
-        --binlog-expire-logs-seconds=604800 \
-        --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-        --max-allowed-packet=1G --innodb-buffer-pool-size=512M \
-        --innodb-log-file-size=256M --innodb-flush-log-at-trx-commit=2 \
-        --max-connections=500 \
-        </dev/null >/dev/null 2>&1 &
-    echo $! >"$pidf"
-    local i
-    for ((i = 0; i < 600; i++)); do
-        [ -S "$dir/mariadbd.sock" ] && mariadb --no-defaults --socket="$dir/mariadbd.sock" -uroot -e 'select 1' >/dev/null 2>&1 && break
-        pid_alive "$pidf" || die "$name exited at start; see $STACK_DIR/$name.log"
-        sleep 0.1
+    # A server that exits at start is started again, up to three times, as
+    # mariadb-install-db above: mariadbd has been seen to die at its first
+    # start once in a while. What its log says is kept in the error.
+    local try i started=
+    for try in 1 2 3; do
+        local seen
+        seen=$(cat "$STACK_DIR/$name.log" 2>/dev/null | wc -l)
+        setsid "$(mariadbd_bin)" --no-defaults "${user_opt[@]}" \
+            --datadir="$dir" --socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" \
+            --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
+            --log-error="$STACK_DIR/$name.log" \
+            --server-id="$server_id" "${binlog_opts[@]}" "${tls_opts[@]}" \
+            --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
+            --binlog-expire-logs-seconds=604800 \
+            --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+            --max-allowed-packet=1G --innodb-buffer-pool-size=512M \
+            --innodb-log-file-size=256M --innodb-flush-log-at-trx-commit=2 \
+            --max-connections=500 \
+            </dev/null >/dev/null 2>&1 &
+        echo $! >"$pidf"
+        for ((i = 0; i < 600; i++)); do
+            [ -S "$dir/mariadbd.sock" ] && mariadb --no-defaults --socket="$dir/mariadbd.sock" -uroot -e 'select 1' >/dev/null 2>&1 && { started=1; break; }
+            pid_alive "$pidf" || break
+            sleep 0.1
+        done
+        [ -n "$started" ] && break
+        [ "$i" -lt 600 ] || die "$name did not answer within 60s; see $STACK_DIR/$name.log"
+        local why
+        why=$(tail -n +$((seen + 1)) "$STACK_DIR/$name.log" 2>/dev/null | grep -E '\[ERROR\]|signal [0-9]' | tail -n 3 | sed -E 's/^[0-9-]+ +[0-9:]+ [0-9]+ //' | tr '\n' ' ')
+        [ "$try" -lt 3 ] || die "$name exited at start three times (last: ${why:-no error logged}); see $STACK_DIR/$name.log"
+        log "$name exited at start (attempt $try: ${why:-no error logged}); starting it again"
+        sleep 1
     done
-    [ "$i" -lt 600 ] || die "$name did not answer within 60s; see $STACK_DIR/$name.log"
     if [ -f "$dir/.needs-grants" ]; then
         # root over TCP from loopback, with an empty password (a test stack).
         mariadb --no-defaults --socket="$dir/mariadbd.sock" -uroot -e "
