@@ -5,11 +5,15 @@
 //! nothing changing at the source that figure would stay at its last
 //! value, whatever happened since. The source connector therefore sends a
 //! heartbeat (`kafka.heartbeat_interval_ms`) to
-//! `__tributary-heartbeat.<prefix>`, and this task reads it from its end:
-//! while the sink is caught up (nothing read waits to be applied), a
-//! heartbeat's age when it arrives is the lag; heartbeats that stop
-//! coming (a source stopped or cut off) make it grow (see
-//! `telemetry::sink_heartbeat`). Nothing is applied or stored from here.
+//! `__tributary-heartbeat.<prefix>`, and this task reads it from its last
+//! record on: while the sink is caught up (nothing read waits to be
+//! applied), a heartbeat's age when it arrives is the lag; heartbeats that
+//! stop coming (a source stopped or cut off) make it grow (see
+//! `telemetry::sink_heartbeat`). The last record comes first so that the
+//! source's interval is known at once, even if the source stopped before
+//! this task found the topic: a sink that never heard of heartbeats has
+//! no way to tell an idle source from a stopped one. Nothing is applied or
+//! stored from here.
 
 use std::time::Duration;
 
@@ -17,8 +21,9 @@ use change_stream::topics;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-/// How often a topic not created yet is looked for.
-const LOOK_EVERY: Duration = Duration::from_secs(10);
+/// How often a topic not created yet is looked for (the source creates it
+/// as it starts, which may be after the sink).
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// Reads heartbeats until the process ends.
 pub fn spawn(client_config: &ClientConfig, prefix: &str, group_id: &str) {
@@ -37,7 +42,7 @@ pub fn spawn(client_config: &ClientConfig, prefix: &str, group_id: &str) {
     });
 }
 
-/// Follows the topic from its end, once it exists.
+/// Follows the topic from its last record, once it exists.
 async fn follow(cc: &ClientConfig, topic: &str) -> Result<(), String> {
     let consumer: StreamConsumer = cc.create().map_err(|e| e.to_string())?;
     let partitions = {
@@ -54,7 +59,7 @@ async fn follow(cc: &ClientConfig, topic: &str) -> Result<(), String> {
     }
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
-        tpl.add_partition_offset(topic, p, Offset::End)
+        tpl.add_partition_offset(topic, p, Offset::OffsetTail(1))
             .map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
