@@ -234,8 +234,8 @@ mariadb_up() {
     # start once in a while. What its log says is kept in the error.
     local try i started=
     for try in 1 2 3; do
-        local seen
-        seen=$(cat "$STACK_DIR/$name.log" 2>/dev/null | wc -l)
+        local seen=0
+        [ -f "$STACK_DIR/$name.log" ] && seen=$(wc -l <"$STACK_DIR/$name.log")
         setsid "$(mariadbd_bin)" --no-defaults "${user_opt[@]}" \
             --datadir="$dir" --socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" \
             --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
@@ -257,7 +257,7 @@ mariadb_up() {
         [ -n "$started" ] && break
         [ "$i" -lt 600 ] || die "$name did not answer within 60s; see $STACK_DIR/$name.log"
         local why
-        why=$(tail -n +$((seen + 1)) "$STACK_DIR/$name.log" 2>/dev/null | grep -E '\[ERROR\]|signal [0-9]' | tail -n 3 | sed -E 's/^[0-9-]+ +[0-9:]+ [0-9]+ //' | tr '\n' ' ')
+        why=$(tail -n +$((seen + 1)) "$STACK_DIR/$name.log" | grep -E '\[ERROR\]|signal [0-9]' | tail -n 3 | sed -E 's/^[0-9-]+ +[0-9:]+ [0-9]+ //' | tr '\n' ' ' || true)
         [ "$try" -lt 3 ] || die "$name exited at start three times (last: ${why:-no error logged}); see $STACK_DIR/$name.log"
         log "$name exited at start (attempt $try: ${why:-no error logged}); starting it again"
         sleep 1
