@@ -42,11 +42,13 @@ pub fn wanted() -> bool {
 /// Draws the bars until the full synchronization ends (or never started).
 pub fn show_snapshot() {
     tokio::spawn(async {
-        // Until the plan is known.
+        // Until the plan is known. A small snapshot can start and end
+        // between two looks: its plan is still there, and its bars are
+        // drawn finished.
         let mut waited = 0;
         loop {
             let s = crate::telemetry::status();
-            if s.snapshot.running {
+            if s.snapshot.running || !s.snapshot.tables.is_empty() {
                 break;
             }
             if waited > 600 || s.health == crate::telemetry::Health::Failed {
