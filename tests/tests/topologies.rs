@@ -208,6 +208,14 @@ async fn a_two_way_pair_converges_and_does_not_loop() -> Result<()> {
     sink_b
         .wait_log("sink connector started", Duration::from_secs(60))
         .await?;
+    // A full synchronization copies every row there, whatever its origin:
+    // writes start once both have read their (empty) side, as the README
+    // tells a user to set a pair up.
+    for source in [&source_a, &source_b] {
+        source
+            .wait_log("snapshot finished", Duration::from_secs(60))
+            .await?;
+    }
 
     // Both sides write at once: A the odd keys, B the even ones; A also
     // changes the table's shape half way, and A's sink is killed.
