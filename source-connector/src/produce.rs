@@ -640,22 +640,13 @@ impl Output {
         what: impl FnOnce() -> String,
     ) -> Result<(), SourceError> {
         // Schema-registry mode: the same datum behind the registry's header.
+        // Boxed, out of line: the registry's HTTP futures would otherwise
+        // make every send's future, and its callers', several times larger.
         let framed;
         let (key, payload) = match &self.registry {
             None => (key, payload),
             Some(registry) => {
-                let mut both = [None, None];
-                for (i, bytes) in [key, payload].into_iter().enumerate() {
-                    if let Some(b) = bytes {
-                        both[i] = Some(
-                            registry
-                                .frame(topic, i == 0, b)
-                                .await
-                                .map_err(registry_error)?,
-                        );
-                    }
-                }
-                framed = both;
+                framed = Box::pin(frame(registry, topic, [key, payload])).await?;
                 (framed[0].as_deref(), framed[1].as_deref())
             }
         };
@@ -1119,7 +1110,26 @@ impl Committer {
     }
 }
 
-/// A failed commit or abort in words an operator can act on.
+/// A key and a payload in the wire format of `registry`.
+async fn frame(
+    registry: &Registry,
+    topic: &str,
+    parts: [Option<&[u8]>; 2],
+) -> Result<[Option<Vec<u8>>; 2], SourceError> {
+    let mut both = [None, None];
+    for (i, bytes) in parts.into_iter().enumerate() {
+        if let Some(b) = bytes {
+            both[i] = Some(
+                registry
+                    .frame(topic, i == 0, b)
+                    .await
+                    .map_err(registry_error)?,
+            );
+        }
+    }
+    Ok(both)
+}
+
 /// A registry that does not answer is waited for, as the broker is; one
 /// that refuses a schema stops the connector.
 fn registry_error(e: change_stream::Error) -> SourceError {
@@ -1131,6 +1141,7 @@ fn registry_error(e: change_stream::Error) -> SourceError {
     }
 }
 
+/// A failed commit or abort in words an operator can act on.
 fn committing(e: &KafkaError) -> SourceError {
     match e.rdkafka_error_code() {
         Some(RDKafkaErrorCode::ProducerFenced)
