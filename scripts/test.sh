@@ -33,7 +33,7 @@ TEST_PYTHON=$(scripts/python.sh)
 export TEST_PYTHON
 
 # A clean checkout gains nothing from incremental compilation, and its
-# caches would double the build's size on disk (about 3 GB without them).
+# caches add more than a gigabyte to the build on disk (about 3 GB without).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
 if [ "${free_kb:-0}" -lt $((4 * 1024 * 1024)) ]; then

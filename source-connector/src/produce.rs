@@ -640,8 +640,8 @@ impl Output {
         what: impl FnOnce() -> String,
     ) -> Result<(), SourceError> {
         // Schema-registry mode: the same datum behind the registry's header.
-        // Boxed, out of line: the registry's HTTP futures would otherwise
-        // make every send's future, and its callers', several times larger.
+        // Boxed, out of line: the registry's HTTP futures are then not part
+        // of every send's future, nor of its callers'.
         let framed;
         let (key, payload) = match &self.registry {
             None => (key, payload),
