@@ -75,8 +75,13 @@ impl PrivateStack {
 }
 
 impl Drop for PrivateStack {
+    /// Stops the stack and removes the servers' data; the logs stay.
     fn drop(&mut self) {
-        let _ = self.stack("down");
+        if self.stack("down").is_ok() {
+            for data in ["source", "dest", "dest2", "kafka"] {
+                let _ = std::fs::remove_dir_all(self.dir.join(data));
+            }
+        }
     }
 }
 
